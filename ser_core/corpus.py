@@ -1,0 +1,148 @@
+"""A prepared corpus on disk: the contract between `prepare` (writes it) and training (reads it).
+
+The directory holds `manifest.parquet` (one row per clip, originals and augmented copies),
+`waveforms.npy` (float32 (N, L), memory-mapped on load so a corpus larger than RAM still works
+and forked workers share pages), `rejects.parquet` and `protocol.json`, which records how the data
+were made so a result can always be traced back to its preprocessing and protocol.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+# Bump when the on-disk layout changes in a way older readers would misread.
+CORPUS_FORMAT_VERSION = 1
+
+MANIFEST_FILE = "manifest.parquet"
+WAVEFORMS_FILE = "waveforms.npy"
+REJECTS_FILE = "rejects.parquet"
+PROTOCOL_FILE = "protocol.json"
+
+MANIFEST_SCHEMA = pa.schema([
+    ("row", pa.int64()),            # index into waveforms.npy
+    ("path", pa.string()),
+    ("corpus", pa.string()),
+    ("speaker", pa.string()),       # "corpus:speaker", unique across corpora
+    ("gender", pa.string()),        # nullable
+    ("raw_label", pa.string()),
+    ("label", pa.string()),
+    ("label_id", pa.int32()),       # index into protocol["labels"]
+    ("session", pa.string()),       # nullable (IEMOCAP only)
+    ("duration", pa.float64()),     # seconds of source audio
+    ("valid_samples", pa.int64()),  # samples of the segment before zero padding
+    ("fold", pa.int32()),
+    ("split", pa.string()),         # train/val/test for fold 0
+    ("augmented", pa.bool_()),
+    ("source_row", pa.int64()),     # = row for originals
+    ("snr_db", pa.float64()),       # null for originals
+    ("sha1", pa.string()),          # of the source file's bytes
+])
+
+REJECTS_SCHEMA = pa.schema([("path", pa.string()), ("corpus", pa.string()), ("reason", pa.string())])
+
+
+class CorpusFormatError(ValueError):
+    """A directory that is not (or no longer) a usable prepared corpus."""
+
+
+@dataclass
+class PreparedCorpus:
+    root: Path
+    manifest: pd.DataFrame
+    waveforms: np.ndarray           # float32 (N, L), memory-mapped read-only
+    sample_rate: int
+    labels: tuple[str, ...]
+    protocol: dict[str, Any] = field(repr=False)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.labels)
+
+    @property
+    def n_folds(self) -> int:
+        return int(self.protocol["n_folds"])
+
+    @classmethod
+    def load(cls, directory: str | Path) -> "PreparedCorpus":
+        root = Path(directory)
+        if not root.is_dir():
+            raise CorpusFormatError(f"prepared corpus {root} does not exist or is not a directory")
+        missing = [n for n in (PROTOCOL_FILE, MANIFEST_FILE, WAVEFORMS_FILE) if not (root / n).is_file()]
+        if missing:
+            raise CorpusFormatError(f"{root} is not a prepared corpus (missing {', '.join(missing)}); "
+                                    "create one with `ser-search prepare`")
+        try:
+            protocol = json.loads((root / PROTOCOL_FILE).read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise CorpusFormatError(f"{root / PROTOCOL_FILE}: unreadable ({exc})") from exc
+        version = protocol.get("format_version")
+        if version != CORPUS_FORMAT_VERSION:
+            raise CorpusFormatError(f"{root}: corpus format version {version!r}, this code reads version "
+                                    f"{CORPUS_FORMAT_VERSION}; prepare the corpus again")
+        for key in ("sample_rate", "labels", "n_folds"):
+            if key not in protocol:
+                raise CorpusFormatError(f"{root / PROTOCOL_FILE}: missing key {key!r}")
+
+        try:
+            table = pq.read_table(root / MANIFEST_FILE)
+        except (OSError, pa.ArrowException) as exc:
+            raise CorpusFormatError(f"{root / MANIFEST_FILE}: unreadable ({exc})") from exc
+        absent = [n for n in MANIFEST_SCHEMA.names if n not in table.column_names]
+        if absent:
+            raise CorpusFormatError(f"{root / MANIFEST_FILE}: missing columns {', '.join(absent)}")
+        manifest = table.to_pandas()
+
+        try:
+            waveforms = np.load(root / WAVEFORMS_FILE, mmap_mode="r")
+        except (OSError, ValueError) as exc:
+            raise CorpusFormatError(f"{root / WAVEFORMS_FILE}: unreadable ({exc})") from exc
+        if waveforms.dtype != np.float32 or waveforms.ndim != 2:
+            raise CorpusFormatError(f"{root / WAVEFORMS_FILE}: expected float32 (N, L), got "
+                                    f"{waveforms.dtype} {waveforms.shape}")
+        if waveforms.shape[0] != len(manifest) or not np.array_equal(manifest["row"].to_numpy(),
+                                                                     np.arange(len(manifest))):
+            raise CorpusFormatError(f"{root}: manifest ({len(manifest)} rows) does not match "
+                                    f"waveforms.npy ({waveforms.shape[0]} rows)")
+        labels = tuple(protocol["labels"])
+        ids = manifest["label_id"].to_numpy()
+        if len(ids) and (ids.min() < 0 or ids.max() >= len(labels)):
+            raise CorpusFormatError(f"{root}: label_id outside 0..{len(labels) - 1}")
+        return cls(root=root, manifest=manifest, waveforms=waveforms, sample_rate=int(protocol["sample_rate"]),
+                   labels=labels, protocol=protocol)
+
+    def split_indices(self, fold: int = 0) -> dict[str, np.ndarray]:
+        """Sorted row indices per subset for test fold `fold`: train holds originals and their
+        augmented copies, val and test originals only (noisy copies never reach evaluation)."""
+        n = self.n_folds
+        if not isinstance(fold, (int, np.integer)) or not 0 <= fold < n:
+            raise ValueError(f"fold {fold!r} out of range: {self.root} has folds 0..{n - 1} "
+                             f"(protocol {self.protocol.get('protocol')!r})")
+        folds = self.manifest["fold"].to_numpy()
+        original = ~self.manifest["augmented"].to_numpy(dtype=bool)
+        test = folds == fold
+        val = folds == (fold + 1) % n
+        return {
+            "train": np.flatnonzero(~test & ~val).astype(np.int64),
+            "val": np.flatnonzero(val & original).astype(np.int64),
+            "test": np.flatnonzero(test & original).astype(np.int64),
+        }
+
+    def targets(self) -> np.ndarray:
+        """label_id per row (int64, ready for a loss)."""
+        return self.manifest["label_id"].to_numpy().astype(np.int64)
+
+    def in_memory(self) -> "PreparedCorpus":
+        """A copy with the waveforms read into RAM: what to hand to a scheduler that pickles the
+        corpus (Ray's object store), where a file mapping would not travel to other nodes."""
+        return replace(self, waveforms=np.array(self.waveforms, dtype=np.float32, copy=True),
+                       manifest=self.manifest.copy())
+
+    def __len__(self) -> int:
+        return len(self.manifest)

@@ -1,0 +1,44 @@
+"""Shared fixtures: the real EmoDB clips and a small prepared synthetic corpus."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def find_emodb() -> Path | None:
+    """shared/ sits beside the checkout (CI: a fresh clone with shared/ next to it)."""
+    env = os.environ.get("SER_SEARCH_EMODB")
+    for cand in ([Path(env)] if env else []) + [REPO.parent / "shared" / "data" / "emodb",
+                                                  REPO / "shared" / "data" / "emodb",
+                                                  Path("/work/shared/data/emodb")]:
+        if cand.is_dir() and any(cand.glob("*.wav")):
+            return cand
+    return None
+
+
+@pytest.fixture(scope="session")
+def emodb_dir() -> Path:
+    path = find_emodb()
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail("EmoDB clips not found beside the checkout (../shared/data/emodb); CI must have them")
+        pytest.skip("EmoDB clips not available")
+    return path
+
+
+@pytest.fixture(scope="session")
+def synthetic_prepared(tmp_path_factory) -> Path:
+    """A small synthetic corpus, generated and prepared once per test session."""
+    from ser_core.prepare import PrepareOptions, prepare_corpora
+    from ser_core.synthetic import generate_corpus
+
+    base = tmp_path_factory.mktemp("synthetic")
+    root = generate_corpus(base / "wav", n_speakers=6, clips_per_emotion=8, seed=0)
+    out = base / "prepared"
+    prepare_corpora({"synthetic": root}, out,
+                    PrepareOptions(segment_seconds=1.5, n_folds=3, augment_copies=1), progress=False)
+    return out
