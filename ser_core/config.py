@@ -1,0 +1,152 @@
+"""One trial's configuration, validated with pydantic so a typo or an out-of-range value
+fails before any data is loaded, with the offending key in the message."""
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .features import FrontendConfig
+from .losses import loss_names, loss_parameters
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+class DataConfig(_Strict):
+    prepared: Path = Field(description="directory written by `ser-search prepare`")
+    fold: int = Field(0, ge=0, description="test fold; validation is fold+1 (mod n_folds)")
+    max_train_clips: int | None = Field(None, gt=0, description="subsample train (for quick runs)")
+
+
+class ModelConfig(_Strict):
+    name: Literal["cnn_transformer", "cnn_birnn"] = "cnn_transformer"
+    dropout: float = Field(0.1, ge=0.0, lt=1.0)
+    # CNN-Transformer (paper defaults)
+    channels: list[int] | None = Field(None, description="conv channels; default per model")
+    d_model: int = Field(64, gt=0)
+    n_heads: int = Field(4, gt=0)
+    n_layers: int = Field(4, gt=0)
+    ff_dim: int = Field(512, gt=0)
+    # CNN-BiRNN
+    rnn: Literal["lstm", "gru"] = "lstm"
+    rnn_hidden: int = Field(128, gt=0)
+    rnn_layers: int = Field(1, gt=0)
+    embed_dim: int = Field(128, gt=0)
+
+    @model_validator(mode="after")
+    def _heads_divide(self) -> "ModelConfig":
+        if self.name == "cnn_transformer" and self.d_model % self.n_heads:
+            raise ValueError(f"model.d_model ({self.d_model}) must be divisible by model.n_heads ({self.n_heads})")
+        if self.channels is not None and (not self.channels or min(self.channels) <= 0):
+            raise ValueError("model.channels must be a non-empty list of positive integers")
+        return self
+
+
+class LossConfig(_Strict):
+    """`family` names a ser_core.losses registry entry; the other keys are that family's
+    parameters. Setting a parameter the family does not use is an error, not a silent no-op."""
+
+    family: str = "cross_entropy"
+    center_lambda: float | None = None
+    center_lr: float | None = None
+    gamma: float | None = None
+    temperature: float | None = None
+    supcon_weight: float | None = None
+    margin: float | None = None
+    triplet_weight: float | None = None
+
+    @field_validator("family")
+    @classmethod
+    def _known_family(cls, v: str) -> str:
+        if v not in loss_names():
+            raise ValueError(f"unknown loss family {v!r}; choose one of {', '.join(loss_names())}")
+        return v
+
+    @model_validator(mode="after")
+    def _params_fit_family(self) -> "LossConfig":
+        allowed = loss_parameters(self.family)
+        for key, value in self.params().items():
+            if key not in allowed:
+                raise ValueError(
+                    f"loss.{key} is not a parameter of loss family {self.family!r} "
+                    f"(its parameters: {', '.join(allowed) or 'none'})"
+                )
+            _, low, high = allowed[key]
+            if (low is not None and value < low) or (high is not None and value > high):
+                raise ValueError(f"loss.{key}={value} is out of range [{low}, {high}] for {self.family!r}")
+        return self
+
+    def params(self) -> dict[str, float]:
+        return {k: v for k, v in self.model_dump(exclude={"family"}).items() if v is not None}
+
+
+class OptimConfig(_Strict):
+    name: Literal["adamw", "adam", "sgd"] = "adamw"
+    lr: float = Field(1e-3, gt=0.0, le=1.0)
+    weight_decay: float = Field(1e-4, ge=0.0)
+    batch_size: int = Field(32, gt=0, le=4096)
+    epochs: int = Field(20, gt=0)
+    grad_clip: float | None = Field(5.0, gt=0.0)
+
+
+class TrainConfig(_Strict):
+    data: DataConfig
+    frontend: FrontendConfig = Field(default_factory=FrontendConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    loss: LossConfig = Field(default_factory=LossConfig)
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    seed: int = 0
+    device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
+    amp: bool = Field(True, description="bf16 autocast on CUDA (ignored on CPU)")
+    variable_length: bool = Field(True, description="mask padding frames (true clip lengths)")
+    output: Path | None = Field(None, description="where `ser-search train` writes checkpoint + metrics")
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v: str) -> str:
+        if v not in ("auto", "cpu", "cuda") and not v.startswith("cuda:"):
+            raise ValueError(f"device must be auto, cpu, cuda or cuda:N, not {v!r}")
+        return v
+
+
+class ConfigError(ValueError):
+    """A config file is unreadable or invalid; the message names file and key."""
+
+
+def format_validation_error(err: ValidationError, source: str) -> str:
+    lines = [f"invalid configuration in {source}:"]
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        msg = e["msg"].removeprefix("Value error, ")
+        lines.append(f"  {key}: {msg}")
+    return "\n".join(lines)
+
+
+def load_toml(path: Path) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path} is not valid TOML: {e}") from None
+
+
+def load_train_config(path: Path) -> TrainConfig:
+    """Relative paths inside the file are resolved against the file's own directory."""
+    path = Path(path)
+    raw = load_toml(path)
+    try:
+        cfg = TrainConfig.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError(format_validation_error(e, str(path))) from None
+    base = path.parent
+    if not cfg.data.prepared.is_absolute():
+        cfg.data.prepared = (base / cfg.data.prepared).resolve()
+    if cfg.output is not None and not cfg.output.is_absolute():
+        cfg.output = (base / cfg.output).resolve()
+    return cfg

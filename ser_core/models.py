@@ -1,0 +1,159 @@
+"""The two model families of the papers. Both map a normalised spectrogram batch
+(B, F, T) to an embedding z (`embed`) and class logits (`forward` returns both), because
+the loss families act on z (center, contrastive, triplet) as well as on the logits."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import Tensor, nn
+
+
+def _conv_block(c_in: int, c_out: int, pool: tuple[int, int] | int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, kernel_size=3, stride=1, padding=1, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(inplace=True),
+        nn.MaxPool2d(pool, ceil_mode=True),
+    )
+
+
+def _frame_mask(lengths: Tensor | None, n_frames: int, full_frames: int) -> Tensor | None:
+    """Boolean (B, n_frames) mask of valid frames after a time downsampling from full_frames."""
+    if lengths is None:
+        return None
+    scaled = torch.ceil(lengths.float() * n_frames / full_frames).clamp(1, n_frames).long()
+    return torch.arange(n_frames, device=lengths.device)[None, :] < scaled[:, None]
+
+
+def _masked_mean(x: Tensor, mask: Tensor | None) -> Tensor:
+    """Mean over dim 1 of (B, T, D), counting only valid frames."""
+    if mask is None:
+        return x.mean(dim=1)
+    m = mask.to(x.dtype).unsqueeze(-1)
+    return (x * m).sum(dim=1) / m.sum(dim=1).clamp_min(1.0)
+
+
+class CNNTransformer(nn.Module):
+    """CNN + Transformer of "SER based on CNN-Transformer with different loss functions".
+
+    Choices where the paper is ambiguous (it describes both parts but not how they join):
+    - Two parallel branches over the same spectrogram, as in the public parallel
+      CNN-Transformer SER design the paper's numbers match: the CNN branch (4 blocks,
+      kernel 3, stride 1, padding 1, BN, ReLU, max-pool 2, 2, 2, 4; channels 16, 32, 64, 64)
+      averaged over its remaining frequency x time grid, and the Transformer branch behind a
+      [2, 4] max-pool of the input (frequency x time).
+    - The pooled frequency axis is projected linearly to d_model=64, so any frontend (64 Mel
+      bins or 321 STFT bins) feeds the same 4-layer encoder (4 heads, feed-forward 512, GELU);
+      the paper's d_model=64 equals 128 Mel bins pooled by 2, which needs no projection.
+    - z is the concatenation of both branch outputs (64 + 64 = 128) and a linear layer gives
+      the logits. Dropout 0.1 inside the encoder and before the classifier.
+    """
+
+    def __init__(
+        self,
+        n_features: int,
+        num_classes: int,
+        channels: Sequence[int] = (16, 32, 64, 64),
+        pools: Sequence[int] = (2, 2, 2, 4),
+        d_model: int = 64,
+        n_heads: int = 4,
+        n_layers: int = 4,
+        ff_dim: int = 512,
+        dropout: float = 0.1,
+    ) -> None:
+        super().__init__()
+        if len(channels) != len(pools):
+            raise ValueError("channels and pools must have the same length")
+        blocks, c_in = [], 1
+        for c_out, pool in zip(channels, pools):
+            blocks.append(_conv_block(c_in, c_out, pool))
+            c_in = c_out
+        self.cnn = nn.Sequential(*blocks)
+        self.time_downsample = 1
+        for p in pools:
+            self.time_downsample *= p
+        self.pre_pool = nn.MaxPool2d((2, 4), stride=(2, 4), ceil_mode=True)
+        self.project = nn.Linear((n_features + 1) // 2, d_model)
+        layer = nn.TransformerEncoderLayer(
+            d_model, n_heads, ff_dim, dropout=dropout, activation="gelu", batch_first=True
+        )
+        self.transformer = nn.TransformerEncoder(layer, n_layers, enable_nested_tensor=False)
+        self.embed_dim = c_in + d_model
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(self.embed_dim, num_classes)
+
+    def embed(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
+        full_frames = x.shape[-1]
+        c = self.cnn(x.unsqueeze(1))  # (B, C, F', T')
+        cnn_mask = _frame_mask(lengths, c.shape[-1], full_frames)
+        cnn_z = _masked_mean(c.mean(dim=2).transpose(1, 2), cnn_mask)
+        t = self.pre_pool(x.unsqueeze(1)).squeeze(1).transpose(1, 2)  # (B, T/4, F/2)
+        t = self.project(t)
+        t_mask = _frame_mask(lengths, t.shape[1], full_frames)
+        t = self.transformer(t, src_key_padding_mask=None if t_mask is None else ~t_mask)
+        return torch.cat([cnn_z, _masked_mean(t, t_mask)], dim=1)
+
+    def forward(self, x: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        z = self.embed(x, lengths)
+        return self.classifier(self.dropout(z)), z
+
+
+class CNNBiRNN(nn.Module):
+    """CNN + bidirectional recurrent model of Dai et al. (center loss for SER).
+
+    The CNN pools frequency hard and time gently (x2 per block), so the recurrent layer sees
+    a long sequence; a packed bidirectional LSTM/GRU runs over each clip's true length only,
+    and z is the masked mean of its outputs projected to `embed_dim` — a fixed embedding from
+    variable-length input, which is what center loss acts on.
+    """
+
+    def __init__(
+        self,
+        n_features: int,
+        num_classes: int,
+        channels: Sequence[int] = (16, 32, 64),
+        rnn: str = "lstm",
+        rnn_hidden: int = 128,
+        rnn_layers: int = 1,
+        embed_dim: int = 128,
+        dropout: float = 0.1,
+    ) -> None:
+        super().__init__()
+        blocks, c_in, f = [], 1, n_features
+        for c_out in channels:
+            blocks.append(_conv_block(c_in, c_out, (4, 2) if f >= 4 else (1, 2)))
+            f = -(-f // 4) if f >= 4 else f
+            c_in = c_out
+        self.cnn = nn.Sequential(*blocks)
+        self.time_downsample = 2 ** len(channels)
+        rnn_cls = {"lstm": nn.LSTM, "gru": nn.GRU}[rnn]
+        self.rnn = rnn_cls(
+            c_in * f, rnn_hidden, num_layers=rnn_layers, batch_first=True, bidirectional=True,
+            dropout=dropout if rnn_layers > 1 else 0.0,
+        )
+        self.project = nn.Sequential(nn.Linear(2 * rnn_hidden, embed_dim), nn.ReLU())
+        self.embed_dim = embed_dim
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(embed_dim, num_classes)
+
+    def embed(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
+        full_frames = x.shape[-1]
+        c = self.cnn(x.unsqueeze(1))  # (B, C, F', T')
+        seq = c.flatten(1, 2).transpose(1, 2)  # (B, T', C*F')
+        mask = _frame_mask(lengths, seq.shape[1], full_frames)
+        if mask is not None:
+            steps = mask.sum(dim=1).cpu()
+            packed = nn.utils.rnn.pack_padded_sequence(seq, steps, batch_first=True, enforce_sorted=False)
+            out, _ = self.rnn(packed)
+            out, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=seq.shape[1])
+        else:
+            out, _ = self.rnn(seq)
+        return self.project(_masked_mean(out, mask))
+
+    def forward(self, x: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        z = self.embed(x, lengths)
+        return self.classifier(self.dropout(z)), z
+
+
+MODELS: dict[str, type[nn.Module]] = {"cnn_transformer": CNNTransformer, "cnn_birnn": CNNBiRNN}

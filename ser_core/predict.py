@@ -1,0 +1,67 @@
+"""Predict emotions of arbitrary audio files with a checkpoint written by `ser-search train`.
+
+Files go through the same decoding, trimming and segmenting as the prepared corpus the model
+was trained on, so a prediction sees what training saw."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .audio import AudioError, load_audio, trim_and_segment
+from .config import TrainConfig
+from .features import FeatureNormalizer, FrontendConfig, build_frontend
+from .train import build_model, load_checkpoint
+
+
+@dataclass
+class Prediction:
+    path: Path
+    label: str | None
+    probabilities: dict[str, float]
+    error: str | None = None
+
+
+class Predictor:
+    def __init__(self, checkpoint: dict[str, Any] | Path) -> None:
+        state = load_checkpoint(checkpoint) if not isinstance(checkpoint, dict) else checkpoint
+        self.config = TrainConfig.model_validate(state["config"])
+        self.frontend_cfg = FrontendConfig.model_validate(state["frontend"])
+        self.labels: list[str] = list(state["labels"])
+        self.segment_samples = int(state["segment_samples"])
+        self.preprocessing = state.get("preprocessing", {})
+        self.frontend = build_frontend(self.frontend_cfg)
+        self.normalizer = FeatureNormalizer(self.frontend_cfg.n_features)
+        self.normalizer.load_state_dict(state["normalizer"])
+        self.model = build_model(self.config.model, self.frontend_cfg.n_features, len(self.labels))
+        self.model.load_state_dict(state["model"])
+        self.model.eval()
+
+    def _waveform(self, path: Path) -> np.ndarray:
+        sr = self.frontend_cfg.sample_rate
+        audio = load_audio(path, sr, max_seconds=self.preprocessing.get("max_source_seconds", 60.0))
+        seg, _ = trim_and_segment(audio, sr, segment_samples=self.segment_samples,
+                                  top_db=self.preprocessing.get("trim_top_db", 30.0))
+        return seg
+
+    @torch.no_grad()
+    def predict(self, paths: list[Path]) -> list[Prediction]:
+        out: list[Prediction] = []
+        good: list[tuple[Path, np.ndarray]] = []
+        for p in paths:
+            try:
+                good.append((Path(p), self._waveform(Path(p))))
+            except AudioError as e:
+                out.append(Prediction(Path(p), None, {}, error=str(e)))
+        if good:
+            x = torch.from_numpy(np.stack([w for _, w in good]).astype(np.float32))
+            logits, _ = self.model(self.normalizer(self.frontend(x)))
+            probs = torch.softmax(logits.float(), dim=1).numpy()
+            for (p, _), row in zip(good, probs):
+                out.append(Prediction(p, self.labels[int(row.argmax())],
+                                      {lab: float(v) for lab, v in zip(self.labels, row)}))
+        order = {Path(p): i for i, p in enumerate(paths)}
+        return sorted(out, key=lambda pr: order[pr.path])

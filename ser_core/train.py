@@ -1,0 +1,335 @@
+"""Training and evaluating one trial, top to bottom.
+
+`fit` is the whole story of a trial: load the prepared corpus as one tensor, turn it into
+spectrograms in batches on the trial's device (once: the waveforms are fixed, noisy copies
+included, so the features are too), fit the per-frequency normaliser on the training split,
+then train with index slices of that tensor — no per-sample Python in an epoch. A callback
+receives every epoch's metrics and can ask for a resumable checkpoint, so the same loop runs
+under Ray Tune, in a test or from the CLI.
+"""
+from __future__ import annotations
+
+import io
+import math
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Protocol
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import Tensor, nn
+
+from .config import ModelConfig, TrainConfig
+from .features import FeatureNormalizer, build_frontend, num_frames
+from .losses import LossFamily, build_loss
+from .metrics import ClassificationReport, classification_report, compactness
+from .models import MODELS
+
+
+class NonFiniteLossError(RuntimeError):
+    """Training produced a NaN/inf loss; the trial stops instead of training on garbage."""
+
+
+class CorpusLike(Protocol):
+    """What fit needs of a corpus: ser_core.corpus.PreparedCorpus, or the same arrays
+    handed over by a scheduler (e.g. from a shared object store)."""
+
+    waveforms: np.ndarray
+    manifest: pd.DataFrame
+    labels: tuple[str, ...]
+    sample_rate: int
+
+    def split_indices(self, fold: int = 0) -> dict[str, np.ndarray]: ...
+
+
+@dataclass
+class EpochReport:
+    epoch: int  # 1-based
+    train_loss: float
+    val_loss: float
+    val_ua: float
+    val_wa: float
+    seconds: float
+    best_val_ua: float = float("nan")  # best so far, what schedulers should compare
+    final: "FitResult | None" = field(default=None, repr=False)  # set on the last epoch only
+
+
+@dataclass
+class FitResult:
+    labels: tuple[str, ...]
+    best_epoch: int
+    epochs_run: int
+    val: ClassificationReport
+    test: ClassificationReport
+    compactness_val: float
+    compactness_test: float
+    train_seconds: float
+    history: list[EpochReport]
+    checkpoint: dict[str, Any] = field(repr=False)  # best weights + everything predict needs
+
+    def metrics(self) -> dict[str, float]:
+        out = {"best_epoch": self.best_epoch, "epochs_run": self.epochs_run,
+               "compactness_val": self.compactness_val, "compactness_test": self.compactness_test,
+               "train_seconds": self.train_seconds}
+        out.update(self.val.as_dict("val"))
+        out.update(self.test.as_dict("test"))
+        return out
+
+
+EpochCallback = Callable[[EpochReport, Callable[[], dict[str, Any]]], None]
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"device {name!r} requested but CUDA is not available")
+    return torch.device(name)
+
+
+def build_model(cfg: ModelConfig, n_features: int, num_classes: int) -> nn.Module:
+    if cfg.name == "cnn_transformer":
+        kwargs: dict[str, Any] = dict(d_model=cfg.d_model, n_heads=cfg.n_heads, n_layers=cfg.n_layers,
+                                      ff_dim=cfg.ff_dim, dropout=cfg.dropout)
+    else:
+        kwargs = dict(rnn=cfg.rnn, rnn_hidden=cfg.rnn_hidden, rnn_layers=cfg.rnn_layers,
+                      embed_dim=cfg.embed_dim, dropout=cfg.dropout)
+    if cfg.channels is not None:
+        kwargs["channels"] = tuple(cfg.channels)
+        if cfg.name == "cnn_transformer":
+            kwargs["pools"] = ((2, 2, 2, 4) + (2,) * 8)[: len(cfg.channels)]
+    return MODELS[cfg.name](n_features, num_classes, **kwargs)
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def _valid_frames(corpus: CorpusLike, rows: np.ndarray, frontend_cfg, enabled: bool) -> Tensor | None:
+    """True (unpadded) length in frames per row, when the manifest records it."""
+    if not enabled or "valid_samples" not in corpus.manifest.columns:
+        return None
+    samples = corpus.manifest["valid_samples"].to_numpy()[rows]
+    frames = [num_frames(frontend_cfg, int(s)) for s in samples]
+    return torch.as_tensor(frames, dtype=torch.long)
+
+
+@torch.no_grad()
+def _compute_features(waves: np.ndarray, rows: np.ndarray, frontend: nn.Module, device: torch.device,
+                      batch: int = 64) -> Tensor:
+    """Spectrograms for `rows`, computed on `device` in batches, kept there."""
+    out = []
+    for start in range(0, len(rows), batch):
+        chunk = torch.from_numpy(np.ascontiguousarray(waves[rows[start:start + batch]])).to(device)
+        out.append(frontend(chunk))
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def _predict(model: nn.Module, loss_fn: LossFamily, x: Tensor, y: Tensor, lengths: Tensor | None,
+             batch: int, autocast) -> tuple[Tensor, Tensor, Tensor]:
+    """(summed loss, predictions, embeddings) over a whole split."""
+    model.eval()
+    total, preds, embs = torch.zeros((), device=x.device), [], []
+    for s in range(0, len(x), batch):
+        lb = None if lengths is None else lengths[s:s + batch]
+        with autocast():
+            logits, z = model(x[s:s + batch], lb)
+            loss = loss_fn(logits.float(), z.float(), y[s:s + batch])
+        total += loss.detach() * len(logits)
+        preds.append(logits.argmax(dim=1))
+        embs.append(z.float())
+    return total, torch.cat(preds), torch.cat(embs)
+
+
+def fit(cfg: TrainConfig, corpus: CorpusLike, on_epoch: EpochCallback | None = None,
+        resume: dict[str, Any] | None = None) -> FitResult:
+    """Train one configuration; the best epoch by validation UA is evaluated on test."""
+    t_start = time.perf_counter()
+    gen = seed_everything(cfg.seed)
+    device = resolve_device(cfg.device)
+    use_amp = cfg.amp and device.type == "cuda"
+    autocast = lambda: torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp)  # noqa: E731
+
+    frontend_cfg = cfg.frontend
+    if "sample_rate" not in frontend_cfg.model_fields_set:
+        frontend_cfg = type(frontend_cfg).model_validate(
+            {**frontend_cfg.model_dump(), "sample_rate": corpus.sample_rate})
+    elif frontend_cfg.sample_rate != corpus.sample_rate:
+        raise ValueError(f"frontend.sample_rate={frontend_cfg.sample_rate} but the prepared corpus "
+                         f"is at {corpus.sample_rate} Hz")
+
+    splits = corpus.split_indices(cfg.data.fold)
+    for name in ("train", "val", "test"):
+        if len(splits[name]) == 0:
+            raise ValueError(f"the {name} split of fold {cfg.data.fold} is empty")
+    if cfg.data.max_train_clips and len(splits["train"]) > cfg.data.max_train_clips:
+        rng = np.random.default_rng(cfg.seed)
+        splits["train"] = np.sort(rng.choice(splits["train"], cfg.data.max_train_clips, replace=False))
+    targets = torch.as_tensor(corpus.manifest["label_id"].to_numpy(), dtype=torch.long)
+    num_classes = len(corpus.labels)
+
+    # The corpus becomes spectrogram tensors on the device once; an epoch only slices them.
+    frontend = build_frontend(frontend_cfg).to(device)
+    feats, ys, lens = {}, {}, {}
+    for name, rows in splits.items():
+        feats[name] = _compute_features(corpus.waveforms, rows, frontend, device)
+        ys[name] = targets[rows].to(device)
+        lf = _valid_frames(corpus, rows, frontend_cfg, cfg.variable_length)
+        lens[name] = None if lf is None else lf.to(device)
+    normalizer = FeatureNormalizer(frontend_cfg.n_features).to(device)
+    # Statistics from the training split only, over each clip's real frames (not its padding).
+    normalizer.fit(
+        feats["train"][s:s + 256] if lens["train"] is None else (feats["train"][s:s + 256], lens["train"][s:s + 256])
+        for s in range(0, len(feats["train"]), 256)
+    )
+    for name in feats:
+        feats[name] = normalizer(feats[name])
+
+    model = build_model(cfg.model, frontend_cfg.n_features, num_classes).to(device)
+    loss_fn = build_loss(cfg.loss.family, num_classes=num_classes, embed_dim=model.embed_dim,
+                         **cfg.loss.params()).to(device)
+    params = list(model.parameters()) + list(loss_fn.model_parameters())
+    opt_cls = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam, "sgd": torch.optim.SGD}[cfg.optim.name]
+    opt_kwargs: dict[str, Any] = {"lr": cfg.optim.lr, "weight_decay": cfg.optim.weight_decay}
+    if cfg.optim.name == "sgd":
+        opt_kwargs["momentum"] = 0.9
+    optimizer = opt_cls(params, **opt_kwargs)
+    center_opt = loss_fn.center_optimizer()
+
+    history: list[EpochReport] = []
+    best = {"ua": -1.0, "epoch": 0, "state": None}
+    start_epoch = 1
+    if resume is not None:
+        model.load_state_dict(resume["model"])
+        loss_fn.load_state_dict(resume["loss"])
+        optimizer.load_state_dict(resume["optimizer"])
+        if center_opt is not None and resume.get("center_optimizer") is not None:
+            center_opt.load_state_dict(resume["center_optimizer"])
+        history = [EpochReport(**h) for h in resume["history"]]
+        best = {"ua": resume["best_ua"], "epoch": resume["best_epoch"], "state": resume["best_state"]}
+        gen.set_state(resume["generator"])
+        torch.set_rng_state(resume["torch_rng"])
+        start_epoch = resume["epoch"] + 1
+
+    bs = cfg.optim.batch_size
+    n_train = len(feats["train"])
+    train_seconds = sum(h.seconds for h in history)
+    for epoch in range(start_epoch, cfg.optim.epochs + 1):
+        t0 = time.perf_counter()
+        model.train()
+        loss_fn.train()
+        perm = torch.randperm(n_train, generator=gen).to(device)
+        loss_sum = torch.zeros((), device=device)
+        for s in range(0, n_train, bs):
+            idx = perm[s:s + bs]
+            if len(idx) < 2:  # BatchNorm needs two samples; a lone tail sample waits for next epoch
+                continue
+            lb = None if lens["train"] is None else lens["train"][idx]
+            with autocast():
+                logits, z = model(feats["train"][idx], lb)
+                loss = loss_fn(logits.float(), z.float(), ys["train"][idx])
+            optimizer.zero_grad(set_to_none=True)
+            if center_opt is not None:
+                center_opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.optim.grad_clip:
+                nn.utils.clip_grad_norm_(params, cfg.optim.grad_clip)
+            optimizer.step()
+            if center_opt is not None:
+                loss_fn.before_center_step()
+                center_opt.step()
+            loss_sum += loss.detach() * len(idx)
+        train_loss = float(loss_sum) / n_train  # the epoch's one host sync
+        if not math.isfinite(train_loss):
+            raise NonFiniteLossError(
+                f"non-finite training loss ({train_loss}) in epoch {epoch} with loss family "
+                f"{cfg.loss.family!r}, lr={cfg.optim.lr}; the trial was stopped"
+            )
+        val_sum, val_pred, _ = _predict(model, loss_fn, feats["val"], ys["val"], lens["val"], 256, autocast)
+        val_rep = classification_report(ys["val"].cpu().numpy(), val_pred.cpu().numpy(), num_classes)
+        seconds = time.perf_counter() - t0
+        train_seconds += seconds
+        if val_rep.ua > best["ua"]:
+            best = {"ua": val_rep.ua, "epoch": epoch, "state": _cpu_state(model)}
+        report = EpochReport(epoch, train_loss, float(val_sum) / len(ys["val"]), val_rep.ua, val_rep.wa,
+                             seconds, best_val_ua=best["ua"])
+        history.append(report)
+
+        def checkpoint(epoch: int = epoch) -> dict[str, Any]:
+            return {
+                "epoch": epoch, "model": _cpu_state(model), "loss": _cpu_state(loss_fn),
+                "optimizer": optimizer.state_dict(),
+                "center_optimizer": None if center_opt is None else center_opt.state_dict(),
+                "history": [_history_row(h) for h in history], "best_ua": best["ua"],
+                "best_epoch": best["epoch"], "best_state": best["state"],
+                "generator": gen.get_state(), "torch_rng": torch.get_rng_state(),
+            }
+
+        if epoch == cfg.optim.epochs:
+            report.final = _final_evaluation(cfg, corpus, frontend_cfg, model, loss_fn, normalizer, best,
+                                             feats, ys, lens, history, train_seconds, autocast)
+        if on_epoch is not None:
+            on_epoch(report, checkpoint)
+
+    if not history or history[-1].final is None:
+        raise RuntimeError(f"nothing to train: resumed at epoch {start_epoch} of {cfg.optim.epochs}")
+    return history[-1].final
+
+
+def _history_row(h: EpochReport) -> dict[str, Any]:
+    return {k: v for k, v in asdict(h).items() if k != "final"}
+
+
+def _final_evaluation(cfg, corpus, frontend_cfg, model, loss_fn, normalizer, best, feats, ys, lens,
+                      history, train_seconds, autocast) -> FitResult:
+    """Evaluate the best epoch's weights on validation and test (test is read only here)."""
+    num_classes = len(corpus.labels)
+    model.load_state_dict(best["state"])
+    _, val_pred, val_z = _predict(model, loss_fn, feats["val"], ys["val"], lens["val"], 256, autocast)
+    _, test_pred, test_z = _predict(model, loss_fn, feats["test"], ys["test"], lens["test"], 256, autocast)
+    yv, yt = ys["val"].cpu().numpy(), ys["test"].cpu().numpy()
+    return FitResult(
+        labels=tuple(corpus.labels),
+        best_epoch=best["epoch"],
+        epochs_run=len(history),
+        val=classification_report(yv, val_pred.cpu().numpy(), num_classes),
+        test=classification_report(yt, test_pred.cpu().numpy(), num_classes),
+        compactness_val=compactness(val_z.cpu().numpy(), yv),
+        compactness_test=compactness(test_z.cpu().numpy(), yt),
+        train_seconds=train_seconds,
+        history=list(history),
+        checkpoint={
+            "format": 1,
+            "config": cfg.model_dump(mode="json"),
+            "frontend": frontend_cfg.model_dump(mode="json"),
+            "labels": list(corpus.labels),
+            "model": best["state"],
+            "normalizer": _cpu_state(normalizer),
+            "segment_samples": int(corpus.waveforms.shape[1]),
+            "best_epoch": best["epoch"],
+        },
+    )
+
+
+def _cpu_state(module: nn.Module) -> dict[str, Tensor]:
+    return {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}
+
+
+def checkpoint_bytes(state: dict[str, Any]) -> bytes:
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    return buf.getvalue()
+
+
+def save_checkpoint(state: dict[str, Any], path) -> None:
+    torch.save(state, path)
+
+
+def load_checkpoint(path) -> dict[str, Any]:
+    return torch.load(path, map_location="cpu", weights_only=False)
