@@ -1,0 +1,197 @@
+"""`ser-search`: one command line for preparing corpora, training one model, running,
+resuming and reading sweeps. Sub-commands import what they need lazily, so `--help` and
+the quick commands never pay for importing Ray."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def _corpus_arg(text: str) -> tuple[str, Path]:
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"--corpus expects NAME=PATH (e.g. emodb=/data/emodb), got {text!r}")
+    name, path = text.split("=", 1)
+    return name.strip(), Path(path).expanduser()
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from ser_core.synthetic import generate_corpus
+
+    root = generate_corpus(args.out, n_speakers=args.speakers, clips_per_emotion=args.clips_per_emotion,
+                           seed=args.seed, progress=True)
+    print(f"synthetic corpus in {root}")
+    return 0
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from ser_core.prepare import PrepareOptions, prepare_corpora
+
+    options = PrepareOptions(
+        sample_rate=args.sample_rate, segment_seconds=args.segment_seconds, protocol=args.protocol,
+        n_folds=args.folds, augment_copies=args.augment_copies, augment_snr_db=args.snr_db,
+        iemocap_four_class=args.iemocap_four_class, seed=args.seed,
+    )
+    report = prepare_corpora(dict(args.corpus), args.out, options, overwrite=args.force)
+    print(report.summary())
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from ser_core.config import load_train_config
+    from ser_core.corpus import PreparedCorpus
+    from ser_core.train import fit, save_checkpoint
+
+    cfg = load_train_config(args.config)
+    out = Path(args.out or cfg.output or Path("runs") / args.config.stem)
+    corpus = PreparedCorpus.load(cfg.data.prepared)
+    print(f"training {cfg.model.name} with {cfg.loss.family} on {cfg.frontend.kind} "
+          f"({corpus.num_classes} classes, fold {cfg.data.fold}) for {cfg.optim.epochs} epochs")
+
+    def on_epoch(r, _state) -> None:
+        print(f"epoch {r.epoch:3d}  train_loss {r.train_loss:.4f}  val_loss {r.val_loss:.4f}  "
+              f"val_ua {r.val_ua:.3f}  val_wa {r.val_wa:.3f}  ({r.seconds:.1f}s)", flush=True)
+
+    result = fit(cfg, corpus, on_epoch=on_epoch)
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt = result.checkpoint | {"preprocessing": corpus.protocol}
+    save_checkpoint(ckpt, out / "checkpoint.pt")
+    metrics = result.metrics() | {"labels": list(result.labels),
+                                  "confusion_test": result.test.confusion.tolist()}
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    print(f"best epoch {result.best_epoch}: val UA {result.val.ua:.3f} WA {result.val.wa:.3f} | "
+          f"test UA {result.test.ua:.3f} WA {result.test.wa:.3f} F1 {result.test.f1_macro:.3f} | "
+          f"compactness test {result.compactness_test:.3f}")
+    print(f"checkpoint and metrics in {out}")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from ser_core.predict import Predictor
+
+    predictor = Predictor(args.checkpoint)
+    status = 0
+    for p in predictor.predict(args.files):
+        if p.error:
+            print(f"{p.path}\tERROR\t{p.error}")
+            status = 1
+            continue
+        probs = "  ".join(f"{k}={v:.3f}" for k, v in sorted(p.probabilities.items(), key=lambda kv: -kv[1]))
+        print(f"{p.path}\t{p.label}\t{probs}")
+    return status
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from search.config import load_sweep
+    from search.leaderboard import leaderboard, render
+    from search.results import read_trials
+    from search.runner import run_sweep
+
+    sweep = load_sweep(args.sweep)
+    if args.prepared:
+        sweep = sweep.with_prepared(args.prepared)
+    outcome = run_sweep(sweep, args.results, address=args.address, resume=args.resume)
+    print(f"\n{outcome.num_trials} trials ({outcome.num_errors} errors); results in {outcome.sweep_dir}")
+    print(f"Optuna study: {outcome.study_path} (optuna-dashboard sqlite:///{outcome.study_path})\n")
+    print(render(leaderboard(read_trials(outcome.sweep_dir)), "table"))
+    return 0
+
+
+def cmd_leaderboard(args: argparse.Namespace) -> int:
+    from search.leaderboard import leaderboard, render
+    from search.results import read_trials
+
+    group_by = [c.strip() for c in args.group_by.split(",")] if args.group_by else None
+    print(render(leaderboard(read_trials(args.results_dir), group_by=group_by), args.format))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from search.demo import run_demo
+
+    return run_demo(Path(args.out), fresh=args.fresh)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ser-search", description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    g = sub.add_parser("generate", help="write the synthetic emotional-speech corpus as WAV files")
+    g.add_argument("--out", type=Path, required=True)
+    g.add_argument("--speakers", type=int, default=8)
+    g.add_argument("--clips-per-emotion", type=int, default=20)
+    g.add_argument("--seed", type=int, default=0)
+    g.set_defaults(func=cmd_generate)
+
+    pr = sub.add_parser("prepare", help="corpora on disk -> manifest.parquet + one waveform array")
+    pr.add_argument("--corpus", type=_corpus_arg, action="append", required=True, metavar="NAME=PATH",
+                    help="corpus adapter name and its root folder; repeat for several corpora")
+    pr.add_argument("--out", type=Path, required=True)
+    pr.add_argument("--protocol", choices=["speaker", "utterance", "session"], default="speaker",
+                    help="speaker-independent k-fold (default), stratified 80/10/10 by utterance, "
+                         "or IEMOCAP leave-one-session-out")
+    pr.add_argument("--folds", type=int, default=None,
+                    help="number of folds (default: 5 speaker folds, 10 utterance folds, one per session)")
+    pr.add_argument("--force", action="store_true", help="replace an existing prepared corpus in --out")
+    pr.add_argument("--sample-rate", type=int, default=16000)
+    pr.add_argument("--segment-seconds", type=float, default=3.5)
+    pr.add_argument("--augment-copies", type=int, default=2, help="noisy copies per clip (train only)")
+    pr.add_argument("--snr-db", type=float, default=20.0)
+    pr.add_argument("--iemocap-four-class", action="store_true")
+    pr.add_argument("--seed", type=int, default=0)
+    pr.set_defaults(func=cmd_prepare)
+
+    t = sub.add_parser("train", help="train and evaluate one configuration (TOML)")
+    t.add_argument("config", type=Path)
+    t.add_argument("--out", type=Path, help="checkpoint/metrics directory (default: config's output)")
+    t.set_defaults(func=cmd_train)
+
+    pd_ = sub.add_parser("predict", help="label audio files with a trained checkpoint")
+    pd_.add_argument("checkpoint", type=Path)
+    pd_.add_argument("files", type=Path, nargs="+")
+    pd_.set_defaults(func=cmd_predict)
+
+    s = sub.add_parser("sweep", help="run a sweep file on Ray Tune (Optuna TPE + ASHA)")
+    s.add_argument("sweep", type=Path)
+    s.add_argument("--results", default="results", help="results directory or pyarrow filesystem URI")
+    s.add_argument("--address", help="Ray cluster address (default: start a local Ray)")
+    s.add_argument("--resume", action="store_true", help="continue an interrupted sweep")
+    s.add_argument("--prepared", type=Path, help="override the sweep file's data.prepared")
+    s.set_defaults(func=cmd_sweep)
+
+    lb = sub.add_parser("leaderboard", help="rank trials by validation UA")
+    lb.add_argument("results_dir")
+    lb.add_argument("--group-by", help="comma-separated columns, e.g. loss_family,frontend")
+    lb.add_argument("--format", choices=["table", "markdown", "csv", "json"], default="table")
+    lb.set_defaults(func=cmd_leaderboard)
+
+    d = sub.add_parser("demo", help="generate, prepare, sweep on a local Ray, print the leaderboard")
+    d.add_argument("--out", default="demo-out")
+    d.add_argument("--fresh", action="store_true", help="discard a previous demo sweep in --out")
+    d.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # noqa: BLE001 - known user errors print cleanly, others re-raise
+        if type(e).__name__ in _USER_ERRORS:
+            print(f"ser-search {args.command}: error: {e}", file=sys.stderr)
+            return 2
+        raise
+
+
+# Errors that are the user's input, not our bug: printed without a traceback.
+_USER_ERRORS = {"ConfigError", "SweepConfigError", "SweepError", "CorpusError", "AudioError",
+                "PrepareError", "LossConfigError", "NonFiniteLossError", "ResultsError",
+                "CorpusFormatError", "FileNotFoundError", "ValidationError", "LeaderboardError"}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,150 @@
+"""A Tune callback that turns trials into Parquet rows as they happen.
+
+It runs on the driver, so results written here are complete and single-writer even when
+trials run on other nodes. Every write is an upsert keyed by trial id, so a retried trial, a
+restored sweep or a replayed result never produces a duplicate row.
+"""
+from __future__ import annotations
+
+import json
+import math
+from datetime import datetime, timezone
+from typing import Any
+
+from ray.tune import Callback
+
+from .config import SweepConfig
+from .results import ResultsStore, config_columns, confusion_rows
+
+# Keys of the final report that are copied verbatim into the trial row.
+_FINAL_KEYS = ("best_epoch", "val_ua", "val_wa", "val_f1_macro", "val_precision_macro",
+               "val_recall_macro", "test_ua", "test_wa", "test_f1_macro", "test_precision_macro",
+               "test_recall_macro", "compactness_val", "compactness_test", "train_seconds")
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _finite_or_none(v: Any) -> Any:
+    return None if isinstance(v, float) and not math.isfinite(v) else v
+
+
+class ParquetRecorder(Callback):
+    def __init__(self, sweep: SweepConfig, results: str, gpu_fraction: float, stage: str = "search",
+                 echo: bool = True) -> None:
+        self.sweep = sweep
+        self.results = results
+        self.gpu_fraction = gpu_fraction
+        self.stage = stage
+        self.echo = echo
+        self._started: dict[str, datetime] = {}
+        self._store: ResultsStore | None = None
+
+    @property
+    def store(self) -> ResultsStore:
+        if self._store is None:
+            self._store = ResultsStore(self.results, self.sweep.sweep.name)
+        return self._store
+
+    def __getstate__(self) -> dict[str, Any]:  # pickled into the experiment state for restore
+        state = self.__dict__.copy()
+        state["_store"] = None
+        return state
+
+    # --- Tune hooks -------------------------------------------------------------------
+    def on_trial_start(self, iteration, trials, trial, **info) -> None:
+        self._started.setdefault(trial.trial_id, _now())
+
+    def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
+        if "epoch" not in result:
+            return
+        self.store.upsert_epochs([{
+            "sweep": self.sweep.sweep.name, "trial_id": trial.trial_id, "epoch": int(result["epoch"]),
+            "train_loss": result["train_loss"], "val_loss": result["val_loss"],
+            "val_ua": result["val_ua"], "val_wa": result["val_wa"], "best_val_ua": result["best_val_ua"],
+            "seconds": result["epoch_seconds"],
+        }])
+
+    def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+        last = trial.last_result or {}
+        finished = last.get("test_ua") is not None
+        self._write(trial, "completed" if finished else "pruned", None)
+
+    def on_trial_error(self, iteration, trials, trial, **info) -> None:
+        self._write(trial, "error", _error_text(trial))
+
+    # --- rows -------------------------------------------------------------------------
+    def _write(self, trial, status: str, error: str | None) -> None:
+        last = trial.last_result or {}
+        try:
+            columns = config_columns(self.sweep.trial_config(dict(trial.config)))
+        except Exception as e:  # noqa: BLE001 - a bad axis combination must still leave a row
+            columns = {"config_json": json.dumps(dict(trial.config), sort_keys=True, default=str)}
+            error = error or f"invalid trial configuration: {e}"
+            status = "error"
+        row: dict[str, Any] = {
+            "sweep": self.sweep.sweep.name, "trial_id": trial.trial_id, "status": status,
+            "stage": self.stage, **columns,
+            "epochs_run": last.get("epoch"), "node": last.get("node"),
+            "gpu_fraction": self.gpu_fraction, "error": error,
+            "started_at": self._started.get(trial.trial_id), "finished_at": _now(),
+        }
+        if status == "completed":
+            row.update({k: _finite_or_none(last.get(k)) for k in _FINAL_KEYS})
+            labels = last["labels"]
+            rows = [r | {"sweep": self.sweep.sweep.name, "trial_id": trial.trial_id}
+                    for split in ("val", "test")
+                    for r in confusion_rows(last[f"confusion_{split}"], labels, split)]
+            self.store.replace_confusion(trial.trial_id, rows)
+        else:
+            best = self._best_so_far(trial.trial_id)
+            row.update(best)
+        self.store.upsert_trial(row)
+        if self.echo:
+            print(self._line(row), flush=True)
+
+    def _best_so_far(self, trial_id: str) -> dict[str, Any]:
+        """Validation figures of a stopped or failed trial's best epoch (no test: it never got there)."""
+        epochs = self.store.epochs()
+        mine = epochs[epochs["trial_id"] == trial_id] if len(epochs) else epochs
+        if not len(mine):
+            return {}
+        best = mine.loc[mine["val_ua"].idxmax()]
+        return {"best_epoch": int(best["epoch"]), "val_ua": float(best["val_ua"]),
+                "val_wa": float(best["val_wa"]), "train_seconds": float(mine["seconds"].sum())}
+
+    @staticmethod
+    def _line(row: dict[str, Any]) -> str:
+        parts = [f"{row['status']:<9}", f"{row['trial_id']}", f"{row['loss_family']}/{row['frontend']}"]
+        if row.get("center_lambda") is not None:
+            parts.append(f"λ={row['center_lambda']:.3g} α={row['center_lr']:.3g}")
+        parts.append(f"lr={row['lr']:.2g}")
+        if row.get("val_ua") is not None:
+            parts.append(f"val_ua={row['val_ua']:.3f}")
+        if row.get("test_ua") is not None:
+            parts.append(f"test_ua={row['test_ua']:.3f}")
+        parts.append(f"epochs={row.get('epochs_run')}")
+        if row.get("error"):
+            parts.append(f"error: {row['error'].splitlines()[0][:160]}")
+        return "  " + "  ".join(parts)
+
+
+def _error_text(trial) -> str:
+    """The innermost error message of a failed trial, without Ray's wrapping."""
+    try:
+        err = trial.get_error()
+    except Exception:  # noqa: BLE001 - older/newer Ray: fall back to the error file
+        err = None
+    text = str(err) if err is not None else ""
+    if not text and getattr(trial, "error_file", None):
+        try:
+            with open(trial.error_file) as fh:
+                text = fh.read()
+        except OSError:
+            text = "trial failed (error file unreadable)"
+    lines = [ln for ln in text.strip().splitlines() if ln.strip()]
+    for ln in reversed(lines):
+        if "Error" in ln or "Exception" in ln:
+            return ln.strip()[:2000]
+    return (lines[-1] if lines else "trial failed")[:2000]

@@ -1,0 +1,154 @@
+"""Runs one sweep as a Ray Tune experiment: OptunaSearch (seeded TPE, define-by-run space)
++ ASHA, per-trial CPU/GPU resources, retries, checkpoints, and resume with Tuner.restore.
+
+Layout of a sweep's results directory (`<results>/<sweep-name>/`):
+  trials.parquet, epochs.parquet, confusion.parquet   the results (search.results)
+  optuna.db                                            the Optuna study (optuna-dashboard can open it)
+  sweep.toml                                           the sweep file as it ran
+  tune/                                                Ray Tune's experiment state and checkpoints
+"""
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+import ray
+from ray import tune
+from ray.tune.schedulers import ASHAScheduler
+
+from .config import SweepConfig
+from .pruning import PruningAwareOptunaSearch
+from .recorder import ParquetRecorder
+from .trainable import make_trainable
+
+METRIC = "best_val_ua"
+TUNE_DIR = "tune"
+
+
+class SweepError(RuntimeError):
+    """A sweep cannot start or resume; the message says why and what to do."""
+
+
+@dataclass
+class SweepOutcome:
+    sweep_dir: str
+    num_trials: int
+    num_errors: int
+    study_path: str | None
+
+
+def default_node_ip() -> str | None:
+    """Where a local Ray listens. On Linux every 127/8 address is loopback, and Ray keeps
+    127.0.0.2 as given (it rewrites 127.0.0.1 to an outside interface), so a local sweep
+    never leaves the machine. Elsewhere (macOS has only 127.0.0.1) Ray chooses.
+    SER_SEARCH_NODE_IP overrides; "auto" means Ray's own choice."""
+    env = os.environ.get("SER_SEARCH_NODE_IP")
+    if env:
+        return None if env == "auto" else env
+    return "127.0.0.2" if platform.system() == "Linux" else None
+
+
+def connect(address: str | None, num_cpus: int | None = None) -> None:
+    """Join the cluster at `address`, or start a private local one (token auth on)."""
+    if ray.is_initialized():
+        return
+    os.environ.setdefault("RAY_AUTH_MODE", "token")
+    quiet = dict(log_to_driver=False, logging_level=logging.WARNING, configure_logging=True)
+    if address:
+        ray.init(address=address, **quiet)
+        return
+    node_ip = default_node_ip()
+    kwargs: dict[str, Any] = dict(address="local", include_dashboard=False, num_cpus=num_cpus, **quiet)
+    if node_ip:
+        kwargs["_node_ip_address"] = node_ip
+    ray.init(**kwargs)
+
+
+def _is_local(path: str) -> bool:
+    return "://" not in path
+
+
+def study_storage(sweep_dir: str, sweep_name: str) -> tuple[optuna.storages.BaseStorage, str]:
+    """SQLite next to the results when they are local; otherwise a local cache (SQLite must
+    not live on an object store)."""
+    base = Path(sweep_dir) if _is_local(sweep_dir) else Path.home() / ".cache" / "ser-search" / sweep_name
+    base.mkdir(parents=True, exist_ok=True)
+    path = base / "optuna.db"
+    return optuna.storages.RDBStorage(f"sqlite:///{path}"), str(path)
+
+
+def _join(root: str, *parts: str) -> str:
+    return "/".join([root.rstrip("/"), *parts]) if not _is_local(root) else str(Path(root).joinpath(*parts))
+
+
+def run_sweep(sweep: SweepConfig, results: str, *, address: str | None = None, resume: bool = False,
+              corpus: Any = None, num_cpus: int | None = None, max_failures: int = 2,
+              echo: bool = True) -> SweepOutcome:
+    """Run (or with resume=True continue) `sweep`, writing results under `results`."""
+    name = sweep.sweep.name
+    results = results if not _is_local(results) else str(Path(results).resolve())
+    sweep_dir = _join(results, name)
+    tune_path = _join(sweep_dir, TUNE_DIR)
+    exists = tune.Tuner.can_restore(tune_path)
+    if resume and not exists:
+        raise SweepError(f"nothing to resume: no Ray Tune experiment at {tune_path}")
+    if exists and not resume:
+        raise SweepError(f"sweep {name!r} already has results in {sweep_dir}; pass --resume to continue "
+                         f"it, or choose another sweep name / results directory")
+
+    connect(address, num_cpus=num_cpus)
+    if corpus is None:
+        from ser_core.corpus import PreparedCorpus  # noqa: PLC0415 - only the driver loads it
+        corpus = PreparedCorpus.load(sweep.data.prepared).in_memory()
+    has_gpu = ray.cluster_resources().get("GPU", 0) > 0
+    gpu_fraction = float(sweep.resources.gpus_per_trial) if has_gpu else 0.0
+    resources = {"cpu": sweep.resources.cpus_per_trial, "gpu": gpu_fraction}
+    # The corpus goes into the object store once; every trial on a node maps the same copy.
+    trainable = tune.with_resources(tune.with_parameters(make_trainable(sweep), corpus=corpus), resources)
+
+    storage, study_path = study_storage(sweep_dir, name)
+    if _is_local(sweep_dir) and sweep.source_path is not None:
+        shutil.copyfile(sweep.source_path, Path(sweep_dir) / "sweep.toml")
+
+    if resume:
+        tuner = tune.Tuner.restore(tune_path, trainable=trainable, resume_unfinished=True,
+                                   resume_errored=True)
+    else:
+        searcher = PruningAwareOptunaSearch(
+            space=sweep.define_by_run, metric=METRIC, mode="max",
+            sampler=optuna.samplers.TPESampler(seed=sweep.sweep.seed),
+            storage=storage, study_name=name, max_epochs=sweep.scheduler.max_epochs,
+        )
+        scheduler = ASHAScheduler(
+            time_attr="epoch", max_t=sweep.scheduler.max_epochs,
+            grace_period=sweep.scheduler.grace_period, reduction_factor=sweep.scheduler.reduction_factor,
+        )
+        tuner = tune.Tuner(
+            trainable,
+            tune_config=tune.TuneConfig(
+                metric=METRIC, mode="max", search_alg=searcher, scheduler=scheduler,
+                num_samples=sweep.sweep.num_samples, max_concurrent_trials=sweep.sweep.max_concurrent_trials,
+            ),
+            run_config=tune.RunConfig(
+                name=TUNE_DIR, storage_path=sweep_dir,
+                callbacks=[ParquetRecorder(sweep, results, gpu_fraction, echo=echo)],
+                failure_config=tune.FailureConfig(max_failures=max_failures),
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+                verbose=0,
+            ),
+        )
+    if echo:
+        where = address or f"a local Ray ({ray.cluster_resources().get('CPU', 0):.0f} CPUs)"
+        print(f"sweep {name!r}: {sweep.sweep.num_samples} trials on {where}, "
+              f"{resources['cpu']} CPU + {resources['gpu']} GPU per trial; results in {sweep_dir}",
+              file=sys.stderr, flush=True)
+    grid = tuner.fit()
+    errors = sum(1 for r in grid if r.error is not None)
+    return SweepOutcome(sweep_dir=sweep_dir, num_trials=len(grid), num_errors=errors, study_path=study_path)

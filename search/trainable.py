@@ -1,0 +1,59 @@
+"""The Ray trainable: a thin adapter from a Tune trial to `ser_core.train.fit`.
+
+It rebuilds the trial's TrainConfig from the sampled parameters, resumes from the trial's
+checkpoint when Ray restarts it (a retried failure or a restored sweep), and turns every
+epoch into one `tune.report` carrying the metrics and a resumable checkpoint. The last
+epoch's report also carries the test metrics and confusion matrices of the best epoch.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import ray
+import torch
+from ray import tune
+
+from ser_core.train import EpochReport, fit
+
+from .config import SweepConfig
+
+STATE_FILE = "trial_state.pt"
+
+
+def make_trainable(sweep: SweepConfig):
+    """A function trainable bound to one sweep; the corpus arrives via tune.with_parameters."""
+
+    def ser_trial(params: dict[str, Any], corpus: Any) -> None:
+        cfg = sweep.trial_config(params)
+        if cfg.device == "auto":
+            # Ray hides GPUs a trial did not ask for, so "auto" means: what Ray gave us.
+            cfg = cfg.model_copy(update={"device": "cuda" if ray.get_gpu_ids() else "cpu"})
+        resume = None
+        checkpoint = tune.get_checkpoint()
+        if checkpoint is not None:
+            with checkpoint.as_directory() as d:
+                resume = torch.load(Path(d) / STATE_FILE, map_location="cpu", weights_only=False)
+        node = ray.util.get_node_ip_address()
+
+        def on_epoch(report: EpochReport, make_state) -> None:
+            metrics: dict[str, Any] = {
+                "epoch": report.epoch, "train_loss": report.train_loss, "val_loss": report.val_loss,
+                "val_ua": report.val_ua, "val_wa": report.val_wa, "best_val_ua": report.best_val_ua,
+                "epoch_seconds": report.seconds, "node": node,
+            }
+            if report.final is not None:
+                final = report.final
+                metrics.update(final.metrics())
+                metrics["labels"] = list(final.labels)
+                metrics["confusion_val"] = final.val.confusion.tolist()
+                metrics["confusion_test"] = final.test.confusion.tolist()
+            with tempfile.TemporaryDirectory() as d:
+                torch.save(make_state(), os.path.join(d, STATE_FILE))
+                tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
+
+        fit(cfg, corpus, on_epoch=on_epoch, resume=resume)
+
+    return ser_trial

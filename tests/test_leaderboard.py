@@ -1,0 +1,142 @@
+"""Leaderboard on constructed trials with answers known by hand."""
+from __future__ import annotations
+
+import io
+import json
+import math
+
+import pandas as pd
+import pytest
+
+from search.leaderboard import LeaderboardError, leaderboard, mean_ci95, render
+from search.results import ResultsStore, read_trials
+
+# Student t 97.5 % quantiles in closed form: df=1 is Cauchy, df=2 has t = (2p-1) sqrt(2 / (4p(1-p))).
+T_975_DF1 = math.tan(math.pi * (0.975 - 0.5))
+T_975_DF2 = 0.95 * math.sqrt(2 / (4 * 0.975 * 0.025))
+CI_3 = T_975_DF2 * 0.1 / math.sqrt(3)  # [0.5, 0.6, 0.7]: sd 0.1, n 3
+
+
+def _trial(trial_id, key, status="completed", val=None, test=None, *, sweep="s", family="cross_entropy",
+           frontend="mel", **kw):
+    return {"sweep": sweep, "trial_id": trial_id, "config_key": key, "status": status, "loss_family": family,
+            "frontend": frontend, "lr": 1e-3, "batch_size": 32, "val_ua": val, "val_wa": val,
+            "test_ua": test, "test_wa": test, "test_f1_macro": test, **kw}
+
+
+@pytest.fixture
+def trials() -> pd.DataFrame:
+    return pd.DataFrame([
+        # k1: one center-loss configuration, three seeds
+        _trial("a", "k1", val=0.5, test=0.45, family="center", center_lambda=0.1),
+        _trial("b", "k1", val=0.6, test=0.55, family="center", center_lambda=0.1),
+        _trial("c", "k1", val=0.7, test=0.65, family="center", center_lambda=0.1),
+        # k2: one CE run, better on validation mean, worse on test
+        _trial("d", "k2", val=0.62, test=0.30),
+        # k3: pruned at a lucky early epoch and a crash: never ranked
+        _trial("e", "k3", "pruned", val=0.99, frontend="stft"),
+        _trial("f", "k3", "error", frontend="stft"),
+        # k4: CE on stft, the best test score but the lowest validation
+        _trial("g", "k4", val=0.40, test=0.95, frontend="stft"),
+        _trial("h", "k4", "pruned", val=0.35, frontend="stft"),
+    ])
+
+
+def test_mean_ci95_known_answers():
+    mean, ci, n = mean_ci95([0.5, 0.6, 0.7])
+    assert n == 3 and mean == pytest.approx(0.6) and ci == pytest.approx(CI_3)
+    mean, ci, n = mean_ci95([0.8, None, 0.6])  # nulls are not observations
+    assert n == 2 and mean == pytest.approx(0.7)
+    assert ci == pytest.approx(T_975_DF1 * (math.sqrt(0.02) / math.sqrt(2)))
+    mean, ci, n = mean_ci95([0.42])
+    assert (mean, n) == (0.42, 1) and math.isnan(ci)
+    assert mean_ci95([])[2] == 0
+
+
+def test_default_leaderboard_ranks_configurations_by_validation(trials):
+    lb = leaderboard(trials)
+    assert list(lb["config_key"]) == ["k2", "k1", "k4", "k3"]  # test never decides the order
+    assert list(lb["rank"].astype("object")) == [1, 2, 3, pd.NA]  # k3 has no completed trial
+
+    k1 = lb.set_index("config_key").loc["k1"]
+    assert k1["n"] == 3 and k1["val_ua_mean"] == pytest.approx(0.6) and k1["val_ua_ci95"] == pytest.approx(CI_3)
+    assert k1["test_ua_mean"] == pytest.approx(0.55) and k1["test_ua_ci95"] == pytest.approx(CI_3)
+    assert k1["loss_family"] == "center" and k1["center_lambda"] == 0.1
+
+    k2 = lb.set_index("config_key").loc["k2"]
+    assert k2["n"] == 1 and math.isnan(k2["val_ua_ci95"])
+    k3 = lb.set_index("config_key").loc["k3"]
+    assert (k3["n"], k3["n_pruned"], k3["n_error"]) == (0, 1, 1) and math.isnan(k3["val_ua_mean"])
+    k4 = lb.set_index("config_key").loc["k4"]
+    assert (k4["n"], k4["n_pruned"]) == (1, 1) and k4["val_ua_mean"] == pytest.approx(0.40)  # pruned 0.35 not averaged
+
+
+def test_group_by_columns(trials):
+    lb = leaderboard(trials, group_by=["loss_family", "frontend"])
+    assert list(zip(lb["loss_family"], lb["frontend"])) == [
+        ("cross_entropy", "mel"), ("center", "mel"), ("cross_entropy", "stft")]  # 0.62 > 0.60 > 0.40
+    center = lb.iloc[1]
+    assert center["n"] == 3 and center["val_ua_mean"] == pytest.approx(0.6)
+    assert (center["best_trial_id"], center["best_val_ua"], center["best_test_ua"]) == ("c", 0.7, 0.65)
+    stft = lb.iloc[2]
+    assert (stft["n"], stft["n_pruned"], stft["n_error"]) == (1, 2, 1)
+    assert stft["best_trial_id"] == "g"  # the pruned 0.99 is not a candidate
+    assert "config_key" not in lb.columns
+
+    by_family = leaderboard(trials, group_by=["loss_family"])
+    ce = by_family.set_index("loss_family").loc["cross_entropy"]
+    assert ce["n"] == 2 and ce["val_ua_mean"] == pytest.approx(0.51)
+
+
+def test_unknown_group_by_column_lists_valid_ones(trials):
+    with pytest.raises(LeaderboardError, match=r"cannot group by \['famly'\]; valid group-by columns: .*loss_family"):
+        leaderboard(trials, group_by=["famly"])
+    with pytest.raises(LeaderboardError, match="cannot group by"):
+        leaderboard(trials, group_by=["test_ua"])  # a metric is not a grouping
+    with pytest.raises(LeaderboardError, match="lacks column"):
+        leaderboard(trials.drop(columns=["val_ua"]))
+
+
+def test_several_sweeps_keep_their_configurations_apart(trials):
+    other = trials.assign(sweep="t", val_ua=trials["val_ua"] - 0.3)
+    lb = leaderboard(pd.concat([trials, other], ignore_index=True))
+    assert len(lb) == 8
+    top = lb.iloc[0]
+    assert (top["sweep"], top["config_key"]) == ("s", "k2")
+    assert lb[lb["sweep"] == "t"]["n"].sum() == 5
+
+
+def test_rows_without_config_key_stand_alone():
+    df = pd.DataFrame([_trial("x", None, val=0.5, test=0.5), _trial("y", None, val=0.6, test=0.6)])
+    lb = leaderboard(df)
+    assert list(lb["config_key"]) == ["trial:y", "trial:x"] and list(lb["n"]) == [1, 1]
+
+
+def test_running_sweep_from_the_store(tmp_path):
+    store = ResultsStore(tmp_path, "live")
+    assert leaderboard(read_trials(tmp_path)).empty  # nothing finished yet
+    assert render(leaderboard(read_trials(tmp_path)), "table") == "no trials yet"
+    store.upsert_trial({"trial_id": "1", "status": "pruned", "config_key": "a", "val_ua": 0.3})
+    store.upsert_trial({"trial_id": "2", "status": "completed", "config_key": "b", "loss_family": "focal",
+                        "gamma": 2.0, "val_ua": 0.5, "val_wa": 0.55, "test_ua": 0.45, "test_wa": 0.5,
+                        "test_f1_macro": 0.4})
+    lb = leaderboard(read_trials(tmp_path))
+    assert list(lb["config_key"]) == ["b", "a"] and lb["rank"].iloc[0] == 1 and pd.isna(lb["rank"].iloc[1])
+    assert lb["gamma"].iloc[0] == 2.0 and "center_lambda" not in lb.columns  # all-null params hidden
+
+
+def test_render_formats(trials):
+    lb = leaderboard(trials)
+    table = render(lb, "table")
+    assert "0.600 ± 0.248" in table and "k3" in table
+    md = render(lb, "markdown").splitlines()
+    assert md[0].startswith("| rank | sweep | config_key") and set(md[1]) <= {"|", "-"}
+    assert len(md) == 2 + len(lb) and "0.600 ± 0.248" in md[3]
+    back = pd.read_csv(io.StringIO(render(lb, "csv")))
+    assert list(back.columns) == list(lb.columns)
+    assert back["val_ua_ci95"].iloc[1] == pytest.approx(CI_3)
+    records = json.loads(render(lb, "json"))
+    assert records[1]["config_key"] == "k1" and records[1]["val_ua_ci95"] == pytest.approx(CI_3, abs=1e-13)
+    assert records[3]["rank"] is None and records[0]["val_ua_ci95"] is None
+    with pytest.raises(LeaderboardError, match="unknown format 'html'"):
+        render(lb, "html")  # type: ignore[arg-type]
