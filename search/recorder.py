@@ -92,10 +92,10 @@ class ParquetRecorder(Callback):
         }
         if status == "completed":
             row.update({k: _finite_or_none(last.get(k)) for k in _FINAL_KEYS})
-            labels = last["labels"]
+            final = json.loads(last["final_json"])
             rows = [r | {"sweep": self.sweep.sweep.name, "trial_id": trial.trial_id}
                     for split in ("val", "test")
-                    for r in confusion_rows(last[f"confusion_{split}"], labels, split)]
+                    for r in confusion_rows(final[f"confusion_{split}"], final["labels"], split)]
             self.store.replace_confusion(trial.trial_id, rows)
         else:
             best = self._best_so_far(trial.trial_id)

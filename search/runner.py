@@ -59,7 +59,8 @@ def connect(address: str | None, num_cpus: int | None = None) -> None:
     """Join the cluster at `address`, or start a private local one (token auth on)."""
     if ray.is_initialized():
         return
-    os.environ.setdefault("RAY_AUTH_MODE", "token")
+    # A new local cluster turns token auth on by itself (and writes ~/.ray/auth_token if
+    # missing); joining a cluster takes the token from RAY_AUTH_TOKEN(_PATH) or that file.
     quiet = dict(log_to_driver=False, logging_level=logging.WARNING, configure_logging=True)
     if address:
         ray.init(address=address, **quiet)
@@ -103,6 +104,12 @@ def run_sweep(sweep: SweepConfig, results: str, *, address: str | None = None, r
         raise SweepError(f"sweep {name!r} already has results in {sweep_dir}; pass --resume to continue "
                          f"it, or choose another sweep name / results directory")
 
+    # One checkpoint per epoch is deliberate (resume needs the latest); Tune's warning about
+    # frequent state snapshots is noise for epochs of seconds.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    # Tune's status tables would drown the one line per finished trial the recorder prints.
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     connect(address, num_cpus=num_cpus)
     if corpus is None:
         from ser_core.corpus import PreparedCorpus  # noqa: PLC0415 - only the driver loads it

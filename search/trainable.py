@@ -7,6 +7,7 @@ epoch's report also carries the test metrics and confusion matrices of the best 
 """
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -47,9 +48,12 @@ def make_trainable(sweep: SweepConfig):
             if report.final is not None:
                 final = report.final
                 metrics.update(final.metrics())
-                metrics["labels"] = list(final.labels)
-                metrics["confusion_val"] = final.val.confusion.tolist()
-                metrics["confusion_test"] = final.test.confusion.tolist()
+                # One JSON string, not lists: Tune's loggers only take scalars and strings.
+                metrics["final_json"] = json.dumps({
+                    "labels": list(final.labels),
+                    "confusion_val": final.val.confusion.tolist(),
+                    "confusion_test": final.test.confusion.tolist(),
+                })
             with tempfile.TemporaryDirectory() as d:
                 torch.save(make_state(), os.path.join(d, STATE_FILE))
                 tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))

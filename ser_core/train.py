@@ -9,11 +9,12 @@ under Ray Tune, in a test or from the CLI.
 """
 from __future__ import annotations
 
+import copy
 import io
 import math
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Callable, Protocol
 
 import numpy as np
@@ -171,7 +172,7 @@ def fit(cfg: TrainConfig, corpus: CorpusLike, on_epoch: EpochCallback | None = N
     if cfg.data.max_train_clips and len(splits["train"]) > cfg.data.max_train_clips:
         rng = np.random.default_rng(cfg.seed)
         splits["train"] = np.sort(rng.choice(splits["train"], cfg.data.max_train_clips, replace=False))
-    targets = torch.as_tensor(corpus.manifest["label_id"].to_numpy(), dtype=torch.long)
+    targets = torch.as_tensor(corpus.manifest["label_id"].to_numpy(copy=True), dtype=torch.long)
     num_classes = len(corpus.labels)
 
     # The corpus becomes spectrogram tensors on the device once; an epoch only slices them.
@@ -264,8 +265,9 @@ def fit(cfg: TrainConfig, corpus: CorpusLike, on_epoch: EpochCallback | None = N
         def checkpoint(epoch: int = epoch) -> dict[str, Any]:
             return {
                 "epoch": epoch, "model": _cpu_state(model), "loss": _cpu_state(loss_fn),
-                "optimizer": optimizer.state_dict(),
-                "center_optimizer": None if center_opt is None else center_opt.state_dict(),
+                # deep copies: optimizer state dicts alias the live moment tensors
+                "optimizer": copy.deepcopy(optimizer.state_dict()),
+                "center_optimizer": None if center_opt is None else copy.deepcopy(center_opt.state_dict()),
                 "history": [_history_row(h) for h in history], "best_ua": best["ua"],
                 "best_epoch": best["epoch"], "best_state": best["state"],
                 "generator": gen.get_state(), "torch_rng": torch.get_rng_state(),
@@ -283,7 +285,7 @@ def fit(cfg: TrainConfig, corpus: CorpusLike, on_epoch: EpochCallback | None = N
 
 
 def _history_row(h: EpochReport) -> dict[str, Any]:
-    return {k: v for k, v in asdict(h).items() if k != "final"}
+    return {f.name: getattr(h, f.name) for f in fields(h) if f.name != "final"}
 
 
 def _final_evaluation(cfg, corpus, frontend_cfg, model, loss_fn, normalizer, best, feats, ys, lens,
