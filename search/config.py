@@ -63,6 +63,8 @@ class SweepSection(_Strict):
     num_samples: int = Field(gt=0, description="trials Optuna proposes")
     max_concurrent_trials: int = Field(1, gt=0)
     seed: int = Field(0, description="TPE sampler seed")
+    cover_choices: bool = Field(
+        False, description="enqueue first trials so every choice of every categorical axis runs at least once")
 
     @field_validator("name")
     @classmethod
@@ -301,6 +303,20 @@ class SweepConfig(_Strict):
         except ValidationError as e:
             raise SweepConfigError(format_validation_error(
                 e, f"trial of sweep {self.sweep.name!r} with params {params}")) from None
+
+    def covering_points(self) -> list[dict[str, Any]]:
+        """First trials that together try every choice of every categorical axis (choice i of
+        each axis in trial i, cycling shorter axes), so a small sweep cannot miss a loss family
+        or a frontend by chance. Other axes stay free for the sampler. Empty unless
+        `sweep.cover_choices` is set."""
+        if not self.sweep.cover_choices:
+            return []
+        categorical = {name: axis.choices for name, axis in self.space.items()
+                       if isinstance(axis, ChoiceAxis) and len(axis.choices) > 1}
+        if not categorical:
+            return []
+        n = max(len(c) for c in categorical.values())
+        return [{name: choices[i % len(choices)] for name, choices in categorical.items()} for i in range(n)]
 
     def with_prepared(self, prepared: Path | str) -> "SweepConfig":
         """The same sweep on another prepared corpus (the CLI's --prepared)."""

@@ -132,6 +132,7 @@ def run_sweep(sweep: SweepConfig, results: str, *, address: str | None = None, r
             space=sweep.define_by_run, metric=METRIC, mode="max",
             sampler=optuna.samplers.TPESampler(seed=sweep.sweep.seed),
             storage=storage, study_name=name, max_epochs=sweep.scheduler.max_epochs,
+            points_to_evaluate=sweep.covering_points() or None,
         )
         scheduler = ASHAScheduler(
             time_attr="epoch", max_t=sweep.scheduler.max_epochs,

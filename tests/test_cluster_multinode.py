@@ -1,0 +1,377 @@
+"""A real multi-node Ray cluster on this machine: a head on 127.0.0.2 and worker nodes on
+127.0.0.3/.4, started with `ray start --block` in their own process groups, token auth on.
+
+Sweeps go in through the Jobs API (`search.jobs`) exactly as a user's would, and the faults are
+real: a worker node's processes are SIGKILLed mid-sweep, the job's driver is SIGKILLed mid-sweep.
+Every node is started and stopped here, by its own process ids; `ray stop` is never used (it
+would kill other people's Ray processes on a shared machine).
+
+Run alone:  python -m pytest -m cluster tests/test_cluster_multinode.py
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from search.jobs import job_client, submit_sweep, wait_for_job
+from search.results import read_confusion, read_epochs, read_trials
+
+pytestmark = [
+    pytest.mark.cluster,
+    pytest.mark.skipif(not sys.platform.startswith("linux"),
+                       reason="needs several loopback addresses (127.0.0.2, .3, .4): Linux only"),
+]
+
+HEAD_IP, WORKER_IP, SPARE_IP = "127.0.0.2", "127.0.0.3", "127.0.0.4"
+REPO = Path(__file__).resolve().parents[1]
+# The head marks a silent node dead after ~3 missed 1 s checks instead of ~30 s.
+HEALTH_CHECK = {"RAY_health_check_period_ms": "1000", "RAY_health_check_timeout_ms": "1000",
+                "RAY_health_check_failure_threshold": "3", "RAY_health_check_initial_delay_ms": "1000"}
+OBJECT_STORE_BYTES = 150 * 1024 * 1024  # a shared 2-core machine: stay small
+
+
+# --------------------------------------------------------------------------- processes
+
+
+def _start_time(pid: int) -> str | None:
+    """Field 22 of /proc/PID/stat: with the pid, names one process even if the pid is reused."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def _descendants(root: int) -> list[tuple[int, str]]:
+    """(pid, start time) of every process below `root`, including those Ray moved into their
+    own session (worker processes), which a process-group kill would miss."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = [], [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            start = _start_time(child)
+            if start is not None:
+                found.append((child, start))
+                todo.append(child)
+    return found
+
+
+def _signal_if_same(pid: int, start: str, sig: int) -> None:
+    if _start_time(pid) == start:
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+
+
+@dataclass
+class Node:
+    ip: str
+    proc: subprocess.Popen
+    log: Path
+
+    def _own_processes(self) -> list[tuple[int, str]]:
+        return [(self.proc.pid, _start_time(self.proc.pid) or "")] + _descendants(self.proc.pid)
+
+    def kill(self) -> None:
+        """A machine loss: SIGKILL the node's process group and every process it started."""
+        procs = self._own_processes()
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        for pid, start in procs:
+            _signal_if_same(pid, start, signal.SIGKILL)
+        self.proc.wait(timeout=30)
+
+    def stop(self) -> None:
+        """Clean stop (SIGTERM to the group), then SIGKILL whatever of ours is left."""
+        if self.proc.poll() is not None:
+            return
+        procs = self._own_processes()
+        try:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            pass
+        except ProcessLookupError:
+            pass
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        for pid, start in procs:
+            _signal_if_same(pid, start, signal.SIGKILL)
+        self.proc.wait(timeout=30)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HEAD_IP, 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class LocalRayCluster:
+    """Head + workers on loopback addresses, with a token of their own in a private HOME."""
+
+    base: Path
+    env: dict[str, str] = field(default_factory=dict)
+    nodes: dict[str, Node] = field(default_factory=dict)
+    port: int = 0
+    dashboard_port: int = 0
+
+    def __post_init__(self) -> None:
+        self.home = self.base / "home"
+        self.home.mkdir(parents=True)
+        # Ray's socket paths must stay short: its temp dir lives directly under /tmp.
+        self.ray_tmp = Path(tempfile.mkdtemp(prefix="ser-ray-"))
+        env = {k: v for k, v in os.environ.items()
+               if k not in ("RAY_ADDRESS", "RAY_AUTH_TOKEN", "RAY_API_SERVER_ADDRESS")}
+        env.pop("RAY_AUTH_TOKEN_PATH", None)
+        env.update(HOME=str(self.home), RAY_AUTH_MODE="token", RAY_USAGE_STATS_ENABLED="0", **HEALTH_CHECK)
+        # Ray's own generator writes $HOME/.ray/auth_token; every node and client then names it.
+        subprocess.run(["ray", "get-auth-token", "--generate"], env=env, check=True,
+                       capture_output=True, timeout=120)
+        env["RAY_AUTH_TOKEN_PATH"] = str(self.home / ".ray" / "auth_token")
+        self.env = env
+        self.port, self.dashboard_port = _free_port(), _free_port()
+
+    @property
+    def token(self) -> str:
+        return (self.home / ".ray" / "auth_token").read_text().strip()
+
+    @property
+    def gcs_address(self) -> str:
+        return f"{HEAD_IP}:{self.port}"
+
+    @property
+    def dashboard(self) -> str:
+        return f"http://{HEAD_IP}:{self.dashboard_port}"
+
+    def _start(self, ip: str, args: list[str]) -> Node:
+        log = self.base / f"node-{ip}.log"
+        ports = ["--dashboard-agent-listen-port", "--dashboard-agent-grpc-port", "--metrics-export-port",
+                 "--runtime-env-agent-port", "--node-manager-port", "--object-manager-port"]
+        cmd = ["ray", "start", "--block", f"--node-ip-address={ip}", "--num-cpus=1",
+               f"--object-store-memory={OBJECT_STORE_BYTES}", f"--temp-dir={self.ray_tmp}",
+               "--disable-usage-stats", *[f"{p}={_free_port()}" for p in ports], *args]
+        with log.open("w") as fh:
+            proc = subprocess.Popen(cmd, env=self.env, stdout=fh, stderr=subprocess.STDOUT,
+                                    start_new_session=True)
+        node = Node(ip, proc, log)
+        self.nodes[ip] = node
+        return node
+
+    def start_head(self) -> None:
+        self._start(HEAD_IP, ["--head", f"--port={self.port}", f"--dashboard-host={HEAD_IP}",
+                              f"--dashboard-port={self.dashboard_port}", "--include-dashboard=true",
+                              f"--ray-client-server-port={_free_port()}"])
+        self._wait(lambda: self._api_up(), "the head's job server", self.nodes[HEAD_IP])
+        self._wait(lambda: HEAD_IP in self.alive_ips(), "the head node", self.nodes[HEAD_IP])
+
+    def start_worker(self, ip: str) -> Node:
+        node = self._start(ip, [f"--address={self.gcs_address}"])
+        self._wait(lambda: ip in self.alive_ips(), f"worker node {ip}", node)
+        return node
+
+    def _wait(self, ready, what: str, node: Node, timeout: float = 180.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not ready():
+            if node.proc.poll() is not None:
+                raise RuntimeError(f"{what} exited with {node.proc.returncode}:\n{node.log.read_text()[-3000:]}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{what} not up after {timeout:.0f} s:\n{node.log.read_text()[-3000:]}")
+            time.sleep(1.0)
+
+    def _get(self, path: str) -> dict:
+        req = urllib.request.Request(self.dashboard + path, headers={"Authorization": f"Bearer {self.token}"})
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return json.load(r)
+
+    def _api_up(self) -> bool:
+        try:
+            self._get("/api/version")
+            return True
+        except OSError:
+            return False
+
+    def alive_ips(self) -> set[str]:
+        """Node addresses the head currently counts as alive (the state API, token-checked)."""
+        try:
+            nodes = self._get("/api/v0/nodes?limit=100")["data"]["result"]["result"]
+        except (OSError, KeyError):
+            return set()
+        return {n["node_ip"] for n in nodes if n["state"] == "ALIVE"}
+
+    def stop(self) -> None:
+        for ip in sorted(self.nodes, reverse=True):  # workers first, head last
+            self.nodes[ip].stop()
+        shutil.rmtree(self.ray_tmp, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory) -> LocalRayCluster:
+    c = LocalRayCluster(tmp_path_factory.mktemp("ray-cluster"))
+    try:
+        c.start_head()
+        c.start_worker(WORKER_IP)
+        yield c
+    finally:
+        c.stop()
+
+
+@pytest.fixture
+def client_env(cluster, monkeypatch, tmp_path) -> None:
+    """This process talks to the cluster like a user's laptop: the cluster's token via
+    RAY_AUTH_TOKEN_PATH, an empty HOME (never the real ~/.ray/auth_token)."""
+    for k in ("RAY_AUTH_TOKEN", "RAY_ADDRESS", "RAY_API_SERVER_ADDRESS"):
+        monkeypatch.delenv(k, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "client-home"))
+    monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", cluster.env["RAY_AUTH_TOKEN_PATH"])
+
+
+# --------------------------------------------------------------------------- data
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory) -> Path:
+    from ser_core.prepare import PrepareOptions, prepare_corpora
+    from ser_core.synthetic import generate_corpus
+
+    base = tmp_path_factory.mktemp("cluster-corpus")
+    root = generate_corpus(base / "wav", n_speakers=4, clips_per_emotion=3, seed=0)
+    out = base / "prepared"
+    prepare_corpora({"synthetic": root}, out, PrepareOptions(segment_seconds=1.0, n_folds=3, augment_copies=0),
+                    progress=False)
+    return out
+
+
+def write_sweep(path: Path, name: str, prepared: Path, *, num_samples: int, max_epochs: int,
+                grace_period: int) -> Path:
+    """The demo sweep's shape (loss families x frontends, tiny CNN-Transformer), cut to seconds.
+    grace_period == max_epochs turns ASHA's early stopping off, so every trial runs to the end."""
+    path.write_text(f"""
+[sweep]
+name = "{name}"
+num_samples = {num_samples}
+max_concurrent_trials = 2
+seed = 0
+
+[data]
+prepared = "{prepared}"
+fold = 0
+
+[scheduler]
+max_epochs = {max_epochs}
+grace_period = {grace_period}
+reduction_factor = 2
+
+[resources]
+cpus_per_trial = 1
+gpus_per_trial = 0
+
+[space]
+loss_family = {{ choices = ["cross_entropy", "focal", "center"] }}
+frontend = {{ choices = ["mel", "stft"] }}
+lr = {{ low = 3e-4, high = 3e-3, log = true }}
+batch_size = 16
+seed = 0
+gamma = {{ low = 0.5, high = 4.0 }}
+center_lambda = {{ low = 1e-3, high = 0.5, log = true }}
+center_lr = {{ low = 0.05, high = 1.0, log = true }}
+
+[base]
+device = "cpu"
+model = {{ name = "cnn_transformer", channels = [4, 8, 8, 8], d_model = 16, n_heads = 2, n_layers = 1, ff_dim = 32 }}
+frontend = {{ n_mels = 32 }}
+optim = {{ name = "adamw", weight_decay = 1e-4 }}
+""")
+    return path
+
+
+def tune_results(sweep_dir: Path) -> dict[str, list[dict]]:
+    """Every report Ray Tune logged per trial (result.json of each trial directory), keyed by
+    trial id: the per-epoch `node` shows where each epoch of a trial ran."""
+    out: dict[str, list[dict]] = {}
+    for f in (sweep_dir / "tune").glob("*/result.json"):
+        rows = [json.loads(line) for line in f.read_text().splitlines() if line.strip()]
+        if rows:
+            out.setdefault(rows[0]["trial_id"], []).extend(rows)
+    return out
+
+
+def assert_complete(sweep_dir: Path, num_samples: int, max_epochs: int | None = None) -> None:
+    """trials.parquet holds each trial exactly once, finished, with its epochs and confusions."""
+    trials = read_trials(sweep_dir)
+    assert len(trials) == num_samples, trials[["trial_id", "status"]]
+    assert trials["trial_id"].is_unique
+    assert set(trials["status"]) <= {"completed", "pruned"}, trials[["trial_id", "status", "error"]]
+    epochs = read_epochs(sweep_dir)
+    assert not epochs.duplicated(["trial_id", "epoch"]).any()
+    per_trial = epochs.groupby("trial_id")["epoch"].max()
+    for row in trials.itertuples():
+        assert per_trial[row.trial_id] == row.epochs_run
+        if max_epochs is not None:
+            assert row.epochs_run == max_epochs and row.status == "completed"
+    completed = trials[trials["status"] == "completed"]
+    assert completed["test_ua"].notna().all()
+    confusion = read_confusion(sweep_dir)
+    assert set(confusion["trial_id"]) == set(completed["trial_id"])
+
+
+def job_text(cluster: LocalRayCluster, job_id: str) -> str:
+    client = job_client(cluster.dashboard)
+    return client.get_job_logs(job_id)
+
+
+# --------------------------------------------------------------------------- tests
+
+
+def test_sweep_submitted_as_a_job_runs_on_both_nodes(cluster, client_env, prepared, tmp_path):
+    if WORKER_IP not in cluster.alive_ips():
+        cluster.start_worker(WORKER_IP)
+    sweep = write_sweep(tmp_path / "submit.toml", "cluster-submit", prepared, num_samples=4, max_epochs=2,
+                        grace_period=1)
+    results = tmp_path / "results"
+    job_id = submit_sweep(sweep, cluster.dashboard, str(results))  # data.prepared from the file
+    client = job_client(cluster.dashboard)
+    status = wait_for_job(client, job_id, follow=False, timeout_s=420)
+    logs = client.get_job_logs(job_id)
+    assert status == "SUCCEEDED", logs[-4000:]
+
+    sweep_dir = results / "cluster-submit"
+    assert_complete(sweep_dir, 4)
+    assert set(read_trials(sweep_dir)["node"]) == {HEAD_IP, WORKER_IP}
+    # the checkout's code ran on the cluster, uploaded as py_modules, not the repository root
+    info = client.get_job_info(job_id)
+    assert [Path(p).name for p in info.runtime_env["py_modules"]] in (["ser_core", "search"],) or \
+        all(str(p).startswith(("gcs://", "file://")) for p in info.runtime_env["py_modules"])
+    assert "ser-search sweep" in info.entrypoint
+    # the token is nowhere: not in the job's description, its logs, or any result file
+    token = cluster.token
+    assert token not in json.dumps(info.model_dump(mode="json") if hasattr(info, "model_dump") else str(info))
+    assert token not in logs
+    for f in sweep_dir.rglob("*"):
+        if f.is_file():
+            assert token.encode() not in f.read_bytes(), f
