@@ -14,6 +14,7 @@ from typing import Any
 from ray.tune import Callback
 
 from .config import SweepConfig
+from .trainable import BEST_FILE
 from .results import ResultsStore, config_columns, confusion_rows
 
 # Keys of the final report that are copied verbatim into the trial row.
@@ -92,6 +93,8 @@ class ParquetRecorder(Callback):
         }
         if status == "completed":
             row.update({k: _finite_or_none(last.get(k)) for k in _FINAL_KEYS})
+            if trial.checkpoint is not None:
+                row["checkpoint"] = f"{trial.checkpoint.path}/{BEST_FILE}"
             final = json.loads(last["final_json"])
             rows = [r | {"sweep": self.sweep.sweep.name, "trial_id": trial.trial_id}
                     for split in ("val", "test")

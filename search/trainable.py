@@ -22,6 +22,7 @@ from ser_core.train import EpochReport, fit
 from .config import SweepConfig
 
 STATE_FILE = "trial_state.pt"
+BEST_FILE = "best.pt"
 
 
 def make_trainable(sweep: SweepConfig):
@@ -56,6 +57,9 @@ def make_trainable(sweep: SweepConfig):
                 })
             with tempfile.TemporaryDirectory() as d:
                 torch.save(make_state(), os.path.join(d, STATE_FILE))
+                if report.final is not None:  # the best epoch's weights, ready for `ser-search predict`
+                    protocol = getattr(corpus, "protocol", {})
+                    torch.save(report.final.checkpoint | {"preprocessing": protocol}, os.path.join(d, BEST_FILE))
                 tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
 
         fit(cfg, corpus, on_epoch=on_epoch, resume=resume)
