@@ -98,6 +98,29 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_confirm(args: argparse.Namespace) -> int:
+    from search.leaderboard import leaderboard, render
+    from search.results import read_trials
+    from search.runner import run_confirm
+
+    results = Path(args.results_dir)
+    sweep = args.sweep
+    if sweep is None:
+        names = sorted({p.parent.name for p in results.glob("*/trials.parquet")} - {
+            p.parent.name for p in results.glob("*-confirm/trials.parquet")})
+        if len(names) != 1:
+            print(f"ser-search confirm: error: {results} holds sweeps {names or 'none'}; name one with --sweep",
+                  file=sys.stderr)
+            return 2
+        sweep = names[0]
+    outcome = run_confirm(str(results), sweep, top=args.top, seeds=args.seeds, address=args.address,
+                          resume=args.resume, max_concurrent=args.max_concurrent,
+                          cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial)
+    print(f"\n{outcome.num_trials} confirmation trials ({outcome.num_errors} errors); results in {outcome.sweep_dir}\n")
+    print(render(leaderboard(read_trials(outcome.sweep_dir)), "table"))
+    return 0
+
+
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     from search.leaderboard import leaderboard, render
     from search.results import read_trials
@@ -165,6 +188,18 @@ def build_parser() -> argparse.ArgumentParser:
     lb.add_argument("--group-by", help="comma-separated columns, e.g. loss_family,frontend")
     lb.add_argument("--format", choices=["table", "markdown", "csv", "json"], default="table")
     lb.set_defaults(func=cmd_leaderboard)
+
+    c = sub.add_parser("confirm", help="re-run the top-K configurations with N seeds (no early stopping)")
+    c.add_argument("results_dir")
+    c.add_argument("--top", type=int, default=3)
+    c.add_argument("--seeds", type=int, default=3)
+    c.add_argument("--sweep", help="which sweep under RESULTS_DIR (needed when there are several)")
+    c.add_argument("--address", help="Ray cluster address (default: start a local Ray)")
+    c.add_argument("--resume", action="store_true")
+    c.add_argument("--max-concurrent", type=int, default=2)
+    c.add_argument("--cpus-per-trial", type=float, default=1.0)
+    c.add_argument("--gpus-per-trial", type=float, default=0.25, help="used only where the cluster has GPUs")
+    c.set_defaults(func=cmd_confirm)
 
     d = sub.add_parser("demo", help="generate, prepare, sweep on a local Ray, print the leaderboard")
     d.add_argument("--out", default="demo-out")

@@ -63,9 +63,11 @@ def run_demo(out: Path, *, fresh: bool = False) -> int:
 
     _say("4/4 leaderboard (ranked by validation UA; test shown beside it)")
     trials = read_trials(outcome.sweep_dir)
-    print(render(leaderboard(trials), "table"))
-    print()
     print(render(leaderboard(trials, group_by=["loss_family", "frontend"]), "table"))
+    print()
+    board = leaderboard(trials)
+    print(f"top configurations (of {len(board)}):")
+    print(render(board.head(5), "table"))
     counts = trials["status"].value_counts().to_dict()
     print()
     _say(f"trials: {counts}; done in {time.perf_counter() - t0:.0f} s")

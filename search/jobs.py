@@ -197,10 +197,11 @@ def submit_sweep(sweep_file: Path | str, address: str | None, results: str, *, p
 
     Raises JobError for bad input or an unreachable server and ray.exceptions.AuthenticationError
     when the cluster refuses the token (or its absence)."""
-    client = client or job_client(address)
     with tempfile.TemporaryDirectory(prefix="ser-search-job-") as d:  # uploaded by submit_job
+        # Everything checkable here is checked before the cluster is contacted.
         spec = build_job(sweep_file, results, prepared=prepared, resume=resume, installed=installed,
                          staging=Path(d))
+        client = client or job_client(address)
         return client.submit_job(entrypoint=spec.entrypoint, runtime_env=spec.runtime_env,
                                  submission_id=spec.submission_id, metadata=spec.metadata)
 
@@ -246,21 +247,21 @@ def _guard(command: str, fn, args: argparse.Namespace) -> int:
         first = str(e).strip().splitlines()[0] if str(e).strip() else "authentication failed"
         return _report(command, f"the cluster refused the request ({first}); give its token via "
                                 f"{TOKEN_ENV}, {TOKEN_PATH_ENV} or ~/.ray/auth_token")
-    except (JobError, SweepConfigError, FileNotFoundError) as e:
-        return _report(command, e)
-    except RuntimeError as e:  # the job server's own errors, e.g. an unknown job id
+    # JobError, a bad sweep file, an unreachable server (OSError) or the job server's own
+    # answer (RuntimeError, e.g. an unknown job id)
+    except (SweepConfigError, OSError, RuntimeError) as e:
         return _report(command, e)
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
-    client = job_client(args.address)
     job_id = submit_sweep(args.sweep, args.address, args.results, prepared=args.prepared,
-                          resume=args.resume, installed=args.installed, client=client)
+                          resume=args.resume, installed=args.installed)
     print(job_id, flush=True)
     if args.no_wait:
         print(f"follow it with: ser-search jobs logs {job_id} --address {args.address or '$' + ADDRESS_ENV}",
               file=sys.stderr)
         return 0
+    client = job_client(args.address)
     try:
         status = wait_for_job(client, job_id, follow=True)
     except KeyboardInterrupt:
@@ -272,14 +273,14 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 
 def cmd_jobs(args: argparse.Namespace) -> int:
+    if args.action != "list" and not args.job_id:
+        raise JobError(f"`jobs {args.action}` needs a JOB_ID (see `ser-search jobs list`)")
     client = job_client(args.address)
     if args.action == "list":
         for job in client.list_jobs():
             if job.submission_id:
                 print(f"{job.submission_id}\t{job.status.value}\t{job.entrypoint}")
         return 0
-    if not args.job_id:
-        raise JobError(f"`jobs {args.action}` needs a JOB_ID (see `ser-search jobs list`)")
     if args.action == "status":
         info = client.get_job_info(args.job_id)
         print(f"{args.job_id}\t{info.status.value}\t{info.message or ''}".rstrip())

@@ -9,11 +9,12 @@ from __future__ import annotations
 import json
 import math
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Callable
 
 from ray.tune import Callback
 
-from .config import SweepConfig
+from ser_core.config import TrainConfig
+
 from .trainable import BEST_FILE
 from .results import ResultsStore, config_columns, confusion_rows
 
@@ -32,9 +33,10 @@ def _finite_or_none(v: Any) -> Any:
 
 
 class ParquetRecorder(Callback):
-    def __init__(self, sweep: SweepConfig, results: str, gpu_fraction: float, stage: str = "search",
-                 echo: bool = True) -> None:
-        self.sweep = sweep
+    def __init__(self, name: str, to_config: Callable[[dict[str, Any]], TrainConfig], results: str,
+                 gpu_fraction: float, stage: str = "search", echo: bool = True) -> None:
+        self.name = name
+        self.to_config = to_config
         self.results = results
         self.gpu_fraction = gpu_fraction
         self.stage = stage
@@ -45,7 +47,7 @@ class ParquetRecorder(Callback):
     @property
     def store(self) -> ResultsStore:
         if self._store is None:
-            self._store = ResultsStore(self.results, self.sweep.sweep.name)
+            self._store = ResultsStore(self.results, self.name)
         return self._store
 
     def __getstate__(self) -> dict[str, Any]:  # pickled into the experiment state for restore
@@ -61,7 +63,7 @@ class ParquetRecorder(Callback):
         if "epoch" not in result:
             return
         self.store.upsert_epochs([{
-            "sweep": self.sweep.sweep.name, "trial_id": trial.trial_id, "epoch": int(result["epoch"]),
+            "sweep": self.name, "trial_id": trial.trial_id, "epoch": int(result["epoch"]),
             "train_loss": result["train_loss"], "val_loss": result["val_loss"],
             "val_ua": result["val_ua"], "val_wa": result["val_wa"], "best_val_ua": result["best_val_ua"],
             "seconds": result["epoch_seconds"],
@@ -79,13 +81,13 @@ class ParquetRecorder(Callback):
     def _write(self, trial, status: str, error: str | None) -> None:
         last = trial.last_result or {}
         try:
-            columns = config_columns(self.sweep.trial_config(dict(trial.config)))
+            columns = config_columns(self.to_config(dict(trial.config)))
         except Exception as e:  # noqa: BLE001 - a bad axis combination must still leave a row
             columns = {"config_json": json.dumps(dict(trial.config), sort_keys=True, default=str)}
             error = error or f"invalid trial configuration: {e}"
             status = "error"
         row: dict[str, Any] = {
-            "sweep": self.sweep.sweep.name, "trial_id": trial.trial_id, "status": status,
+            "sweep": self.name, "trial_id": trial.trial_id, "status": status,
             "stage": self.stage, **columns,
             "epochs_run": last.get("epoch"), "node": last.get("node"),
             "gpu_fraction": self.gpu_fraction, "error": error,
@@ -96,7 +98,7 @@ class ParquetRecorder(Callback):
             if trial.checkpoint is not None:
                 row["checkpoint"] = f"{trial.checkpoint.path}/{BEST_FILE}"
             final = json.loads(last["final_json"])
-            rows = [r | {"sweep": self.sweep.sweep.name, "trial_id": trial.trial_id}
+            rows = [r | {"sweep": self.name, "trial_id": trial.trial_id}
                     for split in ("val", "test")
                     for r in confusion_rows(final[f"confusion_{split}"], final["labels"], split)]
             self.store.replace_confusion(trial.trial_id, rows)

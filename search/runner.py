@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import platform
-import shutil
+import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,9 +23,12 @@ import ray
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 
+from ser_core.config import TrainConfig
+
 from .config import SweepConfig
 from .pruning import PruningAwareOptunaSearch
 from .recorder import ParquetRecorder
+from .results import ResultsStore
 from .trainable import make_trainable
 
 METRIC = "best_val_ua"
@@ -89,6 +92,51 @@ def _join(root: str, *parts: str) -> str:
     return "/".join([root.rstrip("/"), *parts]) if not _is_local(root) else str(Path(root).joinpath(*parts))
 
 
+def _quiet_tune() -> None:
+    # One checkpoint per epoch is deliberate (resume needs the latest); Tune's warning about
+    # frequent state snapshots is noise for epochs of seconds.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    # Tune's status tables would drown the one line per finished trial the recorder prints.
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def _check_existing(tune_path: str, run_dir: str, resume: bool, what: str) -> None:
+    exists = tune.Tuner.can_restore(tune_path)
+    if resume and not exists:
+        raise SweepError(f"nothing to resume: no Ray Tune experiment at {tune_path}")
+    if exists and not resume:
+        raise SweepError(f"{what} already has results in {run_dir}; pass --resume to continue it, "
+                         f"or choose another name / results directory")
+
+
+def _start(address: str | None, num_cpus: int | None, corpus: Any, prepared: Path, cpus: float,
+           gpus: float) -> tuple[Any, dict[str, float], float]:
+    """Connect to Ray, load the corpus once on the driver, size the trials' resources."""
+    _quiet_tune()
+    connect(address, num_cpus=num_cpus)
+    if corpus is None:
+        from ser_core.corpus import PreparedCorpus  # noqa: PLC0415 - only the driver loads it
+        corpus = PreparedCorpus.load(prepared).in_memory()
+    gpu_fraction = float(gpus) if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
+    return corpus, {"cpu": cpus, "gpu": gpu_fraction}, gpu_fraction
+
+
+def _run_config(run_dir: str, recorder: ParquetRecorder, max_failures: int) -> tune.RunConfig:
+    return tune.RunConfig(
+        name=TUNE_DIR, storage_path=run_dir, callbacks=[recorder],
+        failure_config=tune.FailureConfig(max_failures=max_failures),
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+        verbose=0,
+    )
+
+
+def _announce(what: str, n: int, address: str | None, resources: dict[str, float], run_dir: str) -> None:
+    where = address or f"a local Ray ({ray.cluster_resources().get('CPU', 0):.0f} CPUs)"
+    print(f"{what}: {n} trials on {where}, {resources['cpu']} CPU + {resources['gpu']} GPU per trial; "
+          f"results in {run_dir}", file=sys.stderr, flush=True)
+
+
 def run_sweep(sweep: SweepConfig, results: str, *, address: str | None = None, resume: bool = False,
               corpus: Any = None, num_cpus: int | None = None, max_failures: int = 2,
               echo: bool = True) -> SweepOutcome:
@@ -97,32 +145,15 @@ def run_sweep(sweep: SweepConfig, results: str, *, address: str | None = None, r
     results = results if not _is_local(results) else str(Path(results).resolve())
     sweep_dir = _join(results, name)
     tune_path = _join(sweep_dir, TUNE_DIR)
-    exists = tune.Tuner.can_restore(tune_path)
-    if resume and not exists:
-        raise SweepError(f"nothing to resume: no Ray Tune experiment at {tune_path}")
-    if exists and not resume:
-        raise SweepError(f"sweep {name!r} already has results in {sweep_dir}; pass --resume to continue "
-                         f"it, or choose another sweep name / results directory")
+    _check_existing(tune_path, sweep_dir, resume, f"sweep {name!r}")
 
-    # One checkpoint per epoch is deliberate (resume needs the latest); Tune's warning about
-    # frequent state snapshots is noise for epochs of seconds.
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    # Tune's status tables would drown the one line per finished trial the recorder prints.
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    connect(address, num_cpus=num_cpus)
-    if corpus is None:
-        from ser_core.corpus import PreparedCorpus  # noqa: PLC0415 - only the driver loads it
-        corpus = PreparedCorpus.load(sweep.data.prepared).in_memory()
-    has_gpu = ray.cluster_resources().get("GPU", 0) > 0
-    gpu_fraction = float(sweep.resources.gpus_per_trial) if has_gpu else 0.0
-    resources = {"cpu": sweep.resources.cpus_per_trial, "gpu": gpu_fraction}
+    corpus, resources, gpu_fraction = _start(address, num_cpus, corpus, sweep.data.prepared,
+                                             sweep.resources.cpus_per_trial, sweep.resources.gpus_per_trial)
     # The corpus goes into the object store once; every trial on a node maps the same copy.
-    trainable = tune.with_resources(tune.with_parameters(make_trainable(sweep), corpus=corpus), resources)
-
+    trainable = tune.with_resources(tune.with_parameters(make_trainable(sweep.trial_config), corpus=corpus),
+                                    resources)
     storage, study_path = study_storage(sweep_dir, name)
-    if _is_local(sweep_dir) and sweep.source_path is not None:
-        shutil.copyfile(sweep.source_path, Path(sweep_dir) / "sweep.toml")
+    ResultsStore(results, name).save_source(sweep.source_text)
 
     if resume:
         tuner = tune.Tuner.restore(tune_path, trainable=trainable, resume_unfinished=True,
@@ -138,25 +169,68 @@ def run_sweep(sweep: SweepConfig, results: str, *, address: str | None = None, r
             time_attr="epoch", max_t=sweep.scheduler.max_epochs,
             grace_period=sweep.scheduler.grace_period, reduction_factor=sweep.scheduler.reduction_factor,
         )
+        recorder = ParquetRecorder(name, sweep.trial_config, results, gpu_fraction, echo=echo)
         tuner = tune.Tuner(
             trainable,
             tune_config=tune.TuneConfig(
                 metric=METRIC, mode="max", search_alg=searcher, scheduler=scheduler,
                 num_samples=sweep.sweep.num_samples, max_concurrent_trials=sweep.sweep.max_concurrent_trials,
             ),
-            run_config=tune.RunConfig(
-                name=TUNE_DIR, storage_path=sweep_dir,
-                callbacks=[ParquetRecorder(sweep, results, gpu_fraction, echo=echo)],
-                failure_config=tune.FailureConfig(max_failures=max_failures),
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-                verbose=0,
-            ),
+            run_config=_run_config(sweep_dir, recorder, max_failures),
         )
     if echo:
-        where = address or f"a local Ray ({ray.cluster_resources().get('CPU', 0):.0f} CPUs)"
-        print(f"sweep {name!r}: {sweep.sweep.num_samples} trials on {where}, "
-              f"{resources['cpu']} CPU + {resources['gpu']} GPU per trial; results in {sweep_dir}",
-              file=sys.stderr, flush=True)
+        _announce(f"sweep {name!r}", sweep.sweep.num_samples, address, resources, sweep_dir)
     grid = tuner.fit()
     errors = sum(1 for r in grid if r.error is not None)
     return SweepOutcome(sweep_dir=sweep_dir, num_trials=len(grid), num_errors=errors, study_path=study_path)
+
+
+def confirm_config(params: dict[str, Any]) -> TrainConfig:
+    """A confirmation trial: a finished trial's full config, re-seeded."""
+    raw = json.loads(params["config_json"])
+    raw["seed"] = int(params["seed"])
+    return TrainConfig.model_validate(raw)
+
+
+def run_confirm(results: str, sweep_name: str, *, top: int, seeds: int, address: str | None = None,
+                resume: bool = False, cpus_per_trial: float = 1.0, gpus_per_trial: float = 0.25,
+                max_concurrent: int = 2, corpus: Any = None, num_cpus: int | None = None,
+                max_failures: int = 2, echo: bool = True) -> SweepOutcome:
+    """Re-run the `top` configurations of a sweep (ranked by validation UA) with `seeds` seeds
+    each and no early stopping, as the sweep `<sweep_name>-confirm` (stage "confirm"): the
+    leaderboard then shows each configuration's mean and 95 % interval over seeds."""
+    from .leaderboard import leaderboard  # noqa: PLC0415
+    from .results import read_trials  # noqa: PLC0415
+
+    results = results if not _is_local(results) else str(Path(results).resolve())
+    trials = read_trials(_join(results, sweep_name))
+    ranked = leaderboard(trials[trials["stage"] == "search"], group_by=["config_key"])
+    ranked = ranked[ranked["rank"].notna()].sort_values("rank").head(top)
+    if ranked.empty:
+        raise SweepError(f"sweep {sweep_name!r} in {results} has no completed trial to confirm")
+    chosen = trials[trials["trial_id"].isin(ranked["best_trial_id"])]
+    configs = [json.dumps({k: v for k, v in json.loads(c).items()}, sort_keys=True) for c in chosen["config_json"]]
+    name = f"{sweep_name}-confirm"
+    run_dir = _join(results, name)
+    tune_path = _join(run_dir, TUNE_DIR)
+    _check_existing(tune_path, run_dir, resume, f"confirmation {name!r}")
+    prepared = Path(json.loads(configs[0])["data"]["prepared"])
+    corpus, resources, gpu_fraction = _start(address, num_cpus, corpus, prepared, cpus_per_trial, gpus_per_trial)
+    trainable = tune.with_resources(tune.with_parameters(make_trainable(confirm_config), corpus=corpus),
+                                    resources)
+    if resume:
+        tuner = tune.Tuner.restore(tune_path, trainable=trainable, resume_unfinished=True, resume_errored=True)
+    else:
+        recorder = ParquetRecorder(name, confirm_config, results, gpu_fraction, stage="confirm", echo=echo)
+        tuner = tune.Tuner(
+            trainable,
+            param_space={"config_json": tune.grid_search(configs), "seed": tune.grid_search(list(range(seeds)))},
+            tune_config=tune.TuneConfig(max_concurrent_trials=max_concurrent),
+            run_config=_run_config(run_dir, recorder, max_failures),
+        )
+    if echo:
+        _announce(f"confirmation {name!r} (top {len(configs)} x {seeds} seeds)", len(configs) * seeds,
+                  address, resources, run_dir)
+    grid = tuner.fit()
+    errors = sum(1 for r in grid if r.error is not None)
+    return SweepOutcome(sweep_dir=run_dir, num_trials=len(grid), num_errors=errors, study_path=None)

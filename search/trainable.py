@@ -11,7 +11,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import ray
 import torch
@@ -19,17 +19,19 @@ from ray import tune
 
 from ser_core.train import EpochReport, fit
 
-from .config import SweepConfig
+from ser_core.config import TrainConfig
 
 STATE_FILE = "trial_state.pt"
 BEST_FILE = "best.pt"
 
 
-def make_trainable(sweep: SweepConfig):
-    """A function trainable bound to one sweep; the corpus arrives via tune.with_parameters."""
+def make_trainable(to_config: Callable[[dict[str, Any]], TrainConfig]):
+    """A function trainable; `to_config` turns a trial's parameters into its TrainConfig (a
+    sweep's `trial_config`, or a fixed config for confirmation runs). The corpus arrives via
+    tune.with_parameters."""
 
     def ser_trial(params: dict[str, Any], corpus: Any) -> None:
-        cfg = sweep.trial_config(params)
+        cfg = to_config(params)
         if cfg.device == "auto":
             # Ray hides GPUs a trial did not ask for, so "auto" means: what Ray gave us.
             cfg = cfg.model_copy(update={"device": "cuda" if ray.get_gpu_ids() else "cpu"})

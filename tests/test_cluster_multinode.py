@@ -10,6 +10,7 @@ Run alone:  python -m pytest -m cluster tests/test_cluster_multinode.py
 """
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
@@ -25,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from search.jobs import job_client, submit_sweep, wait_for_job
+from search.jobs import add_job_commands, job_client, submit_sweep, wait_for_job
 from search.results import read_confusion, read_epochs, read_trials
 
 pytestmark = [
@@ -35,10 +36,11 @@ pytestmark = [
 ]
 
 HEAD_IP, WORKER_IP, SPARE_IP = "127.0.0.2", "127.0.0.3", "127.0.0.4"
-REPO = Path(__file__).resolve().parents[1]
 # The head marks a silent node dead after ~3 missed 1 s checks instead of ~30 s.
 HEALTH_CHECK = {"RAY_health_check_period_ms": "1000", "RAY_health_check_timeout_ms": "1000",
-                "RAY_health_check_failure_threshold": "3", "RAY_health_check_initial_delay_ms": "1000"}
+                "RAY_health_check_failure_threshold": "3", "RAY_health_check_initial_delay_ms": "1000",
+                # SIGTERM stops a node at once instead of draining it for 30 s
+                "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0"}
 OBJECT_STORE_BYTES = 150 * 1024 * 1024  # a shared 2-core machine: stay small
 
 
@@ -106,17 +108,14 @@ class Node:
 
     def stop(self) -> None:
         """Clean stop (SIGTERM to the group), then SIGKILL whatever of ours is left."""
-        if self.proc.poll() is not None:
-            return
-        procs = self._own_processes()
-        try:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            pass
-        except ProcessLookupError:
-            pass
-        try:
+        procs = self._own_processes() if self.proc.poll() is None else []
+        if procs:
+            try:
+                os.killpg(self.proc.pid, signal.SIGTERM)
+                self.proc.wait(timeout=30)
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                pass
+        try:  # the group outlives its leader: stragglers of a node that died by itself
             os.killpg(self.proc.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
@@ -144,8 +143,6 @@ class LocalRayCluster:
     def __post_init__(self) -> None:
         self.home = self.base / "home"
         self.home.mkdir(parents=True)
-        # Ray's socket paths must stay short: its temp dir lives directly under /tmp.
-        self.ray_tmp = Path(tempfile.mkdtemp(prefix="ser-ray-"))
         env = {k: v for k, v in os.environ.items()
                if k not in ("RAY_ADDRESS", "RAY_AUTH_TOKEN", "RAY_API_SERVER_ADDRESS")}
         env.pop("RAY_AUTH_TOKEN_PATH", None)
@@ -155,6 +152,10 @@ class LocalRayCluster:
                        capture_output=True, timeout=120)
         env["RAY_AUTH_TOKEN_PATH"] = str(self.home / ".ray" / "auth_token")
         self.env = env
+        # Ray's socket paths must stay short, so its temp dirs live directly under /tmp; one per
+        # node, as on separate machines: nodes sharing one would share runtime_resources/, and a
+        # worker unpacking the job's working_dir would delete it under the running driver.
+        self.ray_tmp = Path(tempfile.mkdtemp(prefix="ser-ray-"))
         self.port, self.dashboard_port = _free_port(), _free_port()
 
     @property
@@ -174,7 +175,7 @@ class LocalRayCluster:
         ports = ["--dashboard-agent-listen-port", "--dashboard-agent-grpc-port", "--metrics-export-port",
                  "--runtime-env-agent-port", "--node-manager-port", "--object-manager-port"]
         cmd = ["ray", "start", "--block", f"--node-ip-address={ip}", "--num-cpus=1",
-               f"--object-store-memory={OBJECT_STORE_BYTES}", f"--temp-dir={self.ray_tmp}",
+               f"--object-store-memory={OBJECT_STORE_BYTES}", f"--temp-dir={self.ray_tmp / ip.rsplit('.', 1)[1]}",
                "--disable-usage-stats", *[f"{p}={_free_port()}" for p in ports], *args]
         with log.open("w") as fh:
             proc = subprocess.Popen(cmd, env=self.env, stdout=fh, stderr=subprocess.STDOUT,
@@ -194,6 +195,16 @@ class LocalRayCluster:
         node = self._start(ip, [f"--address={self.gcs_address}"])
         self._wait(lambda: ip in self.alive_ips(), f"worker node {ip}", node)
         return node
+
+    def live_worker(self) -> Node:
+        """The worker node, or a fresh one on a fresh address if a fault test killed it (Ray
+        tells nodes apart by address)."""
+        alive = self.alive_ips()
+        for ip in (WORKER_IP, SPARE_IP):
+            if ip in alive:
+                return self.nodes[ip]
+        ip = next(ip for ip in (WORKER_IP, SPARE_IP) if ip not in self.nodes)
+        return self.start_worker(ip)
 
     def _wait(self, ready, what: str, node: Node, timeout: float = 180.0) -> None:
         deadline = time.monotonic() + timeout
@@ -260,9 +271,9 @@ def prepared(tmp_path_factory) -> Path:
     from ser_core.synthetic import generate_corpus
 
     base = tmp_path_factory.mktemp("cluster-corpus")
-    root = generate_corpus(base / "wav", n_speakers=4, clips_per_emotion=3, seed=0)
+    root = generate_corpus(base / "wav", n_speakers=6, clips_per_emotion=4, seed=0)
     out = base / "prepared"
-    prepare_corpora({"synthetic": root}, out, PrepareOptions(segment_seconds=1.0, n_folds=3, augment_copies=0),
+    prepare_corpora({"synthetic": root}, out, PrepareOptions(segment_seconds=2.0, n_folds=3, augment_copies=0),
                     progress=False)
     return out
 
@@ -312,13 +323,24 @@ optim = {{ name = "adamw", weight_decay = 1e-4 }}
 
 def tune_results(sweep_dir: Path) -> dict[str, list[dict]]:
     """Every report Ray Tune logged per trial (result.json of each trial directory), keyed by
-    trial id: the per-epoch `node` shows where each epoch of a trial ran."""
+    trial id: the per-epoch `node` shows where each epoch of a trial ran. Safe to call while
+    the sweep runs (a line being written is skipped)."""
     out: dict[str, list[dict]] = {}
     for f in (sweep_dir / "tune").glob("*/result.json"):
-        rows = [json.loads(line) for line in f.read_text().splitlines() if line.strip()]
+        rows = []
+        for line in f.read_text().splitlines():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                break
         if rows:
             out.setdefault(rows[0]["trial_id"], []).extend(rows)
     return out
+
+
+def trial_dir(sweep_dir: Path, trial_id: str) -> Path:
+    (found,) = (sweep_dir / "tune").glob(f"*_{trial_id}_*")
+    return found
 
 
 def assert_complete(sweep_dir: Path, num_samples: int, max_epochs: int | None = None) -> None:
@@ -329,9 +351,9 @@ def assert_complete(sweep_dir: Path, num_samples: int, max_epochs: int | None = 
     assert set(trials["status"]) <= {"completed", "pruned"}, trials[["trial_id", "status", "error"]]
     epochs = read_epochs(sweep_dir)
     assert not epochs.duplicated(["trial_id", "epoch"]).any()
-    per_trial = epochs.groupby("trial_id")["epoch"].max()
+    per_trial = epochs.groupby("trial_id")["epoch"].agg(["max", "count"])
     for row in trials.itertuples():
-        assert per_trial[row.trial_id] == row.epochs_run
+        assert per_trial.loc[row.trial_id, "max"] == per_trial.loc[row.trial_id, "count"] == row.epochs_run
         if max_epochs is not None:
             assert row.epochs_run == max_epochs and row.status == "completed"
     completed = trials[trials["status"] == "completed"]
@@ -340,17 +362,11 @@ def assert_complete(sweep_dir: Path, num_samples: int, max_epochs: int | None = 
     assert set(confusion["trial_id"]) == set(completed["trial_id"])
 
 
-def job_text(cluster: LocalRayCluster, job_id: str) -> str:
-    client = job_client(cluster.dashboard)
-    return client.get_job_logs(job_id)
-
-
 # --------------------------------------------------------------------------- tests
 
 
 def test_sweep_submitted_as_a_job_runs_on_both_nodes(cluster, client_env, prepared, tmp_path):
-    if WORKER_IP not in cluster.alive_ips():
-        cluster.start_worker(WORKER_IP)
+    worker = cluster.live_worker()
     sweep = write_sweep(tmp_path / "submit.toml", "cluster-submit", prepared, num_samples=4, max_epochs=2,
                         grace_period=1)
     results = tmp_path / "results"
@@ -362,16 +378,146 @@ def test_sweep_submitted_as_a_job_runs_on_both_nodes(cluster, client_env, prepar
 
     sweep_dir = results / "cluster-submit"
     assert_complete(sweep_dir, 4)
-    assert set(read_trials(sweep_dir)["node"]) == {HEAD_IP, WORKER_IP}
-    # the checkout's code ran on the cluster, uploaded as py_modules, not the repository root
+    assert set(read_trials(sweep_dir)["node"]) == {HEAD_IP, worker.ip}
+    # the checkout's two packages went up with the job (uploaded to the cluster's package store)
     info = client.get_job_info(job_id)
-    assert [Path(p).name for p in info.runtime_env["py_modules"]] in (["ser_core", "search"],) or \
-        all(str(p).startswith(("gcs://", "file://")) for p in info.runtime_env["py_modules"])
-    assert "ser-search sweep" in info.entrypoint
+    assert len(info.runtime_env["py_modules"]) == 2
+    assert all(uri.startswith("gcs://") for uri in info.runtime_env["py_modules"])
+    assert info.entrypoint.startswith("ser-search sweep")
     # the token is nowhere: not in the job's description, its logs, or any result file
     token = cluster.token
-    assert token not in json.dumps(info.model_dump(mode="json") if hasattr(info, "model_dump") else str(info))
+    assert token not in json.dumps(info.model_dump(mode="json"))
     assert token not in logs
     for f in sweep_dir.rglob("*"):
         if f.is_file():
             assert token.encode() not in f.read_bytes(), f
+
+
+def test_submission_without_the_cluster_token_is_refused(cluster, client_env, prepared, tmp_path,
+                                                         monkeypatch, capsys):
+    from ray.exceptions import AuthenticationError
+
+    sweep = write_sweep(tmp_path / "refused.toml", "cluster-refused", prepared, num_samples=1, max_epochs=1,
+                        grace_period=1)
+    results = str(tmp_path / "results")
+    # no token anywhere: no RAY_AUTH_TOKEN, no RAY_AUTH_TOKEN_PATH, an empty HOME
+    monkeypatch.delenv("RAY_AUTH_TOKEN_PATH")
+    with pytest.raises(AuthenticationError, match="Missing authentication token"):
+        submit_sweep(sweep, cluster.dashboard, results)
+    # a token, but not this cluster's
+    wrong = "0" * 64
+    monkeypatch.setenv("RAY_AUTH_TOKEN", wrong)
+    with pytest.raises(AuthenticationError, match="Invalid authentication token"):
+        submit_sweep(sweep, cluster.dashboard, results)
+    # the command line says so in one line, exit status 2, and never echoes the token
+    parser = argparse.ArgumentParser(prog="ser-search")
+    add_job_commands(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["submit", str(sweep), "--address", cluster.dashboard, "--results", results])
+    assert args.func(args) == 2
+    err = capsys.readouterr().err
+    assert "refused" in err and "RAY_AUTH_TOKEN" in err and wrong not in err
+
+    # nothing was queued, and with the right token the same client gets in
+    monkeypatch.delenv("RAY_AUTH_TOKEN")
+    monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", cluster.env["RAY_AUTH_TOKEN_PATH"])
+    jobs = job_client(cluster.dashboard).list_jobs()
+    assert not [j for j in jobs if (j.metadata or {}).get("sweep") == "cluster-refused"]
+    assert not (tmp_path / "results").exists()
+
+
+def _driver_pid(client, job_id: str, timeout: float = 180.0) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        info = client.get_job_info(job_id)
+        if info.driver_info is not None and info.driver_info.pid:
+            return int(info.driver_info.pid)
+        assert str(info.status.value) not in ("SUCCEEDED", "FAILED", "STOPPED"), client.get_job_logs(job_id)
+        time.sleep(1.0)
+    raise TimeoutError(f"job {job_id} never reported its driver")
+
+
+def _wait_for(predicate, what: str, client, job_id: str, timeout: float = 300.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        status = str(client.get_job_status(job_id).value)
+        assert status in ("PENDING", "RUNNING"), f"job {status} before {what}:\n{client.get_job_logs(job_id)[-3000:]}"
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.5)
+
+
+def _finished_trials(sweep_dir: Path) -> int:
+    return len(read_trials(sweep_dir)) if (sweep_dir / "trials.parquet").exists() else 0
+
+
+def test_killed_driver_is_resumed_without_losing_or_repeating_trials(cluster, client_env, prepared, tmp_path):
+    n = 4
+    sweep = write_sweep(tmp_path / "driver.toml", "cluster-driver", prepared, num_samples=n, max_epochs=12,
+                        grace_period=12)
+    results = tmp_path / "results"
+    sweep_dir = results / "cluster-driver"
+    client = job_client(cluster.dashboard)
+    job_id = submit_sweep(sweep, cluster.dashboard, str(results))
+    pid = _driver_pid(client, job_id)
+    _wait_for(lambda: _finished_trials(sweep_dir) >= 1, "a finished trial", client, job_id)
+    assert b"ser-search" in Path(f"/proc/{pid}/cmdline").read_bytes()  # the job's own driver
+    os.kill(pid, signal.SIGKILL)
+    assert wait_for_job(client, job_id, follow=False, timeout_s=120) == "FAILED"
+    before = read_trials(sweep_dir).set_index("trial_id")
+    assert 1 <= len(before) < n
+
+    # the same command line, pointed at the cluster, continues the sweep
+    done = subprocess.run([sys.executable, "-m", "search.cli", "sweep", str(sweep), "--resume",
+                           "--address", cluster.gcs_address, "--results", str(results)],
+                          env=cluster.env, capture_output=True, text=True, timeout=420, start_new_session=True)
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert_complete(sweep_dir, n, max_epochs=12)
+    after = read_trials(sweep_dir).set_index("trial_id")
+    for trial_id, row in before.iterrows():  # finished before the kill: kept, not run again
+        assert after.loc[trial_id, "finished_at"] == row["finished_at"]
+    # no orphan: every row is a trial of the restored experiment, and vice versa
+    assert set(after.index) == set(tune_results(sweep_dir))
+    print(f"driver fault: killed with {len(before)} of {n} trials finished; --resume finished the "
+          f"other {n - len(before)}, {len(after)} rows, each trial once")
+
+
+def test_killed_worker_node_trials_are_retried_elsewhere(cluster, client_env, prepared, tmp_path):
+    """Last in this file: it leaves the cluster without a worker node."""
+    worker = cluster.live_worker()
+    n, epochs = 4, 30
+    sweep = write_sweep(tmp_path / "fault.toml", "cluster-fault", prepared, num_samples=n, max_epochs=epochs,
+                        grace_period=epochs)
+    results = tmp_path / "results"
+    sweep_dir = results / "cluster-fault"
+    client = job_client(cluster.dashboard)
+    job_id = submit_sweep(sweep, cluster.dashboard, str(results))
+
+    # Kill the node while one of its trials is mid-way: checkpointed epochs behind it, more ahead.
+    def victim_on_worker() -> tuple[str, int] | None:
+        for trial_id, rows in tune_results(sweep_dir).items():
+            last = rows[-1]
+            if last["node"] == worker.ip and 2 <= last["epoch"] <= epochs - 5:
+                return trial_id, last["epoch"]
+        return None
+
+    _wait_for(lambda: victim_on_worker() is not None, "a trial half-way through on the worker node",
+              client, job_id)
+    victim, reached = victim_on_worker()
+    worker.kill()
+    deadline = time.monotonic() + 60
+    while worker.ip in cluster.alive_ips():
+        assert time.monotonic() < deadline, "the head never marked the killed node dead"
+        time.sleep(1.0)
+
+    status = wait_for_job(client, job_id, follow=False, timeout_s=420)
+    assert status == "SUCCEEDED", client.get_job_logs(job_id)[-4000:]
+    assert_complete(sweep_dir, n, max_epochs=epochs)
+    # the victim failed once (Tune recorded it), then finished on the head from its checkpoint
+    assert "Failure # 1" in (trial_dir(sweep_dir, victim) / "error.txt").read_text()
+    trials = read_trials(sweep_dir).set_index("trial_id")
+    assert trials.loc[victim, "node"] == HEAD_IP and trials.loc[victim, "status"] == "completed"
+    rows = tune_results(sweep_dir)[victim]
+    resumed = [r for r in rows if r["iterations_since_restore"] < r["training_iteration"]]
+    assert resumed and resumed[0]["epoch"] > 1 and all(r["node"] == HEAD_IP for r in resumed), \
+        [(r["epoch"], r["node"], r["iterations_since_restore"]) for r in rows]
+    print(f"worker fault: trial {victim} lost its node at epoch {reached}, resumed on the head at "
+          f"epoch {resumed[0]['epoch']}")

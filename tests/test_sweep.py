@@ -131,3 +131,25 @@ def test_bad_sweep_file_fails_before_ray_starts(tmp_path, synthetic_prepared, ca
         assert key in capsys.readouterr().err
         assert not ray.is_initialized()
         assert not (tmp_path / "r").exists()
+
+
+def test_confirm_reruns_top_configurations_with_seeds(finished_sweep):
+    from search.leaderboard import leaderboard
+    from search.results import read_trials
+    from search.runner import run_confirm
+
+    outcome, results = finished_sweep
+    try:
+        confirm = run_confirm(str(results), "t", top=2, seeds=2, num_cpus=2, echo=False)
+    finally:
+        ray.shutdown()
+    rows = pd.read_parquet(f"{confirm.sweep_dir}/trials.parquet")
+    assert len(rows) == 4 and set(rows["stage"]) == {"confirm"} and set(rows["status"]) == {"completed"}
+    assert sorted(rows["seed"]) == [0, 0, 1, 1]
+    assert rows["epochs_run"].eq(MAX_EPOCHS).all()  # no early stopping
+    search = pd.read_parquet(f"{outcome.sweep_dir}/trials.parquet")
+    top2 = search[search["status"] == "completed"].sort_values("val_ua", ascending=False).head(2)
+    assert set(rows["config_key"]) == set(top2["config_key"])
+    board = leaderboard(read_trials(confirm.sweep_dir))
+    assert (board["n"] == 2).all()
+    assert board["val_ua_ci95"].notna().all() and (board["val_ua_ci95"] >= 0).all()
