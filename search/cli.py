@@ -205,6 +205,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--out", default="demo-out")
     d.add_argument("--fresh", action="store_true", help="discard a previous demo sweep in --out")
     d.set_defaults(func=cmd_demo)
+
+    from search.jobs import add_job_commands  # stdlib-only at import: --help stays fast
+    add_job_commands(sub)
     return p
 
 

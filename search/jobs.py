@@ -118,12 +118,12 @@ def _is_uri(path: str) -> bool:
     return "://" in path
 
 
-def _cluster_path(value: str, flag: str) -> str:
+def _cluster_path(value: str, flag: str, readers: str) -> str:
     """Paths given to a job are read on the cluster: a relative one would point into the job's
     temporary working directory, which Ray deletes."""
     if not (_is_uri(value) or Path(value).is_absolute()):
         raise JobError(f"{flag} {value!r} is relative; on a cluster it must be an absolute path "
-                       f"(or a URI) that the head node can read, since relative paths would land "
+                       f"(or a URI) that {readers} can reach, since relative paths would land "
                        f"in the job's temporary working directory")
     return value
 
@@ -154,9 +154,9 @@ def build_job(sweep_file: Path | str, results: str, *, prepared: str | None = No
 
     sweep_file = Path(sweep_file)
     sweep = load_sweep(sweep_file)  # raises SweepConfigError naming every bad key
-    results = _cluster_path(results, "--results")
+    results = _cluster_path(results, "--results", "every node")  # trials write checkpoints there
     if prepared is not None:
-        prepared = _cluster_path(str(prepared), "--prepared")
+        prepared = _cluster_path(str(prepared), "--prepared", "the head node")  # read by the driver
     else:
         rel = _relative_prepared(sweep_file)
         if rel is not None:
@@ -304,7 +304,7 @@ def add_job_commands(subparsers: argparse._SubParsersAction) -> None:
     s.add_argument("sweep", type=Path)
     s.add_argument("--address", default=os.environ.get(ADDRESS_ENV), help=address_help)
     s.add_argument("--results", required=True,
-                   help="results directory (absolute, readable by the head node) or pyarrow URI")
+                   help="results: an absolute path on storage every node reaches, or a pyarrow URI")
     s.add_argument("--prepared", help="prepared corpus on the cluster (absolute path); "
                                       "overrides the sweep file's data.prepared")
     s.add_argument("--resume", action="store_true", help="continue the sweep's interrupted run")

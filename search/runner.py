@@ -62,6 +62,8 @@ def connect(address: str | None, num_cpus: int | None = None) -> None:
     """Join the cluster at `address`, or start a private local one (token auth on)."""
     if ray.is_initialized():
         return
+    # Inside a Ray Job (`ray job submit -- ser-search sweep ...`) RAY_ADDRESS names the cluster.
+    address = address or os.environ.get("RAY_ADDRESS")
     # A new local cluster turns token auth on by itself (and writes ~/.ray/auth_token if
     # missing); joining a cluster takes the token from RAY_AUTH_TOKEN(_PATH) or that file.
     quiet = dict(log_to_driver=False, logging_level=logging.WARNING, configure_logging=True)

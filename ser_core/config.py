@@ -103,6 +103,8 @@ class TrainConfig(_Strict):
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
     amp: bool = Field(True, description="bf16 autocast on CUDA (ignored on CPU)")
     variable_length: bool = Field(True, description="mask padding frames (true clip lengths)")
+    feature_cache: Literal["auto", "on", "off"] = Field(
+        "auto", description="keep every split's spectrograms on the device (auto: when they fit)")
     output: Path | None = Field(None, description="where `ser-search train` writes checkpoint + metrics")
 
     @field_validator("device")

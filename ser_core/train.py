@@ -120,23 +120,59 @@ def _valid_frames(corpus: CorpusLike, rows: np.ndarray, frontend_cfg, enabled: b
     return torch.as_tensor(frames, dtype=torch.long)
 
 
-@torch.no_grad()
-def _compute_features(waves: np.ndarray, rows: np.ndarray, frontend: nn.Module, device: torch.device,
-                      batch: int = 64) -> Tensor:
-    """Spectrograms for `rows`, computed on `device` in batches, kept there."""
-    out = []
-    for start in range(0, len(rows), batch):
-        chunk = torch.from_numpy(np.ascontiguousarray(waves[rows[start:start + batch]])).to(device)
-        out.append(frontend(chunk))
-    return torch.cat(out)
+class SplitFeatures:
+    """One split's normalised spectrograms, indexable by a batch of positions.
+
+    Cached: computed once on the device (the waveforms, noisy copies included, never change,
+    so neither do their spectrograms) and sliced every epoch. Not cached: computed per batch
+    from the split's waveform tensor, for corpora whose spectrograms would not fit."""
+
+    def __init__(self, waves: Tensor, frontend: nn.Module, normalizer: FeatureNormalizer, batch: int = 128) -> None:
+        self.waves, self.frontend, self.normalizer, self.batch = waves, frontend, normalizer, batch
+        self._raw: list[Tensor] | None = None
+        self.cache: Tensor | None = None
+
+    def __len__(self) -> int:
+        return len(self.waves) if self.cache is None else len(self.cache)
+
+    @torch.no_grad()
+    def raw_batches(self, lengths: Tensor | None, keep: bool):
+        """Unnormalised spectrogram batches (with frame counts), kept for the cache if asked."""
+        self._raw = [] if keep else None
+        for s in range(0, len(self.waves), self.batch):
+            f = self.frontend(self.waves[s:s + self.batch])
+            if keep:
+                self._raw.append(f)
+            yield f if lengths is None else (f, lengths[s:s + self.batch])
+
+    @torch.no_grad()
+    def build_cache(self) -> None:
+        raw = self._raw or [self.frontend(self.waves[s:s + self.batch]) for s in range(0, len(self.waves), self.batch)]
+        self.cache = self.normalizer(torch.cat(raw))
+        self._raw, self.waves = None, None
+
+    def __getitem__(self, idx: Tensor | slice) -> Tensor:
+        if self.cache is not None:
+            return self.cache[idx]
+        with torch.no_grad():
+            return self.normalizer(self.frontend(self.waves[idx]))
+
+
+def _use_feature_cache(setting: str, nbytes: int, device: torch.device) -> bool:
+    if setting != "auto":
+        return setting == "on"
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return nbytes < 0.25 * free  # packed trials share the GPU
+    return nbytes < 2 * 1024**3
 
 
 @torch.no_grad()
-def _predict(model: nn.Module, loss_fn: LossFamily, x: Tensor, y: Tensor, lengths: Tensor | None,
+def _predict(model: nn.Module, loss_fn: LossFamily, x: "SplitFeatures", y: Tensor, lengths: Tensor | None,
              batch: int, autocast) -> tuple[Tensor, Tensor, Tensor]:
     """(summed loss, predictions, embeddings) over a whole split."""
     model.eval()
-    total, preds, embs = torch.zeros((), device=x.device), [], []
+    total, preds, embs = torch.zeros((), device=y.device), [], []
     for s in range(0, len(x), batch):
         lb = None if lengths is None else lengths[s:s + batch]
         with autocast():
@@ -175,22 +211,28 @@ def fit(cfg: TrainConfig, corpus: CorpusLike, on_epoch: EpochCallback | None = N
     targets = torch.as_tensor(corpus.manifest["label_id"].to_numpy(copy=True), dtype=torch.long)
     num_classes = len(corpus.labels)
 
-    # The corpus becomes spectrogram tensors on the device once; an epoch only slices them.
+    # Each split's waveforms become one tensor on the device; spectrograms are computed there in
+    # batches, once when they fit (then an epoch only slices them), else per batch.
     frontend = build_frontend(frontend_cfg).to(device)
-    feats, ys, lens = {}, {}, {}
+    ys, lens, waves = {}, {}, {}
     for name, rows in splits.items():
-        feats[name] = _compute_features(corpus.waveforms, rows, frontend, device)
+        waves[name] = torch.from_numpy(np.ascontiguousarray(corpus.waveforms[rows])).to(device)
         ys[name] = targets[rows].to(device)
         lf = _valid_frames(corpus, rows, frontend_cfg, cfg.variable_length)
         lens[name] = None if lf is None else lf.to(device)
+    n_frames = num_frames(frontend_cfg, corpus.waveforms.shape[1])
+    cache = _use_feature_cache(cfg.feature_cache, sum(len(r) for r in splits.values()) * frontend_cfg.n_features
+                               * n_frames * 4, device)
     normalizer = FeatureNormalizer(frontend_cfg.n_features).to(device)
+    feats = {name: SplitFeatures(waves[name], frontend, normalizer) for name in splits}
     # Statistics from the training split only, over each clip's real frames (not its padding).
-    normalizer.fit(
-        feats["train"][s:s + 256] if lens["train"] is None else (feats["train"][s:s + 256], lens["train"][s:s + 256])
-        for s in range(0, len(feats["train"]), 256)
-    )
-    for name in feats:
-        feats[name] = normalizer(feats[name])
+    normalizer.fit(feats["train"].raw_batches(lens["train"], keep=cache))
+    for name in ("val", "test"):
+        if cache:
+            feats[name].build_cache()
+    if cache:
+        feats["train"].build_cache()
+        waves.clear()
 
     model = build_model(cfg.model, frontend_cfg.n_features, num_classes).to(device)
     loss_fn = build_loss(cfg.loss.family, num_classes=num_classes, embed_dim=model.embed_dim,
@@ -219,7 +261,7 @@ def fit(cfg: TrainConfig, corpus: CorpusLike, on_epoch: EpochCallback | None = N
         start_epoch = resume["epoch"] + 1
 
     bs = cfg.optim.batch_size
-    n_train = len(feats["train"])
+    n_train = len(ys["train"])
     train_seconds = sum(h.seconds for h in history)
     for epoch in range(start_epoch, cfg.optim.epochs + 1):
         t0 = time.perf_counter()

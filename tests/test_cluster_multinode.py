@@ -243,6 +243,8 @@ class LocalRayCluster:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory) -> LocalRayCluster:
+    if shutil.which("ser-search") is None:  # what every job's entrypoint runs
+        pytest.fail("the ser-search command is not installed: run `pip install -e .` first")
     c = LocalRayCluster(tmp_path_factory.mktemp("ray-cluster"))
     try:
         c.start_head()

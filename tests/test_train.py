@@ -155,3 +155,11 @@ def test_emodb_speaker_independent_ua_above_chance(emodb_dir, tmp_path):
     result = fit(cfg, corpus)
     chance = 1.0 / corpus.num_classes
     assert result.test.ua > chance + 0.1, f"test UA {result.test.ua:.3f} vs chance {chance:.3f}"
+
+
+def test_per_batch_spectrograms_equal_the_cached_ones(corpus, synthetic_prepared):
+    """Computing spectrograms per batch (for corpora too big to cache) trains the same model."""
+    cached = fit(tiny_config(synthetic_prepared, feature_cache="on"), corpus)
+    per_batch = fit(tiny_config(synthetic_prepared, feature_cache="off"), corpus)
+    assert [h.train_loss for h in per_batch.history] == pytest.approx([h.train_loss for h in cached.history], rel=1e-4)
+    assert per_batch.test.ua == pytest.approx(cached.test.ua, abs=0.02)
