@@ -12,6 +12,7 @@ import csv
 import re
 from pathlib import Path
 
+from ._scan import WavCorpusAdapter
 from .base import CorpusError, Utterance
 from .label_maps import CREMAD
 
@@ -52,51 +53,19 @@ def read_genders(csv_path: Path) -> dict[str, str | None]:
     return genders
 
 
-def _wav_files(root: Path) -> list[Path]:
-    return sorted(p for p in root.rglob("*") if p.suffix.lower() == ".wav" and p.is_file())
-
-
-class CremaDAdapter:
+class CremaDAdapter(WavCorpusAdapter):
     name = _CORPUS
+    example = _EXAMPLE
 
     def __init__(self) -> None:
-        # (path, reason) for every .wav the last scan could not use; prepare reports them.
-        self.unrecognised: list[tuple[Path, str]] = []
+        super().__init__()
         # ActorID -> gender from the demographics file found by the last scan (empty: unknown).
         self.demographics: Path | None = None
         self._genders: dict[str, str | None] = {}
 
-    def scan(self, root: Path, *, iemocap_four_class: bool = False) -> list[Utterance]:
-        root = Path(root).expanduser()
-        if not root.is_dir():
-            raise CorpusError(f"{_CORPUS}: corpus root {root} does not exist or is not a directory")
-        self.unrecognised = []
+    def _begin_scan(self, root: Path) -> None:
         self.demographics = find_demographics(root)
         self._genders = read_genders(self.demographics) if self.demographics else {}
-        found: list[Utterance] = []
-        first_seen: dict[str, Path] = {}  # re-packagings often ship a second copy of the tree
-        for path in _wav_files(root):
-            parsed = self._parse(path)
-            if parsed is None:
-                continue
-            key, utt = parsed
-            if key in first_seen:
-                self._reject(path, f"duplicate of {first_seen[key]} (same utterance {key})")
-                continue
-            first_seen[key] = path
-            found.append(utt)
-        if not found:
-            seen = f"{len(self.unrecognised)} .wav file(s) seen, none recognised"
-            if self.unrecognised:
-                first, why = self.unrecognised[0]
-                seen += f" (first: {first}: {why})"
-            raise CorpusError(
-                f"{_CORPUS}: no recognisable file under {root}; expected names like {_EXAMPLE}; {seen}"
-            )
-        return sorted(found, key=lambda u: u.path)
-
-    def _reject(self, path: Path, reason: str) -> None:
-        self.unrecognised.append((path, reason))
 
     def _parse(self, path: Path) -> tuple[str, Utterance] | None:
         m = _NAME.fullmatch(path.stem)

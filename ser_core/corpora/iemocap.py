@@ -18,6 +18,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from ._scan import corpus_root, duplicate_reason, wav_files
 from .base import CorpusError, Utterance
 from .label_maps import IEMOCAP, IEMOCAP_FOUR_CLASS
 
@@ -39,10 +40,6 @@ class _Label:
     expected_wav: Path
 
 
-def _wav_files(root: Path) -> list[Path]:
-    return sorted(p for p in root.rglob("*") if p.suffix.lower() == ".wav" and p.is_file())
-
-
 def _label_files(root: Path) -> list[Path]:
     # Only the top-level EmoEvaluation/*.txt; its Categorical/, Attribute/... subfolders use other formats.
     return sorted(p for p in root.rglob("*.txt") if p.parent.name == "EmoEvaluation" and p.is_file())
@@ -60,15 +57,13 @@ class IemocapAdapter:
         self.unrecognised: list[tuple[Path, str]] = []
 
     def scan(self, root: Path, *, iemocap_four_class: bool = False) -> list[Utterance]:
-        root = Path(root).expanduser()
-        if not root.is_dir():
-            raise CorpusError(f"{_CORPUS}: corpus root {root} does not exist or is not a directory")
+        root = corpus_root(root, _CORPUS)
         self.unrecognised = []
         mapping = IEMOCAP_FOUR_CLASS if iemocap_four_class else IEMOCAP
         labels = self._read_labels(root)
 
         audio: dict[str, Path] = {}
-        for path in _wav_files(root):
+        for path in wav_files(root):
             if _is_dialog_recording(path):
                 continue
             utt_id = path.stem
@@ -77,7 +72,7 @@ class IemocapAdapter:
             elif utt_id not in labels:
                 self._reject(path, f"no label line for {utt_id} in any EmoEvaluation/*.txt")
             elif utt_id in audio:
-                self._reject(path, f"duplicate of {audio[utt_id]} (same utterance {utt_id})")
+                self._reject(path, duplicate_reason(audio[utt_id], utt_id))
             else:
                 audio[utt_id] = path
 

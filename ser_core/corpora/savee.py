@@ -11,7 +11,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from .base import CorpusError, Utterance
+from ._scan import WavCorpusAdapter
+from .base import Utterance
 from .label_maps import SAVEE
 
 _CORPUS = "savee"
@@ -23,46 +24,9 @@ _NESTED = re.compile(_CLIP)
 SPEAKERS: tuple[str, ...] = ("DC", "JE", "JK", "KL")  # all male
 
 
-def _wav_files(root: Path) -> list[Path]:
-    return sorted(p for p in root.rglob("*") if p.suffix.lower() == ".wav" and p.is_file())
-
-
-class SaveeAdapter:
+class SaveeAdapter(WavCorpusAdapter):
     name = _CORPUS
-
-    def __init__(self) -> None:
-        # (path, reason) for every .wav the last scan could not use; prepare reports them.
-        self.unrecognised: list[tuple[Path, str]] = []
-
-    def scan(self, root: Path, *, iemocap_four_class: bool = False) -> list[Utterance]:
-        root = Path(root).expanduser()
-        if not root.is_dir():
-            raise CorpusError(f"{_CORPUS}: corpus root {root} does not exist or is not a directory")
-        self.unrecognised = []
-        found: list[Utterance] = []
-        first_seen: dict[str, Path] = {}  # re-packagings often ship a second copy of the tree
-        for path in _wav_files(root):
-            parsed = self._parse(path)
-            if parsed is None:
-                continue
-            key, utt = parsed
-            if key in first_seen:
-                self._reject(path, f"duplicate of {first_seen[key]} (same utterance {key})")
-                continue
-            first_seen[key] = path
-            found.append(utt)
-        if not found:
-            seen = f"{len(self.unrecognised)} .wav file(s) seen, none recognised"
-            if self.unrecognised:
-                first, why = self.unrecognised[0]
-                seen += f" (first: {first}: {why})"
-            raise CorpusError(
-                f"{_CORPUS}: no recognisable file under {root}; expected names like {_EXAMPLE}; {seen}"
-            )
-        return sorted(found, key=lambda u: u.path)
-
-    def _reject(self, path: Path, reason: str) -> None:
-        self.unrecognised.append((path, reason))
+    example = _EXAMPLE
 
     def _parse(self, path: Path) -> tuple[str, Utterance] | None:
         m = _FLAT.fullmatch(path.stem)
