@@ -206,8 +206,11 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--fresh", action="store_true", help="discard a previous demo sweep in --out")
     d.set_defaults(func=cmd_demo)
 
-    from search.jobs import add_job_commands  # stdlib-only at import: --help stays fast
+    # both import only the standard library at load time, so --help stays fast
+    from search.dashboard_cli import add_dashboard_command
+    from search.jobs import add_job_commands
     add_job_commands(sub)
+    add_dashboard_command(sub)
     return p
 
 
