@@ -85,7 +85,7 @@ class CNNTransformer(nn.Module):
 
     def embed(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
         full_frames = x.shape[-1]
-        c = self.cnn(x.unsqueeze(1))  # (B, C, F', T')
+        c = self.cnn(x.unsqueeze(1).contiguous(memory_format=torch.channels_last))  # (B, C, F', T')
         cnn_mask = _frame_mask(lengths, c.shape[-1], full_frames)
         cnn_z = _masked_mean(c.mean(dim=2).transpose(1, 2), cnn_mask)
         t = self.pre_pool(x.unsqueeze(1)).squeeze(1).transpose(1, 2)  # (B, T/4, F/2)
@@ -139,7 +139,7 @@ class CNNBiRNN(nn.Module):
 
     def embed(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
         full_frames = x.shape[-1]
-        c = self.cnn(x.unsqueeze(1))  # (B, C, F', T')
+        c = self.cnn(x.unsqueeze(1).contiguous(memory_format=torch.channels_last))  # (B, C, F', T')
         seq = c.flatten(1, 2).transpose(1, 2)  # (B, T', C*F')
         mask = _frame_mask(lengths, seq.shape[1], full_frames)
         if mask is not None:
