@@ -207,10 +207,12 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(func=cmd_demo)
 
     # both import only the standard library at load time, so --help stays fast
+    from search.claims import add_claims_command
     from search.dashboard_cli import add_dashboard_command
     from search.jobs import add_job_commands
     add_job_commands(sub)
     add_dashboard_command(sub)
+    add_claims_command(sub)
     return p
 
 
@@ -231,7 +233,8 @@ def main(argv: list[str] | None = None) -> int:
 # Errors that are the user's input, not our bug: printed without a traceback.
 _USER_ERRORS = {"ConfigError", "SweepConfigError", "SweepError", "CorpusError", "AudioError",
                 "PrepareError", "LossConfigError", "NonFiniteLossError", "ResultsError",
-                "CorpusFormatError", "FileNotFoundError", "ValidationError", "LeaderboardError"}
+                "CorpusFormatError", "FileNotFoundError", "ValidationError", "LeaderboardError",
+                "ClaimsError"}
 
 
 if __name__ == "__main__":
