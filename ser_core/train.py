@@ -10,7 +10,6 @@ under Ray Tune, in a test or from the CLI.
 from __future__ import annotations
 
 import copy
-import io
 import math
 import random
 import time
@@ -187,7 +186,6 @@ def _predict(model: nn.Module, loss_fn: LossFamily, x: "SplitFeatures", y: Tenso
 def fit(cfg: TrainConfig, corpus: CorpusLike, on_epoch: EpochCallback | None = None,
         resume: dict[str, Any] | None = None) -> FitResult:
     """Train one configuration; the best epoch by validation UA is evaluated on test."""
-    t_start = time.perf_counter()
     gen = seed_everything(cfg.seed)
     device = resolve_device(cfg.device)
     use_amp = cfg.amp and device.type == "cuda"
@@ -366,12 +364,6 @@ def _final_evaluation(cfg, corpus, frontend_cfg, model, loss_fn, normalizer, bes
 
 def _cpu_state(module: nn.Module) -> dict[str, Tensor]:
     return {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}
-
-
-def checkpoint_bytes(state: dict[str, Any]) -> bytes:
-    buf = io.BytesIO()
-    torch.save(state, buf)
-    return buf.getvalue()
 
 
 def save_checkpoint(state: dict[str, Any], path) -> None:
