@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -16,10 +16,34 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
 
+_CORPUS_NAME = r"^[a-z0-9_-]+$"
+
+
 class DataConfig(_Strict):
+    """Which prepared data a trial uses and under which protocol (see ser_core.protocols):
+    no corpora named = within-corpus folds over everything prepared; `train_corpora` /
+    `eval_corpora` = cross-corpus; `leave_out` = leave-one-corpus-out."""
+
     prepared: Path = Field(description="directory written by `ser-search prepare`")
     fold: int = Field(0, ge=0, description="test fold; validation is fold+1 (mod n_folds)")
     max_train_clips: int | None = Field(None, gt=0, description="subsample train (for quick runs)")
+    train_corpora: list[Annotated[str, Field(pattern=_CORPUS_NAME)]] | None = Field(
+        None, min_length=1, description="corpora to train (and validate) on; default: every prepared corpus")
+    eval_corpora: list[Annotated[str, Field(pattern=_CORPUS_NAME)]] | None = Field(
+        None, min_length=1, description="corpora to test on; default: the training corpora")
+    leave_out: str | None = Field(None, pattern=_CORPUS_NAME,
+                                  description="leave-one-corpus-out: test on this corpus, train on the others")
+
+    @model_validator(mode="after")
+    def _one_protocol(self) -> "DataConfig":
+        if self.leave_out is not None and (self.train_corpora is not None or self.eval_corpora is not None):
+            raise ValueError("data.leave_out cannot be combined with data.train_corpora or data.eval_corpora "
+                             "(it sets both)")
+        for key in ("train_corpora", "eval_corpora"):
+            names = getattr(self, key)
+            if names is not None and len(set(names)) != len(names):
+                raise ValueError(f"data.{key} lists a corpus twice: {names}")
+        return self
 
 
 class ModelConfig(_Strict):

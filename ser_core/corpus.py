@@ -8,6 +8,7 @@ were made so a result can always be traced back to its preprocessing and protoco
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from .protocols import EvaluationSplit, evaluation_split
 
 # Bump when the on-disk layout changes in a way older readers would misread.
 CORPUS_FORMAT_VERSION = 1
@@ -133,6 +136,17 @@ class PreparedCorpus:
             "val": np.flatnonzero(val & original).astype(np.int64),
             "test": np.flatnonzero(test & original).astype(np.int64),
         }
+
+    def evaluation_split(self, fold: int = 0, *, train_corpora: Sequence[str] | None = None,
+                         eval_corpora: Sequence[str] | None = None, leave_out: str | None = None) -> EvaluationSplit:
+        """Rows and classes under a within-, cross- or leave-one-corpus-out protocol
+        (ser_core.protocols); with no corpora named it is `split_indices(fold)`."""
+        return evaluation_split(self.manifest, self.labels, self.n_folds, fold, train_corpora=train_corpora,
+                                eval_corpora=eval_corpora, leave_out=leave_out)
+
+    def corpora(self) -> tuple[str, ...]:
+        """The corpora in this prepared directory, sorted."""
+        return tuple(sorted(self.manifest["corpus"].astype(str).unique()))
 
     def targets(self) -> np.ndarray:
         """label_id per row (int64, ready for a loss)."""

@@ -31,6 +31,8 @@ class Predictor:
         self.config = TrainConfig.model_validate(state["config"])
         self.frontend_cfg = FrontendConfig.model_validate(state["frontend"])
         self.labels: list[str] = list(state["labels"])
+        # A cross-corpus model was trained on the shared classes only; it never predicts the rest.
+        self.classes: list[str] = list(state.get("classes") or self.labels)
         self.segment_samples = int(state["segment_samples"])
         self.preprocessing = state.get("preprocessing", {})
         self.frontend = build_frontend(self.frontend_cfg)
@@ -59,9 +61,10 @@ class Predictor:
         if good:
             x = torch.from_numpy(np.stack([w for _, w in good]).astype(np.float32))
             logits, _ = self.model(self.normalizer(self.frontend(x)))
-            probs = torch.softmax(logits.float(), dim=1).numpy()
+            used = torch.tensor([self.labels.index(c) for c in self.classes])
+            probs = torch.softmax(logits.float()[:, used], dim=1).numpy()
             for (p, _), row in zip(good, probs):
-                out.append(Prediction(p, self.labels[int(row.argmax())],
-                                      {lab: float(v) for lab, v in zip(self.labels, row)}))
+                out.append(Prediction(p, self.classes[int(row.argmax())],
+                                      {lab: float(v) for lab, v in zip(self.classes, row)}))
         order = {Path(p): i for i, p in enumerate(paths)}
         return sorted(out, key=lambda pr: order[pr.path])

@@ -26,6 +26,7 @@ from .features import FeatureNormalizer, build_frontend, num_frames
 from .losses import LossFamily, build_loss
 from .metrics import ClassificationReport, classification_report, compactness
 from .models import MODELS
+from .protocols import EvaluationSplit
 
 
 class NonFiniteLossError(RuntimeError):
@@ -41,7 +42,8 @@ class CorpusLike(Protocol):
     labels: tuple[str, ...]
     sample_rate: int
 
-    def split_indices(self, fold: int = 0) -> dict[str, np.ndarray]: ...
+    def evaluation_split(self, fold: int = 0, *, train_corpora=None, eval_corpora=None,
+                         leave_out=None) -> EvaluationSplit: ...
 
 
 @dataclass
@@ -68,6 +70,10 @@ class FitResult:
     train_seconds: float
     history: list[EpochReport]
     checkpoint: dict[str, Any] = field(repr=False)  # best weights + everything predict needs
+    train_corpora: tuple[str, ...] = ()
+    eval_corpora: tuple[str, ...] = ()
+    classes: tuple[str, ...] = ()                 # the labels trained and scored on
+    classes_dropped: dict[str, str] = field(default_factory=dict)  # cross-corpus: label -> why
 
     def metrics(self) -> dict[str, float]:
         out = {"best_epoch": self.best_epoch, "epochs_run": self.epochs_run,
@@ -168,7 +174,7 @@ def _use_feature_cache(setting: str, nbytes: int, device: torch.device) -> bool:
 
 @torch.no_grad()
 def _predict(model: nn.Module, loss_fn: LossFamily, x: "SplitFeatures", y: Tensor, lengths: Tensor | None,
-             batch: int, autocast) -> tuple[Tensor, Tensor, Tensor]:
+             batch: int, autocast, class_mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """(summed loss, predictions, embeddings) over a whole split."""
     model.eval()
     total, preds, embs = torch.zeros((), device=y.device), [], []
@@ -178,7 +184,7 @@ def _predict(model: nn.Module, loss_fn: LossFamily, x: "SplitFeatures", y: Tenso
             logits, z = model(x[s:s + batch], lb)
             loss = loss_fn(logits.float(), z.float(), y[s:s + batch])
         total += loss.detach() * len(logits)
-        preds.append(logits.argmax(dim=1))
+        preds.append(logits.float().masked_fill(~class_mask, -math.inf).argmax(dim=1))
         embs.append(z.float())
     return total, torch.cat(preds), torch.cat(embs)
 
@@ -199,15 +205,16 @@ def fit(cfg: TrainConfig, corpus: CorpusLike, on_epoch: EpochCallback | None = N
         raise ValueError(f"frontend.sample_rate={frontend_cfg.sample_rate} but the prepared corpus "
                          f"is at {corpus.sample_rate} Hz")
 
-    splits = corpus.split_indices(cfg.data.fold)
-    for name in ("train", "val", "test"):
-        if len(splits[name]) == 0:
-            raise ValueError(f"the {name} split of fold {cfg.data.fold} is empty")
+    protocol = corpus.evaluation_split(cfg.data.fold, train_corpora=cfg.data.train_corpora,
+                                       eval_corpora=cfg.data.eval_corpora, leave_out=cfg.data.leave_out)
+    splits = dict(protocol.rows)
     if cfg.data.max_train_clips and len(splits["train"]) > cfg.data.max_train_clips:
         rng = np.random.default_rng(cfg.seed)
         splits["train"] = np.sort(rng.choice(splits["train"], cfg.data.max_train_clips, replace=False))
     targets = torch.as_tensor(corpus.manifest["label_id"].to_numpy(copy=True), dtype=torch.long)
     num_classes = len(corpus.labels)
+    # Predictions are restricted to the classes the protocol uses (cross-corpus: the shared ones).
+    class_mask = torch.as_tensor([lab in protocol.classes for lab in corpus.labels], device=device)
 
     # Each split's waveforms become one tensor on the device; spectrograms are computed there in
     # batches, once when they fit (then an epoch only slices them), else per batch.
@@ -295,7 +302,8 @@ def fit(cfg: TrainConfig, corpus: CorpusLike, on_epoch: EpochCallback | None = N
                 f"non-finite training loss ({train_loss}) in epoch {epoch} with loss family "
                 f"{cfg.loss.family!r}, lr={cfg.optim.lr}; the trial was stopped"
             )
-        val_sum, val_pred, _ = _predict(model, loss_fn, feats["val"], ys["val"], lens["val"], 256, autocast)
+        val_sum, val_pred, _ = _predict(model, loss_fn, feats["val"], ys["val"], lens["val"], 256, autocast,
+                                           class_mask)
         val_rep = classification_report(ys["val"].cpu().numpy(), val_pred.cpu().numpy(), num_classes)
         seconds = time.perf_counter() - t0
         train_seconds += seconds
@@ -318,7 +326,8 @@ def fit(cfg: TrainConfig, corpus: CorpusLike, on_epoch: EpochCallback | None = N
 
         if epoch == cfg.optim.epochs:
             report.final = _final_evaluation(cfg, corpus, frontend_cfg, model, loss_fn, normalizer, best,
-                                             feats, ys, lens, history, train_seconds, autocast)
+                                             feats, ys, lens, history, train_seconds, autocast, protocol,
+                                             class_mask)
         if on_epoch is not None:
             on_epoch(report, checkpoint)
 
@@ -332,12 +341,13 @@ def _history_row(h: EpochReport) -> dict[str, Any]:
 
 
 def _final_evaluation(cfg, corpus, frontend_cfg, model, loss_fn, normalizer, best, feats, ys, lens,
-                      history, train_seconds, autocast) -> FitResult:
+                      history, train_seconds, autocast, protocol: EvaluationSplit, class_mask: Tensor) -> FitResult:
     """Evaluate the best epoch's weights on validation and test (test is read only here)."""
     num_classes = len(corpus.labels)
     model.load_state_dict(best["state"])
-    _, val_pred, val_z = _predict(model, loss_fn, feats["val"], ys["val"], lens["val"], 256, autocast)
-    _, test_pred, test_z = _predict(model, loss_fn, feats["test"], ys["test"], lens["test"], 256, autocast)
+    _, val_pred, val_z = _predict(model, loss_fn, feats["val"], ys["val"], lens["val"], 256, autocast, class_mask)
+    _, test_pred, test_z = _predict(model, loss_fn, feats["test"], ys["test"], lens["test"], 256, autocast,
+                                    class_mask)
     yv, yt = ys["val"].cpu().numpy(), ys["test"].cpu().numpy()
     return FitResult(
         labels=tuple(corpus.labels),
@@ -354,11 +364,16 @@ def _final_evaluation(cfg, corpus, frontend_cfg, model, loss_fn, normalizer, bes
             "config": cfg.model_dump(mode="json"),
             "frontend": frontend_cfg.model_dump(mode="json"),
             "labels": list(corpus.labels),
+            "classes": list(protocol.classes),
             "model": best["state"],
             "normalizer": _cpu_state(normalizer),
             "segment_samples": int(corpus.waveforms.shape[1]),
             "best_epoch": best["epoch"],
         },
+        train_corpora=protocol.train_corpora,
+        eval_corpora=protocol.eval_corpora,
+        classes=protocol.classes,
+        classes_dropped=dict(protocol.dropped),
     )
 
 

@@ -42,3 +42,18 @@ def synthetic_prepared(tmp_path_factory) -> Path:
     prepare_corpora({"synthetic": root}, out,
                     PrepareOptions(segment_seconds=1.5, n_folds=3, augment_copies=1), progress=False)
     return out
+
+
+@pytest.fixture(scope="session")
+def mixed_prepared(tmp_path_factory, emodb_dir) -> Path:
+    """The real EmoDB clips and a small synthetic corpus prepared together (speaker folds
+    over both): the cross-corpus tests' data."""
+    from ser_core.prepare import PrepareOptions, prepare_corpora
+    from ser_core.synthetic import generate_corpus
+
+    base = tmp_path_factory.mktemp("mixed")
+    root = generate_corpus(base / "wav", n_speakers=6, clips_per_emotion=8, seed=0)
+    out = base / "prepared"
+    prepare_corpora({"synthetic": root, "emodb": emodb_dir}, out,
+                    PrepareOptions(segment_seconds=1.5, n_folds=3, augment_copies=1), progress=False)
+    return out

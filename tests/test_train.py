@@ -75,7 +75,7 @@ def test_non_finite_loss_stops_the_trial_with_a_clear_error(corpus, synthetic_pr
         """The same corpus with one training clip's samples set to inf."""
         def __init__(self, base):
             self.manifest, self.labels, self.sample_rate = base.manifest, base.labels, base.sample_rate
-            self.split_indices = base.split_indices
+            self.evaluation_split = base.evaluation_split
             self.waveforms = np.array(base.waveforms)
             self.waveforms[base.split_indices(0)["train"][0]] = np.inf
 

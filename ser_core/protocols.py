@@ -1,0 +1,129 @@
+"""Evaluation protocols: which clips a trial trains, validates and is tested on.
+
+A prepared directory can hold several corpora, each clip with a speaker-grouped fold. One rule
+covers every protocol: for test fold f the validation fold is f+1 (mod n_folds), and
+
+- **within-corpus** (the default; training corpora = evaluation corpora): test = fold f,
+  validation = fold f+1, train = the rest — exactly `PreparedCorpus.split_indices(f)`;
+- **cross-corpus** (`train_corpora` and `eval_corpora` differ): a corpus used only for
+  evaluation is tested on all its clips; a corpus used only for training gives all its clips
+  except the validation fold to training; a corpus on both sides follows the within rule;
+- **leave-one-corpus-out** (`leave_out = "emodb"`): cross-corpus with the named corpus as the
+  only evaluation corpus and every other corpus as training corpora.
+
+Validation always comes from the training corpora: choosing the best epoch on the evaluation
+corpus would leak the target domain into model selection. Cross-corpus evaluation uses the
+emotions both sides share — a model cannot be scored on a class it never saw, and a class the
+evaluation corpus lacks would only inflate chance — so training, validation and test clips are
+restricted to those classes and the dropped ones are recorded with the reason. Noisy copies
+stay in training only, as in every protocol. Speaker ids are "corpus:speaker", so speakers of
+different corpora never coincide and speaker-independence across corpora holds by
+construction; within a corpus it holds because folds are speaker-grouped.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+CORPUS_SEPARATOR = "+"  # how a list of corpora is written in one Parquet cell: "ravdess+tess"
+
+
+class ProtocolError(ValueError):
+    """The requested corpora or fold cannot form an evaluation split; the message says why."""
+
+
+@dataclass(frozen=True)
+class EvaluationSplit:
+    """Row indices per subset and what the protocol kept and dropped."""
+
+    rows: dict[str, np.ndarray]              # "train" / "val" / "test" -> sorted row indices
+    train_corpora: tuple[str, ...]
+    eval_corpora: tuple[str, ...]
+    classes: tuple[str, ...]                 # labels trained and scored on
+    dropped: dict[str, str] = field(default_factory=dict)  # label -> why it was left out
+
+    @property
+    def cross_corpus(self) -> bool:
+        return set(self.train_corpora) != set(self.eval_corpora)
+
+
+def join_corpora(corpora: Sequence[str]) -> str:
+    return CORPUS_SEPARATOR.join(corpora)
+
+
+def resolve_corpora(available: Sequence[str], train_corpora: Sequence[str] | None = None,
+                    eval_corpora: Sequence[str] | None = None,
+                    leave_out: str | None = None) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(training corpora, evaluation corpora), each sorted, from a data config's three keys.
+
+    None means: train on every available corpus (minus `leave_out`), evaluate on the training
+    corpora (or on `leave_out`)."""
+    available = sorted(set(available))
+    named = list(train_corpora or []) + list(eval_corpora or []) + ([leave_out] if leave_out else [])
+    unknown = sorted({c for c in named if c not in available})
+    if unknown:
+        raise ProtocolError(f"corpus {', '.join(map(repr, unknown))} is not in the prepared data "
+                            f"(it holds: {', '.join(available)})")
+    if leave_out is not None:
+        if train_corpora is not None or eval_corpora is not None:
+            raise ProtocolError("leave_out cannot be combined with train_corpora or eval_corpora")
+        if len(available) < 2:
+            raise ProtocolError(f"leave-one-corpus-out needs at least two corpora; the prepared data "
+                                f"holds only {available[0] if available else 'none'}")
+        return tuple(c for c in available if c != leave_out), (leave_out,)
+    train = tuple(sorted(set(train_corpora))) if train_corpora is not None else tuple(available)
+    evaluate = tuple(sorted(set(eval_corpora))) if eval_corpora is not None else train
+    return train, evaluate
+
+
+def evaluation_split(manifest: pd.DataFrame, labels: Sequence[str], n_folds: int, fold: int = 0, *,
+                     train_corpora: Sequence[str] | None = None, eval_corpora: Sequence[str] | None = None,
+                     leave_out: str | None = None) -> EvaluationSplit:
+    """The rows of each subset under the module's rule (manifest: a prepared corpus's)."""
+    if not isinstance(fold, (int, np.integer)) or not 0 <= fold < n_folds:
+        raise ProtocolError(f"fold {fold!r} out of range: the prepared data has folds 0..{n_folds - 1}")
+    corpus = manifest["corpus"].to_numpy().astype(str)
+    train_c, eval_c = resolve_corpora(np.unique(corpus), train_corpora, eval_corpora, leave_out)
+    folds = manifest["fold"].to_numpy()
+    original = ~manifest["augmented"].to_numpy(dtype=bool)
+    in_train = np.isin(corpus, train_c)
+    in_eval = np.isin(corpus, eval_c)
+    test_fold = folds == fold
+    val_fold = folds == (fold + 1) % n_folds
+
+    # A corpus on both sides keeps its test fold out of training; an eval-only corpus is all test.
+    test = in_eval & original & (test_fold | ~in_train)
+    val = in_train & original & val_fold
+    train = in_train & ~val_fold & ~(in_eval & test_fold)
+
+    label_ids = manifest["label_id"].to_numpy()
+    classes = tuple(labels)
+    dropped: dict[str, str] = {}
+    if set(train_c) != set(eval_c):
+        seen_train = set(np.unique(label_ids[train]).tolist())
+        seen_test = set(np.unique(label_ids[test]).tolist())
+        for i in sorted(seen_train ^ seen_test):
+            side = "training" if i in seen_train else "evaluation"
+            dropped[labels[i]] = f"only in the {side} corpora"
+        keep = np.array(sorted(seen_train & seen_test), dtype=label_ids.dtype)
+        if len(keep) < 2:
+            raise ProtocolError(f"training corpora {join_corpora(train_c)} and evaluation corpora "
+                                f"{join_corpora(eval_c)} share {len(keep)} emotion class(es); at least 2 are needed")
+        shared = np.isin(label_ids, keep)
+        train, val, test = train & shared, val & shared, test & shared
+        classes = tuple(labels[i] for i in keep)
+    else:
+        classes = tuple(labels[i] for i in sorted(set(np.unique(label_ids[train | val | test]).tolist())))
+
+    rows = {"train": np.flatnonzero(train).astype(np.int64), "val": np.flatnonzero(val).astype(np.int64),
+            "test": np.flatnonzero(test).astype(np.int64)}
+    for name, idx in rows.items():
+        if len(idx) == 0:
+            where = join_corpora(eval_c if name == "test" else train_c)
+            raise ProtocolError(f"the {name} split of fold {fold} is empty for corpora {where} "
+                                f"(validation uses fold {(fold + 1) % n_folds} of the training corpora); "
+                                "try another fold")
+    return EvaluationSplit(rows=rows, train_corpora=train_c, eval_corpora=eval_c, classes=classes, dropped=dropped)
