@@ -17,6 +17,9 @@ How a row is computed
    metric on either side is left out. The difference is oriented so that positive means "arm a
    is better": a - b for accuracies, b - a for compactness (lower is tighter).
 4. `paired_difference` gives the mean difference and its Student-t interval (scipy.stats.t).
+5. Runs are compared only within one protocol (training corpora -> evaluation corpora): each
+   claim gets a row per protocol found, so "does it hold on EmoDB when trained elsewhere?"
+   is its own row (`protocol` "within" where the runs train and test on the same corpora).
 
 The verdict rule (each claim says "arm a beats arm b by more than E", E = stated effect)
 ---------------------------------------------------------------------------------------
@@ -45,7 +48,7 @@ if TYPE_CHECKING:  # pandas/scipy are imported lazily so `ser-search --help` sta
 Verdict = Literal["supported", "contradicted", "inconclusive"]
 FORMATS = ("table", "markdown", "csv", "json")
 PAIR_KEYS = ("seed", "fold")
-COLUMNS = ("claim", "statement", "arm_a", "arm_b", "metric", "n_pairs", "mean_diff", "ci_low", "ci_high",
+COLUMNS = ("claim", "protocol", "statement", "arm_a", "arm_b", "metric", "n_pairs", "mean_diff", "ci_low", "ci_high",
            "stated_effect", "verdict", "config_a", "config_b")
 # Metrics where a lower value is the better one; their difference is taken b - a.
 LOWER_IS_BETTER = frozenset({"compactness_val", "compactness_test"})
@@ -117,6 +120,16 @@ CLAIMS: tuple[Claim, ...] = (
 )
 
 
+def claim_arms(claims: Sequence[Claim] = CLAIMS) -> list[dict[str, str]]:
+    """Every (loss_family, frontend) the claims compare, in first-mention order: what
+    `ser-search confirm --for-claims` confirms, so no claim lacks an arm."""
+    seen: dict[tuple[str, str], None] = {}
+    for c in claims:
+        for arm in (c.arm_a, c.arm_b):
+            seen.setdefault((arm.loss_family, arm.frontend), None)
+    return [{"loss_family": f, "frontend": fe} for f, fe in seen]
+
+
 def paired_difference(a: Sequence[float], b: Sequence[float], confidence: float = 0.95) -> PairedResult:
     """Mean of a[i] - b[i] with its Student-t interval on the n paired differences
     (mean ± t.ppf((1+confidence)/2, n-1) · sd / √n); interval None when n < 2."""
@@ -172,7 +185,16 @@ def _confirmed(trials: pd.DataFrame) -> pd.DataFrame:
     df["config_key"] = df["config_key"].astype("object").where(
         df["config_key"].notna(), "trial:" + df["trial_id"].astype(str))
     df["_config"] = df["sweep"].astype(str) + "/" + df["config_key"].astype(str)
+    df["protocol"] = [_protocol(t, e) for t, e in zip(df.get("train_corpora", [None] * len(df)),
+                                                      df.get("eval_corpora", [None] * len(df)))]
     return df
+
+
+def _protocol(train: Any, evaluate: Any) -> str:
+    missing = lambda v: v is None or (isinstance(v, float) and math.isnan(v))  # noqa: E731
+    if missing(train) or missing(evaluate) or train == evaluate:
+        return "within" if missing(train) or missing(evaluate) else f"within {train}"
+    return f"{train} -> {evaluate}"
 
 
 def _choose_config(df: pd.DataFrame, arm: Arm) -> tuple[str | None, pd.DataFrame]:
@@ -197,13 +219,15 @@ def evaluate_claims(trials: pd.DataFrame, claims: Sequence[Claim] = CLAIMS, conf
     """One row per claim × metric (columns: COLUMNS) from the confirmed, completed trials."""
     import pandas as pd  # noqa: PLC0415
 
-    df = _confirmed(trials)
+    confirmed = _confirmed(trials)
     out = []
-    for claim in claims:
+    protocols = sorted(confirmed["protocol"].unique()) or ["within"]
+    for claim, protocol in ((c, p) for c in claims for p in protocols):
+        df = confirmed[confirmed["protocol"] == protocol]
         cfg_a, rows_a = _choose_config(df, claim.arm_a)
         cfg_b, rows_b = _choose_config(df, claim.arm_b)
         for metric in claim.metrics:
-            if metric not in df.columns:
+            if metric not in confirmed.columns:
                 raise ClaimsError(f"claim {claim.claim}: trials table lacks column {metric!r}")
             a = _per_pair(rows_a, metric) if cfg_a else pd.Series(dtype="float64")
             b = _per_pair(rows_b, metric) if cfg_b else pd.Series(dtype="float64")
@@ -211,7 +235,7 @@ def evaluate_claims(trials: pd.DataFrame, claims: Sequence[Claim] = CLAIMS, conf
             x, y = a.loc[common].tolist(), b.loc[common].tolist()
             res = paired_difference(y, x, confidence) if metric in LOWER_IS_BETTER else paired_difference(x, y, confidence)
             low, high = res.interval if res.interval else (math.nan, math.nan)
-            out.append({"claim": claim.claim, "statement": claim.statement, "arm_a": claim.arm_a.label(),
+            out.append({"claim": claim.claim, "protocol": protocol, "statement": claim.statement, "arm_a": claim.arm_a.label(),
                         "arm_b": claim.arm_b.label(), "metric": metric, "n_pairs": res.n, "mean_diff": res.mean_diff,
                         "ci_low": low, "ci_high": high, "stated_effect": claim.stated_effect,
                         "verdict": verdict(res, claim.stated_effect), "config_a": cfg_a, "config_b": cfg_b})

@@ -38,16 +38,50 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _corpus_list(text: str) -> list[str]:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError("expected comma-separated corpus names, e.g. ravdess,tess")
+    return names
+
+
+def _with_data_overrides(cfg, args: argparse.Namespace):
+    """--fold / --train-corpora / --eval-corpora / --leave-out replace the config's [data] keys
+    (validated like the file: leave_out excludes the other two)."""
+    from ser_core.config import ConfigError, DataConfig, format_validation_error
+    from pydantic import ValidationError
+
+    data = cfg.data.model_dump()
+    if args.leave_out is not None:
+        data.update(leave_out=args.leave_out, train_corpora=None, eval_corpora=None)
+    if args.fold is not None:
+        data["fold"] = args.fold
+    for key in ("train_corpora", "eval_corpora"):
+        if getattr(args, key) is not None:
+            data[key] = getattr(args, key)
+            if args.leave_out is None:  # naming corpora replaces the file's leave_out
+                data["leave_out"] = None
+    try:
+        return cfg.model_copy(update={"data": DataConfig.model_validate(data)})
+    except ValidationError as e:
+        raise ConfigError(format_validation_error(e, "the command line")) from None
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from ser_core.config import load_train_config
     from ser_core.corpus import PreparedCorpus
     from ser_core.train import fit, save_checkpoint
 
-    cfg = load_train_config(args.config)
+    cfg = _with_data_overrides(load_train_config(args.config), args)
     out = Path(args.out or cfg.output or Path("runs") / args.config.stem)
     corpus = PreparedCorpus.load(cfg.data.prepared)
-    print(f"training {cfg.model.name} with {cfg.loss.family} on {cfg.frontend.kind} "
-          f"({corpus.num_classes} classes, fold {cfg.data.fold}) for {cfg.optim.epochs} epochs")
+    d = cfg.data
+    split = corpus.evaluation_split(d.fold, train_corpora=d.train_corpora, eval_corpora=d.eval_corpora,
+                                    leave_out=d.leave_out)
+    print(f"training {cfg.model.name} with {cfg.loss.family} on {cfg.frontend.kind} for {cfg.optim.epochs} epochs; "
+          f"fold {d.fold}, train on {'+'.join(split.train_corpora)}, test on {'+'.join(split.eval_corpora)}, "
+          f"{len(split.classes)} classes ({', '.join(split.classes)})"
+          + "".join(f"; dropped {k} ({v})" for k, v in split.dropped.items()))
 
     def on_epoch(r, _state) -> None:
         print(f"epoch {r.epoch:3d}  train_loss {r.train_loss:.4f}  val_loss {r.val_loss:.4f}  "
@@ -58,6 +92,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     ckpt = result.checkpoint | {"preprocessing": corpus.protocol}
     save_checkpoint(ckpt, out / "checkpoint.pt")
     metrics = result.metrics() | {"labels": list(result.labels),
+                                  "train_corpora": list(result.train_corpora),
+                                  "eval_corpora": list(result.eval_corpora), "classes": list(result.classes),
+                                  "classes_dropped": result.classes_dropped,
                                   "confusion_test": result.test.confusion.tolist()}
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     print(f"best epoch {result.best_epoch}: val UA {result.val.ua:.3f} WA {result.val.wa:.3f} | "
@@ -101,6 +138,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 def cmd_confirm(args: argparse.Namespace) -> int:
     from search.leaderboard import leaderboard, render
     from search.results import read_trials
+    from search.claims import claim_arms
     from search.runner import run_confirm
 
     results = Path(args.results_dir)
@@ -115,7 +153,9 @@ def cmd_confirm(args: argparse.Namespace) -> int:
         sweep = names[0]
     outcome = run_confirm(str(results), sweep, top=args.top, seeds=args.seeds, address=args.address,
                           resume=args.resume, max_concurrent=args.max_concurrent,
-                          cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial)
+                          cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
+                          per=args.per, folds=args.folds, leave_one_corpus_out=args.leave_one_corpus_out,
+                          arms=claim_arms() if args.for_claims else None, name=args.name)
     print(f"\n{outcome.num_trials} confirmation trials ({outcome.num_errors} errors); results in {outcome.sweep_dir}\n")
     print(render(leaderboard(read_trials(outcome.sweep_dir)), "table"))
     return 0
@@ -168,6 +208,12 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train and evaluate one configuration (TOML)")
     t.add_argument("config", type=Path)
     t.add_argument("--out", type=Path, help="checkpoint/metrics directory (default: config's output)")
+    t.add_argument("--fold", type=int, help="test fold (overrides data.fold)")
+    t.add_argument("--train-corpora", type=_corpus_list, metavar="A,B",
+                   help="cross-corpus: train on these prepared corpora (overrides data.train_corpora)")
+    t.add_argument("--eval-corpora", type=_corpus_list, metavar="C",
+                   help="cross-corpus: test on these (overrides data.eval_corpora)")
+    t.add_argument("--leave-out", metavar="C", help="leave-one-corpus-out: test on C, train on the other corpora")
     t.set_defaults(func=cmd_train)
 
     pd_ = sub.add_parser("predict", help="label audio files with a trained checkpoint")
@@ -193,6 +239,17 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("results_dir")
     c.add_argument("--top", type=int, default=3)
     c.add_argument("--seeds", type=int, default=3)
+    c.add_argument("--per", type=lambda t: [c.strip() for c in t.split(",") if c.strip()], metavar="COLS",
+                   help="take the top K within each group of these columns, e.g. loss_family,frontend "
+                        "(every arm of a claim gets confirmed)")
+    c.add_argument("--name", help="results name of this confirmation (default: SWEEP-confirm)")
+    c.add_argument("--for-claims", action="store_true",
+                   help="confirm the top K of every loss family x frontend the claims compare "
+                        "(then run `ser-search claims`)")
+    c.add_argument("--folds", type=lambda t: [int(f) for f in t.split(",")], metavar="0,1,2",
+                   help="repeat every run on these test folds (the claims pair runs by seed and fold)")
+    c.add_argument("--leave-one-corpus-out", action="store_true",
+                   help="repeat every run with each prepared corpus held out in turn")
     c.add_argument("--sweep", help="which sweep under RESULTS_DIR (needed when there are several)")
     c.add_argument("--address", help="Ray cluster address (default: start a local Ray)")
     c.add_argument("--resume", action="store_true")
@@ -201,7 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--gpus-per-trial", type=float, default=0.25, help="used only where the cluster has GPUs")
     c.set_defaults(func=cmd_confirm)
 
-    d = sub.add_parser("demo", help="generate, prepare, sweep on a local Ray, print the leaderboard")
+    d = sub.add_parser("demo", help="generate, prepare, sweep on a local Ray, confirm, print leaderboard and claims")
     d.add_argument("--out", default="demo-out")
     d.add_argument("--fresh", action="store_true", help="discard a previous demo sweep in --out")
     d.set_defaults(func=cmd_demo)
@@ -232,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
 
 # Errors that are the user's input, not our bug: printed without a traceback.
 _USER_ERRORS = {"ConfigError", "SweepConfigError", "SweepError", "CorpusError", "AudioError",
-                "PrepareError", "LossConfigError", "NonFiniteLossError", "ResultsError",
+                "PrepareError", "LossConfigError", "NonFiniteLossError", "ResultsError", "ProtocolError",
                 "CorpusFormatError", "FileNotFoundError", "ValidationError", "LeaderboardError",
                 "ClaimsError"}
 

@@ -8,6 +8,7 @@ one message that names every bad key, so a typo costs seconds, not a Ray cluster
 from __future__ import annotations
 
 import copy
+import itertools
 import tomllib
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -305,16 +306,21 @@ class SweepConfig(_Strict):
                 e, f"trial of sweep {self.sweep.name!r} with params {params}")) from None
 
     def covering_points(self) -> list[dict[str, Any]]:
-        """First trials that together try every choice of every categorical axis (choice i of
-        each axis in trial i, cycling shorter axes), so a small sweep cannot miss a loss family
-        or a frontend by chance. Other axes stay free for the sampler. Empty unless
-        `sweep.cover_choices` is set."""
+        """First trials that together try every choice of every categorical axis, so a small
+        sweep cannot miss a loss family or a frontend by chance: every combination of them
+        when that fits in `num_samples` (then each family is seen on each frontend), else
+        choice i of each axis in trial i, cycling shorter axes. Other axes stay free for the
+        sampler. Empty unless `sweep.cover_choices` is set."""
         if not self.sweep.cover_choices:
             return []
         categorical = {name: axis.choices for name, axis in self.space.items()
                        if isinstance(axis, ChoiceAxis) and len(axis.choices) > 1}
         if not categorical:
             return []
+        names = list(categorical)
+        combos = list(itertools.product(*categorical.values()))
+        if len(combos) <= self.sweep.num_samples:
+            return [dict(zip(names, combo)) for combo in combos]
         n = max(len(c) for c in categorical.values())
         return [{name: choices[i % len(choices)] for name, choices in categorical.items()} for i in range(n)]
 

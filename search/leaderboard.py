@@ -24,6 +24,8 @@ METRICS = ("val_ua", "val_wa", "test_ua", "test_wa", "test_f1_macro")
 # Shown beside a config_key group so the row says what the configuration was.
 PARAM_COLUMNS = ("model", "loss_family", "frontend", "center_lambda", "center_lr", "gamma", "temperature",
                  "supcon_weight", "margin", "triplet_weight", "lr", "batch_size")
+# Shown too when the trials are not all one within-corpus protocol.
+PROTOCOL_COLUMNS = ("train_corpora", "eval_corpora", "classes", "classes_dropped")
 DEFAULT_GROUP = ("sweep", "config_key")
 FORMATS = ("table", "markdown", "csv", "json")
 _NOT_GROUPABLE = set(METRICS) | {"val_f1_macro", "val_precision_macro", "val_recall_macro", "test_precision_macro",
@@ -47,6 +49,13 @@ def mean_ci95(values: pd.Series | np.ndarray | list[float]) -> tuple[float, floa
         return mean, math.nan, n
     sem = float(x.std(ddof=1)) / math.sqrt(n)
     return mean, float(stats.t.ppf(0.975, df=n - 1) * sem), n
+
+
+def _several_protocols(df: pd.DataFrame) -> bool:
+    if "train_corpora" not in df.columns or "eval_corpora" not in df.columns:
+        return False
+    pairs = df[["train_corpora", "eval_corpora"]].dropna()
+    return bool(len(pairs.drop_duplicates()) > 1 or (pairs["train_corpora"] != pairs["eval_corpora"]).any())
 
 
 def leaderboard(trials: pd.DataFrame, group_by: list[str] | None = None) -> pd.DataFrame:
@@ -83,6 +92,8 @@ def leaderboard(trials: pd.DataFrame, group_by: list[str] | None = None) -> pd.D
         if len(set(keys)) != len(keys):
             raise LeaderboardError(f"group_by repeats a column: {keys}")
     params = [c for c in PARAM_COLUMNS if group_by is None and c in df.columns and df[c].notna().any()]
+    if group_by is None and _several_protocols(df):
+        params += [c for c in PROTOCOL_COLUMNS if c in df.columns and df[c].notna().any()]
 
     rows = []
     for key, g in df.groupby(keys, dropna=False, sort=False):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 from datetime import datetime, timezone
+from collections.abc import Sequence
 from typing import Any, Callable
 
 from ray.tune import Callback
@@ -34,8 +35,10 @@ def _finite_or_none(v: Any) -> Any:
 
 class ParquetRecorder(Callback):
     def __init__(self, name: str, to_config: Callable[[dict[str, Any]], TrainConfig], results: str,
-                 gpu_fraction: float, stage: str = "search", echo: bool = True) -> None:
+                 gpu_fraction: float, stage: str = "search", echo: bool = True,
+                 corpora: Sequence[str] | None = None) -> None:
         self.name = name
+        self.corpora = tuple(corpora) if corpora else None  # in the prepared data: names implicit corpora
         self.to_config = to_config
         self.results = results
         self.gpu_fraction = gpu_fraction
@@ -81,7 +84,7 @@ class ParquetRecorder(Callback):
     def _write(self, trial, status: str, error: str | None) -> None:
         last = trial.last_result or {}
         try:
-            columns = config_columns(self.to_config(dict(trial.config)))
+            columns = config_columns(self.to_config(dict(trial.config)), self.corpora)
         except Exception as e:  # noqa: BLE001 - a bad axis combination must still leave a row
             columns = {"config_json": json.dumps(dict(trial.config), sort_keys=True, default=str)}
             error = error or f"invalid trial configuration: {e}"
@@ -98,6 +101,9 @@ class ParquetRecorder(Callback):
             if trial.checkpoint is not None:
                 row["checkpoint"] = f"{trial.checkpoint.path}/{BEST_FILE}"
             final = json.loads(last["final_json"])
+            row["classes"] = ",".join(final.get("classes") or final["labels"])
+            dropped = final.get("classes_dropped") or {}
+            row["classes_dropped"] = "; ".join(f"{k}: {v}" for k, v in dropped.items()) or None
             rows = [r | {"sweep": self.name, "trial_id": trial.trial_id}
                     for split in ("val", "test")
                     for r in confusion_rows(final[f"confusion_{split}"], final["labels"], split)]

@@ -28,6 +28,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from ser_core.config import TrainConfig
+from ser_core.protocols import ProtocolError, join_corpora, resolve_corpora
 
 SCHEMA_VERSION = 1
 VERSION_KEY = b"ser_search.schema_version"
@@ -52,6 +53,7 @@ TRIALS_SCHEMA = _schema("trials", [
     ("config_key", _S), ("model", _S), ("loss_family", _S), ("frontend", _S),
     *[(c, _F) for c in LOSS_PARAM_COLUMNS],
     ("lr", _F), ("batch_size", _I), ("seed", _I), ("fold", _I),
+    ("train_corpora", _S), ("eval_corpora", _S), ("classes", _S), ("classes_dropped", _S),
     ("epochs_run", _I), ("best_epoch", _I),
     ("val_ua", _F), ("val_wa", _F), ("val_f1_macro", _F), ("val_precision_macro", _F), ("val_recall_macro", _F),
     ("test_ua", _F), ("test_wa", _F), ("test_f1_macro", _F), ("test_precision_macro", _F),
@@ -80,16 +82,30 @@ class ResultsError(ValueError):
 
 
 def config_key(cfg: TrainConfig) -> str:
-    """Short hash of everything that defines a configuration except the seed, so repeats of
-    one configuration with other seeds group together. Where things run (device, paths of the
-    prepared corpus and outputs) is left out too: the same setting on another node is the
-    same configuration."""
-    d = cfg.model_dump(mode="json", exclude={"seed": True, "device": True, "output": True, "data": {"prepared"}})
+    """Short hash of everything that defines a configuration except what a protocol repeats
+    it over — the seed, the test fold and the held-out corpus of leave-one-corpus-out — so
+    those repeats group together (and the leaderboard's mean is the cross-validated one).
+    Where things run (device, paths of the prepared corpus and outputs) is left out too: the
+    same setting on another node is the same configuration. Named training and evaluation
+    corpora stay in: a cross-corpus design is a different experiment."""
+    d = cfg.model_dump(mode="json", exclude={"seed": True, "device": True, "output": True,
+                                             "data": {"prepared", "fold", "leave_out"}})
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def config_columns(cfg: TrainConfig) -> dict[str, Any]:
-    """The trials-row columns a TrainConfig determines; a family's unused parameters are None."""
+def config_columns(cfg: TrainConfig, corpora: Sequence[str] | None = None) -> dict[str, Any]:
+    """The trials-row columns a TrainConfig determines; a family's unused parameters are None.
+    With `corpora` (those in the prepared data) the training and evaluation corpora are
+    written out even where the config leaves them implicit ("every corpus")."""
+    d = cfg.data
+    if corpora:
+        try:
+            train_c, eval_c = resolve_corpora(corpora, d.train_corpora, d.eval_corpora, d.leave_out)
+        except ProtocolError:  # the trial itself will fail with this error; the row says so
+            train_c, eval_c = d.train_corpora, d.eval_corpora
+    else:
+        train_c = d.train_corpora or None
+        eval_c = d.eval_corpora or ([d.leave_out] if d.leave_out else None) or train_c
     return {
         "config_key": config_key(cfg),
         "model": cfg.model.name,
@@ -100,6 +116,8 @@ def config_columns(cfg: TrainConfig) -> dict[str, Any]:
         "batch_size": cfg.optim.batch_size,
         "seed": cfg.seed,
         "fold": cfg.data.fold,
+        "train_corpora": join_corpora(train_c) if train_c else None,
+        "eval_corpora": join_corpora(eval_c) if eval_c else None,
         "config_json": cfg.model_dump_json(),
     }
 

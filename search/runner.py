@@ -10,6 +10,7 @@ Layout of a sweep's results directory (`<results>/<sweep-name>/`):
 from __future__ import annotations
 
 import logging
+import math
 import os
 import platform
 import json
@@ -124,6 +125,22 @@ def _start(address: str | None, num_cpus: int | None, corpus: Any, prepared: Pat
     return corpus, {"cpu": cpus, "gpu": gpu_fraction}, gpu_fraction
 
 
+def _corpora(corpus: Any) -> tuple[str, ...] | None:
+    return corpus.corpora() if hasattr(corpus, "corpora") else None
+
+
+def check_protocol(corpus: Any, data: Any) -> None:
+    """Fail before any trial starts when the data section's corpora or fold cannot form a split
+    (every trial would fail the same way)."""
+    if not hasattr(corpus, "evaluation_split"):
+        return
+    try:
+        corpus.evaluation_split(data.fold, train_corpora=data.train_corpora, eval_corpora=data.eval_corpora,
+                                leave_out=data.leave_out)
+    except ValueError as e:
+        raise SweepError(f"[data] of the sweep: {e}") from None
+
+
 def _run_config(run_dir: str, recorder: ParquetRecorder, max_failures: int) -> tune.RunConfig:
     return tune.RunConfig(
         name=TUNE_DIR, storage_path=run_dir, callbacks=[recorder],
@@ -151,6 +168,7 @@ def run_sweep(sweep: SweepConfig, results: str, *, address: str | None = None, r
 
     corpus, resources, gpu_fraction = _start(address, num_cpus, corpus, sweep.data.prepared,
                                              sweep.resources.cpus_per_trial, sweep.resources.gpus_per_trial)
+    check_protocol(corpus, sweep.data)
     # The corpus goes into the object store once; every trial on a node maps the same copy.
     trainable = tune.with_resources(tune.with_parameters(make_trainable(sweep.trial_config), corpus=corpus),
                                     resources)
@@ -171,7 +189,8 @@ def run_sweep(sweep: SweepConfig, results: str, *, address: str | None = None, r
             time_attr="epoch", max_t=sweep.scheduler.max_epochs,
             grace_period=sweep.scheduler.grace_period, reduction_factor=sweep.scheduler.reduction_factor,
         )
-        recorder = ParquetRecorder(name, sweep.trial_config, results, gpu_fraction, echo=echo)
+        recorder = ParquetRecorder(name, sweep.trial_config, results, gpu_fraction, echo=echo,
+                                    corpora=_corpora(corpus))
         tuner = tune.Tuner(
             trainable,
             tune_config=tune.TuneConfig(
@@ -188,51 +207,112 @@ def run_sweep(sweep: SweepConfig, results: str, *, address: str | None = None, r
 
 
 def confirm_config(params: dict[str, Any]) -> TrainConfig:
-    """A confirmation trial: a finished trial's full config, re-seeded."""
+    """A confirmation trial: a finished trial's full config, re-seeded, and moved to another
+    test fold or held-out corpus when the confirmation repeats over folds or corpora."""
     raw = json.loads(params["config_json"])
     raw["seed"] = int(params["seed"])
+    if params.get("fold") is not None:
+        raw["data"]["fold"] = int(params["fold"])
+    if params.get("leave_out") is not None:
+        raw["data"].update(leave_out=params["leave_out"], train_corpora=None, eval_corpora=None)
     return TrainConfig.model_validate(raw)
+
+
+def _choose_for_confirmation(trials: Any, top: int, per: list[str] | None,
+                             arms: list[dict[str, str]] | None = None) -> Any:
+    """The best trial of each of the `top` configurations by validation UA (search stage only).
+
+    With `per` (e.g. loss_family,frontend) the `top` best of each group are taken, so every
+    arm a comparison needs is confirmed, not only the overall winners; `arms` keeps only the
+    groups listed. Within a group completed configurations rank first (mean validation UA);
+    a group where ASHA stopped every trial is represented by its best stopped trial — ASHA
+    judged it on fewer epochs, and confirmation now gives it the full budget."""
+    from .leaderboard import leaderboard  # noqa: PLC0415
+
+    search = trials[trials["stage"] == "search"]
+    if arms:
+        per = sorted({k for arm in arms for k in arm})
+    if not per:
+        ranked = leaderboard(search, group_by=["config_key"])
+        ranked = ranked[ranked["rank"].notna()].sort_values("rank").head(top)
+        return search[search["trial_id"].isin(ranked["best_trial_id"])]
+    unknown = [c for c in per if c not in search.columns]
+    if unknown:
+        raise SweepError(f"unknown column(s) {unknown} to choose configurations per group; e.g. loss_family,frontend")
+    runs = search[search["status"].isin(["completed", "pruned"])].dropna(subset=["val_ua"])
+    runs = runs.assign(_done=runs["status"].eq("completed"))
+    # Per configuration: its completed runs if it has any, else its stopped ones.
+    runs = runs[runs["_done"] | ~runs.groupby("config_key")["_done"].transform("any")]
+    configs = runs.groupby("config_key").agg(_done=("_done", "any"), _score=("val_ua", "mean"),
+                                             **{c: (c, "first") for c in per}).reset_index()
+    best = runs.sort_values(["val_ua", "trial_id"], ascending=[False, True]).drop_duplicates("config_key")
+    configs = configs.merge(best[["config_key", "trial_id"]], on="config_key")
+    configs = configs.sort_values(["_done", "_score", "config_key"], ascending=[False, False, True])
+    chosen = configs.groupby(per, sort=False).head(top)
+    if arms:
+        wanted = {tuple(arm.get(c) for c in per) for arm in arms}
+        chosen = chosen[[tuple(r) in wanted for r in chosen[per].itertuples(index=False)]]
+    return search[search["trial_id"].isin(chosen["trial_id"])]
 
 
 def run_confirm(results: str, sweep_name: str, *, top: int, seeds: int, address: str | None = None,
                 resume: bool = False, cpus_per_trial: float = 1.0, gpus_per_trial: float = 0.25,
                 max_concurrent: int = 2, corpus: Any = None, num_cpus: int | None = None,
-                max_failures: int = 2, echo: bool = True) -> SweepOutcome:
-    """Re-run the `top` configurations of a sweep (ranked by validation UA) with `seeds` seeds
-    each and no early stopping, as the sweep `<sweep_name>-confirm` (stage "confirm"): the
-    leaderboard then shows each configuration's mean and 95 % interval over seeds."""
-    from .leaderboard import leaderboard  # noqa: PLC0415
+                max_failures: int = 2, echo: bool = True, per: list[str] | None = None,
+                folds: list[int] | None = None, leave_one_corpus_out: bool = False,
+                arms: list[dict[str, str]] | None = None, name: str | None = None) -> SweepOutcome:
+    """Re-run the `top` configurations of a sweep (ranked by validation UA; with `per`, the top
+    of each group; with `arms`, of those groups only) with `seeds` seeds each and no early stopping, as the sweep
+    `<sweep_name>-confirm` (stage "confirm"): the leaderboard then shows each configuration's
+    mean and 95 % interval over seeds. `folds` repeats every run on those test folds;
+    `leave_one_corpus_out` repeats it with each prepared corpus held out in turn. `name`
+    replaces `<sweep_name>-confirm` (several confirmations of one sweep, e.g. per protocol)."""
     from .results import read_trials  # noqa: PLC0415
 
     results = results if not _is_local(results) else str(Path(results).resolve())
     trials = read_trials(_join(results, sweep_name))
-    ranked = leaderboard(trials[trials["stage"] == "search"], group_by=["config_key"])
-    ranked = ranked[ranked["rank"].notna()].sort_values("rank").head(top)
-    if ranked.empty:
+    chosen = _choose_for_confirmation(trials, top, per, arms)
+    if chosen.empty:
         raise SweepError(f"sweep {sweep_name!r} in {results} has no completed trial to confirm")
-    chosen = trials[trials["trial_id"].isin(ranked["best_trial_id"])]
     configs = [json.dumps({k: v for k, v in json.loads(c).items()}, sort_keys=True) for c in chosen["config_json"]]
-    name = f"{sweep_name}-confirm"
+    name = name or f"{sweep_name}-confirm"
     run_dir = _join(results, name)
     tune_path = _join(run_dir, TUNE_DIR)
     _check_existing(tune_path, run_dir, resume, f"confirmation {name!r}")
     prepared = Path(json.loads(configs[0])["data"]["prepared"])
     corpus, resources, gpu_fraction = _start(address, num_cpus, corpus, prepared, cpus_per_trial, gpus_per_trial)
+    space: dict[str, Any] = {"config_json": tune.grid_search(configs), "seed": tune.grid_search(list(range(seeds)))}
+    repeats = [f"{len(configs)} configurations", f"{seeds} seeds"]
+    if folds:
+        n_folds = getattr(corpus, "n_folds", None)
+        bad = [f for f in folds if f < 0 or (n_folds is not None and f >= n_folds)]
+        if bad:
+            raise SweepError(f"--folds {bad} out of range: the prepared data has folds 0..{(n_folds or 1) - 1}")
+        space["fold"] = tune.grid_search(sorted(set(folds)))
+        repeats.append(f"{len(set(folds))} folds")
+    if leave_one_corpus_out:
+        held_out = list(_corpora(corpus) or ())
+        if len(held_out) < 2:
+            raise SweepError(f"leave-one-corpus-out needs at least two corpora in {prepared}; it holds "
+                             f"{', '.join(held_out) or 'none'}")
+        space["leave_out"] = tune.grid_search(held_out)
+        repeats.append(f"{len(held_out)} held-out corpora")
+    runs = math.prod(len(v["grid_search"]) for v in space.values())
     trainable = tune.with_resources(tune.with_parameters(make_trainable(confirm_config), corpus=corpus),
                                     resources)
     if resume:
         tuner = tune.Tuner.restore(tune_path, trainable=trainable, resume_unfinished=True, resume_errored=True)
     else:
-        recorder = ParquetRecorder(name, confirm_config, results, gpu_fraction, stage="confirm", echo=echo)
+        recorder = ParquetRecorder(name, confirm_config, results, gpu_fraction, stage="confirm", echo=echo,
+                                    corpora=_corpora(corpus))
         tuner = tune.Tuner(
             trainable,
-            param_space={"config_json": tune.grid_search(configs), "seed": tune.grid_search(list(range(seeds)))},
+            param_space=space,
             tune_config=tune.TuneConfig(max_concurrent_trials=max_concurrent),
             run_config=_run_config(run_dir, recorder, max_failures),
         )
     if echo:
-        _announce(f"confirmation {name!r} (top {len(configs)} x {seeds} seeds)", len(configs) * seeds,
-                  address, resources, run_dir)
+        _announce(f"confirmation {name!r} ({' x '.join(repeats)})", runs, address, resources, run_dir)
     grid = tuner.fit()
     errors = sum(1 for r in grid if r.error is not None)
     return SweepOutcome(sweep_dir=run_dir, num_trials=len(grid), num_errors=errors, study_path=None)

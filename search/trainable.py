@@ -54,6 +54,8 @@ def make_trainable(to_config: Callable[[dict[str, Any]], TrainConfig]):
                 # One JSON string, not lists: Tune's loggers only take scalars and strings.
                 metrics["final_json"] = json.dumps({
                     "labels": list(final.labels),
+                    "classes": list(final.classes),
+                    "classes_dropped": final.classes_dropped,
                     "confusion_val": final.val.confusion.tolist(),
                     "confusion_test": final.test.confusion.tolist(),
                 })

@@ -159,6 +159,25 @@ def test_pairs_by_seed_and_fold():
     assert row["ci_high"] - row["ci_low"] < 0.002
 
 
+def test_each_protocol_gets_its_own_verdict():
+    """Within-corpus runs support the claim, the cross-corpus runs of the same arms contradict
+    it: the two must not be pooled (or paired with each other)."""
+    rows = []
+    for seed in range(3):
+        for protocol, d in ((("synthetic", "synthetic"), 0.08), (("synthetic", "emodb"), 0.0)):
+            for family, gain in (("cross_entropy", 0.0), ("center", d + 0.001 * seed)):
+                r = _row(family, "mel", seed, key=f"{family}-{protocol[1]}", test_ua=0.5 + gain)
+                rows.append(r | {"train_corpora": protocol[0], "eval_corpora": protocol[1],
+                                 "trial_id": r["trial_id"] + protocol[1]})
+    table = evaluate_claims(pd.DataFrame(rows))
+    mine = table[(table["claim"] == "1") & (table["metric"] == "test_ua")].set_index("protocol")
+    assert set(mine.index) == {"within synthetic", "synthetic -> emodb"}
+    assert mine.loc["within synthetic", "verdict"] == "supported"
+    assert mine.loc["within synthetic", "n_pairs"] == 3
+    assert mine.loc["synthetic -> emodb", "verdict"] == "contradicted"
+    assert mine.loc["synthetic -> emodb", "mean_diff"] == pytest.approx(0.001)
+
+
 def test_configuration_is_chosen_by_validation_never_test():
     rows = []
     for seed in range(5):
@@ -219,7 +238,7 @@ def test_render_formats():
     assert render_claims(table, "markdown").startswith("| claim |")
     records = json.loads(render_claims(table, "json"))
     assert records[0]["claim"] == "1" and records[0]["n_pairs"] == 3
-    assert render_claims(table, "csv").splitlines()[0].startswith("claim,statement,arm_a")
+    assert render_claims(table, "csv").splitlines()[0].startswith("claim,protocol,statement,arm_a")
     with pytest.raises(ClaimsError, match="unknown format"):
         render_claims(table, "html")
 
