@@ -192,9 +192,11 @@ def _confirmed(trials: pd.DataFrame) -> pd.DataFrame:
 
 def _protocol(train: Any, evaluate: Any) -> str:
     missing = lambda v: v is None or (isinstance(v, float) and math.isnan(v))  # noqa: E731
-    if missing(train) or missing(evaluate) or train == evaluate:
-        return "within" if missing(train) or missing(evaluate) else f"within {train}"
-    return f"{train} -> {evaluate}"
+    if missing(train) and missing(evaluate):
+        return "within"  # rows written before the corpora were recorded
+    if train == evaluate:
+        return f"within {train}"
+    return f"{'(all but the evaluation corpora)' if missing(train) else train} -> {evaluate}"
 
 
 def _choose_config(df: pd.DataFrame, arm: Arm) -> tuple[str | None, pd.DataFrame]:

@@ -239,11 +239,12 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("results_dir")
     c.add_argument("--top", type=int, default=3)
     c.add_argument("--seeds", type=int, default=3)
-    c.add_argument("--per", type=lambda t: [c.strip() for c in t.split(",") if c.strip()], metavar="COLS",
+    pick = c.add_mutually_exclusive_group()
+    pick.add_argument("--per", type=lambda t: [c.strip() for c in t.split(",") if c.strip()], metavar="COLS",
                    help="take the top K within each group of these columns, e.g. loss_family,frontend "
                         "(every arm of a claim gets confirmed)")
     c.add_argument("--name", help="results name of this confirmation (default: SWEEP-confirm)")
-    c.add_argument("--for-claims", action="store_true",
+    pick.add_argument("--for-claims", action="store_true",
                    help="confirm the top K of every loss family x frontend the claims compare "
                         "(then run `ser-search claims`)")
     c.add_argument("--folds", type=lambda t: [int(f) for f in t.split(",")], metavar="0,1,2",

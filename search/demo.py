@@ -14,6 +14,8 @@ import time
 from importlib import resources
 from pathlib import Path
 
+from ray import tune
+
 from ser_core.corpus import PreparedCorpus
 from ser_core.prepare import PrepareOptions, prepare_corpora
 from ser_core.synthetic import generate_corpus
@@ -72,7 +74,7 @@ def run_demo(out: Path, *, fresh: bool = False, max_epochs: int | None = None,
         print(report.summary(), flush=True)
     corpus = PreparedCorpus.load(prepared).in_memory()
 
-    resume = (sweep_dir / TUNE_DIR).exists()
+    resume = tune.Tuner.can_restore(str(sweep_dir / TUNE_DIR))
     _say(f"3/5 sweep {sweep.sweep.name!r}: {sweep.sweep.num_samples} trials, ASHA over "
          f"{sweep.scheduler.max_epochs} epochs" + (" (continuing the previous run)" if resume else ""))
     outcome = run_sweep(sweep, str(results), resume=resume, corpus=corpus)
@@ -87,7 +89,7 @@ def run_demo(out: Path, *, fresh: bool = False, max_epochs: int | None = None,
     counts = trials["status"].value_counts().to_dict()
     print()
 
-    resume_confirm = (confirm_dir / TUNE_DIR).exists()
+    resume_confirm = tune.Tuner.can_restore(str(confirm_dir / TUNE_DIR))
     _say(f"5/5 confirming the best configuration of each arm the claims compare with {confirm_seeds} seeds, "
          "then the claim verdicts" + (" (continuing the previous run)" if resume_confirm else ""))
     confirmed = run_confirm(str(results), sweep.sweep.name, top=1, seeds=confirm_seeds, arms=claim_arms(),

@@ -102,7 +102,10 @@ def leaderboard(trials: pd.DataFrame, group_by: list[str] | None = None) -> pd.D
         row: dict[str, object] = dict(zip(keys, key))
         for c in params:
             vals = done[c].dropna() if len(done) else g[c].dropna()
-            row[c] = vals.iloc[0] if len(vals) else None
+            if c in PROTOCOL_COLUMNS:  # leave-one-corpus-out repeats differ here: show them all
+                row[c] = " | ".join(sorted(set(map(str, vals)))) or None
+            else:
+                row[c] = vals.iloc[0] if len(vals) else None
         row["n"] = len(done)
         row["n_pruned"] = int((g["status"] == "pruned").sum())
         row["n_error"] = int((g["status"] == "error").sum())

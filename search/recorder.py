@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import datetime, timezone
 from collections.abc import Sequence
+from datetime import datetime, timezone
 from typing import Any, Callable
 
 from ray.tune import Callback
@@ -84,7 +84,8 @@ class ParquetRecorder(Callback):
     def _write(self, trial, status: str, error: str | None) -> None:
         last = trial.last_result or {}
         try:
-            columns = config_columns(self.to_config(dict(trial.config)), self.corpora)
+            # getattr: a recorder pickled by an older version (a restored sweep) has no corpora
+            columns = config_columns(self.to_config(dict(trial.config)), getattr(self, "corpora", None))
         except Exception as e:  # noqa: BLE001 - a bad axis combination must still leave a row
             columns = {"config_json": json.dumps(dict(trial.config), sort_keys=True, default=str)}
             error = error or f"invalid trial configuration: {e}"

@@ -90,6 +90,8 @@ def config_key(cfg: TrainConfig) -> str:
     corpora stay in: a cross-corpus design is a different experiment."""
     d = cfg.model_dump(mode="json", exclude={"seed": True, "device": True, "output": True,
                                              "data": {"prepared", "fold", "leave_out"}})
+    # which corpus is held out is a repeat; holding one out at all is a different design
+    d["data"]["leave_one_corpus_out"] = cfg.data.leave_out is not None
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
 
 

@@ -231,7 +231,7 @@ def _choose_for_confirmation(trials: Any, top: int, per: list[str] | None,
 
     search = trials[trials["stage"] == "search"]
     if arms:
-        per = sorted({k for arm in arms for k in arm})
+        per = list(dict.fromkeys(k for arm in arms for k in arm))
     if not per:
         ranked = leaderboard(search, group_by=["config_key"])
         ranked = ranked[ranked["rank"].notna()].sort_values("rank").head(top)
@@ -248,9 +248,14 @@ def _choose_for_confirmation(trials: Any, top: int, per: list[str] | None,
     best = runs.sort_values(["val_ua", "trial_id"], ascending=[False, True]).drop_duplicates("config_key")
     configs = configs.merge(best[["config_key", "trial_id"]], on="config_key")
     configs = configs.sort_values(["_done", "_score", "config_key"], ascending=[False, False, True])
-    chosen = configs.groupby(per, sort=False).head(top)
+    chosen = configs.groupby(per, sort=False, dropna=False).head(top)
     if arms:
         wanted = {tuple(arm.get(c) for c in per) for arm in arms}
+        found = {tuple(r) for r in chosen[per].itertuples(index=False)}
+        missing = sorted(wanted - found)
+        if missing:
+            print(f"confirm: the sweep has no trial for {', '.join('/'.join(map(str, m)) for m in missing)}; "
+                  "those arms are not confirmed (their claims stay inconclusive)", file=sys.stderr, flush=True)
         chosen = chosen[[tuple(r) in wanted for r in chosen[per].itertuples(index=False)]]
     return search[search["trial_id"].isin(chosen["trial_id"])]
 
@@ -298,6 +303,12 @@ def run_confirm(results: str, sweep_name: str, *, top: int, seeds: int, address:
         space["leave_out"] = tune.grid_search(held_out)
         repeats.append(f"{len(held_out)} held-out corpora")
     runs = math.prod(len(v["grid_search"]) for v in space.values())
+    if (folds or leave_one_corpus_out) and echo:
+        # Not nested: the configurations were chosen on the search sweep's validation data,
+        # which may include the new test fold or the held-out corpus.
+        print("confirm: configurations were chosen on the search sweep's validation split; for an unbiased "
+              "estimate on other folds or held-out corpora, search with that fold / `leave_out` and confirm "
+              "that sweep", file=sys.stderr, flush=True)
     trainable = tune.with_resources(tune.with_parameters(make_trainable(confirm_config), corpus=corpus),
                                     resources)
     if resume:

@@ -184,3 +184,30 @@ def test_train_cli_leave_one_corpus_out(mixed_prepared, tmp_path, capsys):
         import argparse
         _with_data_overrides(TrainConfig.model_validate({"data": {"prepared": "x"}}), argparse.Namespace(
             fold=None, train_corpora=["a"], eval_corpora=None, leave_out="b"))
+
+
+def test_predictions_never_name_a_class_the_protocol_dropped():
+    """A model whose logits favour a dropped class still predicts among the used ones."""
+    from contextlib import nullcontext
+
+    from torch import nn
+
+    from ser_core.train import _predict
+
+    class FavoursCalm(nn.Module):
+        def forward(self, x, lengths=None):
+            logits = torch.zeros(len(x), 8)
+            logits[:, 1] = 10.0           # calm: dropped
+            logits[:, 3] = x[:, 0]        # sad: used, below calm
+            logits[:, 2] = 1.0 - x[:, 0]  # happy: used
+            return logits, torch.zeros(len(x), 4)
+
+    x = torch.tensor([[0.0], [2.0], [0.2]])
+    y = torch.tensor([2, 3, 2])
+    mask = torch.tensor([True, False, True, True, True, True, True, False])
+    _, pred, _ = _predict(FavoursCalm(), lambda logits, z, target: logits.sum() * 0, x, y, None, 2,
+                          nullcontext, mask)
+    assert pred.tolist() == [2, 3, 2]
+    _, unmasked, _ = _predict(FavoursCalm(), lambda logits, z, target: logits.sum() * 0, x, y, None, 2,
+                              nullcontext, torch.ones(8, dtype=torch.bool))
+    assert unmasked.tolist() == [1, 1, 1]  # the test above would fail without the mask
