@@ -110,6 +110,16 @@ def benchmark_corpus(workdir: Path, n_clips: int, seconds: float, seed: int = 0)
     return out
 
 
+def start_benchmark(what: str, device: str, workdir: Path, n_clips: int, seconds: float,
+                    seed: int = 0) -> PreparedCorpus:
+    """What both Ray benchmarks do first: a private Ray environment, the device checked, and
+    the benchmark corpus prepared (or reused) and read into memory for the object store."""
+    private_ray_env()
+    if device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit(f"{what}: --device cuda requested but torch sees no CUDA device")
+    return PreparedCorpus.load(benchmark_corpus(workdir, n_clips, seconds, seed)).in_memory()
+
+
 def _prepared_matches(out: Path, options: PrepareOptions, root: Path, n_files: int) -> bool:
     try:
         proto = json.loads((out / "protocol.json").read_text())
@@ -418,12 +428,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    private_ray_env()
-    if args.device == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("packing: --device cuda requested but torch sees no CUDA device")
-
-    prepared = benchmark_corpus(args.workdir, args.clips, args.seconds, args.seed)
-    corpus = PreparedCorpus.load(prepared).in_memory()
+    corpus = start_benchmark("packing", args.device, args.workdir, args.clips, args.seconds, args.seed)
+    prepared = corpus.root
     n_train = len(corpus.evaluation_split(0).rows["train"])
     if args.max_train_clips:
         n_train = min(n_train, args.max_train_clips)

@@ -43,13 +43,12 @@ from pathlib import Path
 
 import pandas as pd
 import ray
-import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from benchmarks.common import default_workdir  # noqa: E402
 from benchmarks.packing import (  # noqa: E402
-    GpuSampler, benchmark_corpus, describe_machine, fmt, interrupt_on_signals, private_ray_env)
+    GpuSampler, describe_machine, fmt, interrupt_on_signals, start_benchmark)
 from ser_core.corpus import PreparedCorpus  # noqa: E402
 from ser_core.labels import EMOTIONS  # noqa: E402
 from search.config import SweepConfig, load_sweep  # noqa: E402
@@ -272,11 +271,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    private_ray_env()
-    if args.device == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("sweep benchmark: --device cuda requested but torch sees no CUDA device")
-    prepared = benchmark_corpus(args.workdir, args.clips, args.seconds, args.seed)
-    corpus = PreparedCorpus.load(prepared).in_memory()
+    corpus = start_benchmark("sweep benchmark", args.device, args.workdir, args.clips, args.seconds, args.seed)
+    prepared = corpus.root
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     t0 = time.perf_counter()
     connect(None, num_cpus=args.num_cpus)

@@ -76,8 +76,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     out = Path(args.out or cfg.output or Path("runs") / args.config.stem)
     corpus = PreparedCorpus.load(cfg.data.prepared)
     d = cfg.data
-    split = corpus.evaluation_split(d.fold, train_corpora=d.train_corpora, eval_corpora=d.eval_corpora,
-                                    leave_out=d.leave_out)
+    split = corpus.evaluation_split(d.fold, **d.protocol_args())
     print(f"training {cfg.model.name} with {cfg.loss.family} on {cfg.frontend.kind} for {cfg.optim.epochs} epochs; "
           f"fold {d.fold}, train on {'+'.join(split.train_corpora)}, test on {'+'.join(split.eval_corpora)}, "
           f"{len(split.classes)} classes ({', '.join(split.classes)})"

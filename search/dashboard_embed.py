@@ -97,8 +97,7 @@ def test_embeddings(checkpoint: Path) -> tuple[np.ndarray, list[str], tuple[str,
     prepared = Path(cfg.data.prepared)
     try:
         corpus = PreparedCorpus.load(prepared)
-        rows = corpus.evaluation_split(cfg.data.fold, train_corpora=cfg.data.train_corpora,
-                                       eval_corpora=cfg.data.eval_corpora, leave_out=cfg.data.leave_out).rows["test"]
+        rows = corpus.evaluation_split(cfg.data.fold, **cfg.data.protocol_args()).rows["test"]
     except (CorpusFormatError, ValueError) as e:
         raise EmbeddingUnavailable(f"the trial's prepared corpus is not usable here: {e}") from None
     if tuple(corpus.labels) != tuple(predictor.labels):

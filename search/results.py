@@ -102,7 +102,7 @@ def config_columns(cfg: TrainConfig, corpora: Sequence[str] | None = None) -> di
     d = cfg.data
     if corpora:
         try:
-            train_c, eval_c = resolve_corpora(corpora, d.train_corpora, d.eval_corpora, d.leave_out)
+            train_c, eval_c = resolve_corpora(corpora, **d.protocol_args())
         except ProtocolError:  # the trial itself will fail with this error; the row says so
             train_c, eval_c = d.train_corpora, d.eval_corpora
     else:

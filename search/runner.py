@@ -135,8 +135,7 @@ def check_protocol(corpus: Any, data: Any) -> None:
     if not hasattr(corpus, "evaluation_split"):
         return
     try:
-        corpus.evaluation_split(data.fold, train_corpora=data.train_corpora, eval_corpora=data.eval_corpora,
-                                leave_out=data.leave_out)
+        corpus.evaluation_split(data.fold, **data.protocol_args())
     except ValueError as e:
         raise SweepError(f"[data] of the sweep: {e}") from None
 

@@ -34,6 +34,10 @@ class DataConfig(_Strict):
     leave_out: str | None = Field(None, pattern=_CORPUS_NAME,
                                   description="leave-one-corpus-out: test on this corpus, train on the others")
 
+    def protocol_args(self) -> dict[str, Any]:
+        """The keys that choose the protocol, as ser_core.protocols' functions take them."""
+        return {"train_corpora": self.train_corpora, "eval_corpora": self.eval_corpora, "leave_out": self.leave_out}
+
     @model_validator(mode="after")
     def _one_protocol(self) -> "DataConfig":
         if self.leave_out is not None and (self.train_corpora is not None or self.eval_corpora is not None):

@@ -18,7 +18,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .protocols import EvaluationSplit, evaluation_split
+from .protocols import EvaluationSplit, evaluation_split, subset_masks
 
 # Bump when the on-disk layout changes in a way older readers would misread.
 CORPUS_FORMAT_VERSION = 1
@@ -127,15 +127,8 @@ class PreparedCorpus:
         if not isinstance(fold, (int, np.integer)) or not 0 <= fold < n:
             raise ValueError(f"fold {fold!r} out of range: {self.root} has folds 0..{n - 1} "
                              f"(protocol {self.protocol.get('protocol')!r})")
-        folds = self.manifest["fold"].to_numpy()
-        original = ~self.manifest["augmented"].to_numpy(dtype=bool)
-        test = folds == fold
-        val = folds == (fold + 1) % n
-        return {
-            "train": np.flatnonzero(~test & ~val).astype(np.int64),
-            "val": np.flatnonzero(val & original).astype(np.int64),
-            "test": np.flatnonzero(test & original).astype(np.int64),
-        }
+        return {name: np.flatnonzero(mask).astype(np.int64)
+                for name, mask in subset_masks(self.manifest, n, fold).items()}
 
     def evaluation_split(self, fold: int = 0, *, train_corpora: Sequence[str] | None = None,
                          eval_corpora: Sequence[str] | None = None, leave_out: str | None = None) -> EvaluationSplit:

@@ -33,6 +33,7 @@ class Predictor:
         self.labels: list[str] = list(state["labels"])
         # A cross-corpus model was trained on the shared classes only; it never predicts the rest.
         self.classes: list[str] = list(state.get("classes") or self.labels)
+        self._class_index = torch.tensor([self.labels.index(c) for c in self.classes])
         self.segment_samples = int(state["segment_samples"])
         self.preprocessing = state.get("preprocessing", {})
         self.frontend = build_frontend(self.frontend_cfg)
@@ -61,8 +62,7 @@ class Predictor:
         if good:
             x = torch.from_numpy(np.stack([w for _, w in good]).astype(np.float32))
             logits, _ = self.model(self.normalizer(self.frontend(x)))
-            used = torch.tensor([self.labels.index(c) for c in self.classes])
-            probs = torch.softmax(logits.float()[:, used], dim=1).numpy()
+            probs = torch.softmax(logits.float()[:, self._class_index], dim=1).numpy()
             for (p, _), row in zip(good, probs):
                 out.append(Prediction(p, self.classes[int(row.argmax())],
                                       {lab: float(v) for lab, v in zip(self.classes, row)}))

@@ -79,28 +79,35 @@ def resolve_corpora(available: Sequence[str], train_corpora: Sequence[str] | Non
     return train, evaluate
 
 
+def subset_masks(manifest: pd.DataFrame, n_folds: int, fold: int, train_corpora: Sequence[str] | None = None,
+                 eval_corpora: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+    """Boolean row masks of train / val / test under the module's fold rule, before any class
+    restriction; corpora None = every corpus (the within-corpus split)."""
+    corpus = manifest["corpus"].to_numpy().astype(str)
+    folds = manifest["fold"].to_numpy()
+    original = ~manifest["augmented"].to_numpy(dtype=bool)
+    in_train = np.ones(len(corpus), dtype=bool) if train_corpora is None else np.isin(corpus, train_corpora)
+    in_eval = np.ones(len(corpus), dtype=bool) if eval_corpora is None else np.isin(corpus, eval_corpora)
+    test_fold = folds == fold
+    val_fold = folds == (fold + 1) % n_folds
+    # A corpus on both sides keeps its test fold out of training; an eval-only corpus is all test.
+    return {"train": in_train & ~val_fold & ~(in_eval & test_fold),
+            "val": in_train & original & val_fold,
+            "test": in_eval & original & (test_fold | ~in_train)}
+
+
 def evaluation_split(manifest: pd.DataFrame, labels: Sequence[str], n_folds: int, fold: int = 0, *,
                      train_corpora: Sequence[str] | None = None, eval_corpora: Sequence[str] | None = None,
                      leave_out: str | None = None) -> EvaluationSplit:
     """The rows of each subset under the module's rule (manifest: a prepared corpus's)."""
     if not isinstance(fold, (int, np.integer)) or not 0 <= fold < n_folds:
         raise ProtocolError(f"fold {fold!r} out of range: the prepared data has folds 0..{n_folds - 1}")
-    corpus = manifest["corpus"].to_numpy().astype(str)
-    train_c, eval_c = resolve_corpora(np.unique(corpus), train_corpora, eval_corpora, leave_out)
-    folds = manifest["fold"].to_numpy()
-    original = ~manifest["augmented"].to_numpy(dtype=bool)
-    in_train = np.isin(corpus, train_c)
-    in_eval = np.isin(corpus, eval_c)
-    test_fold = folds == fold
-    val_fold = folds == (fold + 1) % n_folds
-
-    # A corpus on both sides keeps its test fold out of training; an eval-only corpus is all test.
-    test = in_eval & original & (test_fold | ~in_train)
-    val = in_train & original & val_fold
-    train = in_train & ~val_fold & ~(in_eval & test_fold)
+    train_c, eval_c = resolve_corpora(manifest["corpus"].astype(str).unique(), train_corpora, eval_corpora,
+                                      leave_out)
+    masks = subset_masks(manifest, n_folds, fold, train_c, eval_c)
+    train, val, test = masks["train"], masks["val"], masks["test"]
 
     label_ids = manifest["label_id"].to_numpy()
-    classes = tuple(labels)
     dropped: dict[str, str] = {}
     if set(train_c) != set(eval_c):
         seen_train = set(np.unique(label_ids[train]).tolist())

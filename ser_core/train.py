@@ -205,8 +205,7 @@ def fit(cfg: TrainConfig, corpus: CorpusLike, on_epoch: EpochCallback | None = N
         raise ValueError(f"frontend.sample_rate={frontend_cfg.sample_rate} but the prepared corpus "
                          f"is at {corpus.sample_rate} Hz")
 
-    protocol = corpus.evaluation_split(cfg.data.fold, train_corpora=cfg.data.train_corpora,
-                                       eval_corpora=cfg.data.eval_corpora, leave_out=cfg.data.leave_out)
+    protocol = corpus.evaluation_split(cfg.data.fold, **cfg.data.protocol_args())
     splits = dict(protocol.rows)
     if cfg.data.max_train_clips and len(splits["train"]) > cfg.data.max_train_clips:
         rng = np.random.default_rng(cfg.seed)
