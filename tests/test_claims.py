@@ -257,3 +257,11 @@ def test_claims_command_reads_a_results_directory(tmp_path, capsys):
     first = next(r for r in records if r["claim"] == "1" and r["metric"] == "test_ua")
     assert first["n_pairs"] == 4 and first["verdict"] == "supported"
     assert first["config_a"] == "center-confirm/center-mel-cnn_birnn"
+
+
+def test_rows_naming_only_an_evaluation_corpus_are_not_called_within():
+    rows = [_row(f, "mel", s, test_ua=0.5) | {"train_corpora": None, "eval_corpora": "emodb",
+                                              "trial_id": f"{f}{s}"} for f in ("center", "cross_entropy")
+            for s in range(2)]
+    protocols = set(evaluate_claims(pd.DataFrame(rows))["protocol"])
+    assert protocols == {"(all but the evaluation corpora) -> emodb"}

@@ -39,3 +39,20 @@ def test_arms_keep_only_the_listed_groups_and_name_the_missing_ones(capsys):
     chosen = _choose_for_confirmation(TRIALS, 1, None, arms)
     assert sorted(chosen["trial_id"]) == ["a", "d"]
     assert "bce/mel" in capsys.readouterr().err
+
+
+def test_confirmation_config_moves_to_the_fold_and_held_out_corpus():
+    import json
+
+    from search.runner import confirm_config
+    from ser_core.config import TrainConfig
+
+    base = TrainConfig.model_validate({"data": {"prepared": "/x", "fold": 0, "train_corpora": ["a"],
+                                                "eval_corpora": ["b"]}, "seed": 7})
+    params = {"config_json": base.model_dump_json(), "seed": 2}
+    same = confirm_config(params)
+    assert same.seed == 2 and same.data.fold == 0 and same.data.train_corpora == ["a"]
+    moved = confirm_config(params | {"fold": 2, "leave_out": "b"})
+    assert moved.data.fold == 2 and moved.data.leave_out == "b"
+    assert moved.data.train_corpora is None and moved.data.eval_corpora is None
+    assert json.loads(params["config_json"])["data"]["fold"] == 0  # the stored config is untouched

@@ -140,3 +140,18 @@ def test_render_formats(trials):
     assert records[3]["rank"] is None and records[0]["val_ua_ci95"] is None
     with pytest.raises(LeaderboardError, match="unknown format 'html'"):
         render(lb, "html")  # type: ignore[arg-type]
+
+
+def test_protocol_columns_appear_only_across_protocols_and_list_every_held_out_corpus():
+    within = [_trial("a", "k1", val=0.5, test=0.5, train_corpora="emodb", eval_corpora="emodb")]
+    assert "eval_corpora" not in leaderboard(pd.DataFrame(within)).columns  # one within-corpus protocol
+    loco = [_trial("b", "k2", val=0.4, test=0.2, train_corpora="emodb", eval_corpora="synthetic",
+                   classes_dropped="calm: only in the evaluation corpora"),
+            _trial("c", "k2", val=0.6, test=0.3, train_corpora="synthetic", eval_corpora="emodb",
+                   classes_dropped="calm: only in the training corpora")]
+    board = leaderboard(pd.DataFrame(within + loco)).set_index("config_key")
+    assert board.loc["k2", "eval_corpora"] == "emodb | synthetic"
+    assert board.loc["k2", "train_corpora"] == "emodb | synthetic"
+    assert board.loc["k2", "classes_dropped"] == ("calm: only in the evaluation corpora | "
+                                                  "calm: only in the training corpora")
+    assert board.loc["k1", "eval_corpora"] == "emodb" and board.loc["k2", "n"] == 2

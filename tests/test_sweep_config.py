@@ -248,3 +248,33 @@ def test_with_prepared_and_pickle_keep_everything(tmp_path):
     assert clone.source_text == GOOD
     params = _sample(clone, 1)[0]
     assert clone.trial_config(params).data.prepared == moved.data.prepared
+
+
+def _covering_sweep(num_samples: int) -> SweepConfig:
+    return parse_sweep(f"""
+[sweep]
+name = "c"
+num_samples = {num_samples}
+cover_choices = true
+[data]
+prepared = "/x"
+[scheduler]
+max_epochs = 2
+[space]
+loss_family = {{ choices = ["cross_entropy", "focal", "bce"] }}
+frontend = {{ choices = ["mel", "stft"] }}
+lr = {{ low = 1e-4, high = 1e-3, log = true }}
+""")
+
+
+def test_cover_choices_tries_every_combination_when_the_budget_allows():
+    points = _covering_sweep(6).covering_points()
+    assert len(points) == 6 and {(p["loss_family"], p["frontend"]) for p in points} == {
+        (f, fe) for f in ("cross_entropy", "focal", "bce") for fe in ("mel", "stft")}
+    assert all(set(p) == {"loss_family", "frontend"} for p in points)  # lr stays with the sampler
+
+
+def test_cover_choices_cycles_choices_when_combinations_exceed_the_budget():
+    points = _covering_sweep(5).covering_points()
+    assert points == [{"loss_family": "cross_entropy", "frontend": "mel"}, {"loss_family": "focal", "frontend": "stft"},
+                      {"loss_family": "bce", "frontend": "mel"}]
