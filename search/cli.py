@@ -45,6 +45,13 @@ def _corpus_list(text: str) -> list[str]:
     return names
 
 
+def _fold_list(text: str) -> list[int]:
+    try:
+        return [int(f) for f in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated fold numbers, e.g. 0,1,2; got {text!r}") from None
+
+
 def _with_data_overrides(cfg, args: argparse.Namespace):
     """--fold / --train-corpora / --eval-corpora / --leave-out replace the config's [data] keys
     (validated like the file: leave_out excludes the other two)."""
@@ -246,7 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
     pick.add_argument("--for-claims", action="store_true",
                    help="confirm the top K of every loss family x frontend the claims compare "
                         "(then run `ser-search claims`)")
-    c.add_argument("--folds", type=lambda t: [int(f) for f in t.split(",")], metavar="0,1,2",
+    c.add_argument("--folds", type=_fold_list, metavar="0,1,2",
                    help="repeat every run on these test folds (the claims pair runs by seed and fold)")
     c.add_argument("--leave-one-corpus-out", action="store_true",
                    help="repeat every run with each prepared corpus held out in turn")

@@ -56,3 +56,14 @@ def test_confirmation_config_moves_to_the_fold_and_held_out_corpus():
     assert moved.data.fold == 2 and moved.data.leave_out == "b"
     assert moved.data.train_corpora is None and moved.data.eval_corpora is None
     assert json.loads(params["config_json"])["data"]["fold"] == 0  # the stored config is untouched
+
+
+def test_folds_flag_rejects_what_is_not_a_fold_list(capsys):
+    import pytest
+
+    from search.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["confirm", "results", "--folds", "0,a"])
+    assert exc.value.code == 2
+    assert "expected comma-separated fold numbers, e.g. 0,1,2; got '0,a'" in capsys.readouterr().err
