@@ -12,13 +12,15 @@ warm-up call per path:
      the segment, melspectrogram (or stft) and power_to_db, one file at a time.
   B  conventional, features only: the same librosa calls on already-decoded segments.
   C  ser-search steady state: the torch frontend on the in-memory (clips, samples) float32
-     tensor in batches of --batch. A prepared corpus is decoded once, so this is what every
-     trial pays.
+     tensor in batches of --batch, written into one (clips, bins, frames) tensor as fit's
+     feature cache is. A prepared corpus is decoded once, so this is what every trial pays.
   D  ser-search including decoding: ser_core.audio.decode_audio per file (soundfile + soxr,
      what `prepare` does once) into one array, then C.
 
 On a CPU, C is also timed with torch limited to one thread (C1): librosa works in one
-process, so C1/B is the per-core comparison and C/B the per-process one.
+process, so C1/B is the per-core comparison and C/B the per-process one. A and B run first
+for every kind; C, C1 and D then run with the allocator setting fit makes on a CPU
+(ser_core.fastpath.keep_freed_memory), which is process-wide.
 
 Ratios printed: C/B (features from decoded audio, like for like), C/A (ser-search's steady state
 against the conventional full path, what a training epoch sees), D/A (decoding on both sides).
@@ -43,6 +45,7 @@ from benchmarks.common import (  # noqa: E402
     MIN_CLIPS, default_workdir, librosa_features, librosa_load, machine_summary, rate_line,
     resolve_device, sync, synthetic_wav_corpus)
 from ser_core.audio import decode_audio, fix_length, segment_length  # noqa: E402
+from ser_core.fastpath import keep_freed_memory  # noqa: E402
 from ser_core.features import FrontendConfig, build_frontend  # noqa: E402
 
 
@@ -80,11 +83,16 @@ def median_seconds(fn: Callable[[], object], repeats: int, device: torch.device)
 
 
 def torch_features(frontend: torch.nn.Module, waves: torch.Tensor, batch: int, device: torch.device) -> torch.Tensor:
-    """Path C: batches of the in-memory corpus through the frontend, results kept on the device
-    (as fit keeps them); the host copy is the caller's business."""
+    """Path C: batches of the in-memory corpus through the frontend into one tensor on the
+    device, as fit fills its feature cache (each batch written straight into its slice); the
+    host copy is the caller's business."""
     with torch.inference_mode():
-        return torch.cat([frontend(waves[s:s + batch].to(device, non_blocking=True))
-                          for s in range(0, len(waves), batch)])
+        first = frontend(waves[:batch].to(device, non_blocking=True))
+        out = first.new_empty((len(waves), *first.shape[1:]))
+        out[:len(first)] = first
+        for s in range(batch, len(waves), batch):
+            frontend(waves[s:s + batch].to(device, non_blocking=True), out=out[s:s + batch])
+        return out
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -112,16 +120,24 @@ def main(argv: list[str] | None = None) -> None:
     if device.type == "cuda":
         waves_host = waves_host.pin_memory()
 
-    for kind in args.kinds:
-        cfg = FrontendConfig(kind=kind, sample_rate=sr)
-        frontend = build_frontend(cfg).to(device)
-        # Warm-up: numba/FFT plans for librosa, allocator and kernels for torch.
-        librosa_features(librosa_load(files[0], sr, length), cfg)
-        torch_features(frontend, waves_host[: args.batch], args.batch, device)
-
+    # The conventional paths first, for every kind: ser-search's side then sets the allocator
+    # as fit does on a CPU (ser_core.fastpath.keep_freed_memory, process-wide), so librosa keeps
+    # glibc's defaults.
+    configs = {kind: FrontendConfig(kind=kind, sample_rate=sr) for kind in args.kinds}
+    conventional: dict[str, tuple[float, float]] = {}
+    for kind, cfg in configs.items():
+        librosa_features(librosa_load(files[0], sr, length), cfg)  # warm-up: numba, FFT plans
         t_a = median_seconds(lambda: [librosa_features(librosa_load(f, sr, length), cfg) for f in files],
                              args.repeats, device)
         t_b = median_seconds(lambda: [librosa_features(y, cfg) for y in decoded_np], args.repeats, device)
+        conventional[kind] = (t_a, t_b)
+    if device.type == "cpu":
+        keep_freed_memory()
+
+    for kind, cfg in configs.items():
+        t_a, t_b = conventional[kind]
+        frontend = build_frontend(cfg).to(device)
+        torch_features(frontend, waves_host[: args.batch], args.batch, device)  # warm-up: kernels
         t_c = median_seconds(lambda: torch_features(frontend, waves_host, args.batch, device),
                              args.repeats, device)
         t_c1 = None
@@ -155,7 +171,6 @@ def main(argv: list[str] | None = None) -> None:
                    ("D/A  both including decoding", t_a / t_d)]
         for name, value in ratios:
             print(f"  ratio {name:<64} {value:5.1f}x")
-
 
 if __name__ == "__main__":
     main()

@@ -165,19 +165,27 @@ def num_frames(cfg: FrontendConfig, n_samples: int) -> int:
 # ---------------------------------------------------------------------------- dB
 
 
-def power_to_db(power: Tensor, top_db: float | None = 80.0, amin: float = AMIN) -> Tensor:
+def power_to_db(power: Tensor, top_db: float | None = 80.0, amin: float = AMIN,
+                out: Tensor | None = None) -> Tensor:
     """librosa.power_to_db(S, ref=1.0) for a batch, clipping each example at its own max.
 
     librosa clips one spectrogram at max - top_db; clipping at the batch max instead would
-    make an example's features depend on which other clips share its batch.
+    make an example's features depend on which other clips share its batch. `out` (no
+    autograd) receives the result, e.g. a slice of a split's feature cache.
     """
-    db = 10.0 * torch.log10(torch.clamp(power, min=amin))
-    if top_db is not None:
+    if top_db is None:
+        clipped = torch.clamp(power, min=amin)
+    else:
         if top_db <= 0:
             raise ValueError(f"power_to_db: top_db must be > 0 or None, got {top_db}")
-        peak = db.amax(dim=(-2, -1), keepdim=True)
-        db = torch.maximum(db, peak - top_db)
-    return db
+        # max(dB, peak dB - top_db) = dB of max(power, peak power * 10^(-top_db/10)): the floor
+        # is applied to the power (the log is monotone), which saves a pass over the batch
+        floor = (power.amax(dim=(-2, -1), keepdim=True) * 10.0 ** (-top_db / 10.0)).clamp_min(amin)
+        clipped = torch.maximum(power, floor)
+    if clipped.requires_grad:
+        return torch.mul(torch.log10(clipped), 10.0, out=out)
+    logs = clipped.log10_()  # no autograd: in place, no fresh buffers (page faults)
+    return logs.mul_(10.0) if out is None else torch.mul(logs, 10.0, out=out)
 
 
 # ---------------------------------------------------------------------------- frontends
@@ -254,7 +262,8 @@ class _PowerSpectrogram(nn.Module):
         )
         # re^2 + im^2 on the views: no sqrt round trip as abs()**2 has, and ~9x faster than
         # view_as_real().square().sum() (a reduction over a size-2 trailing dim); same values.
-        return spec.real.square() + spec.imag.square()
+        # addcmul_ adds im^2 into the buffer of re^2 (mul saves its inputs, not its output).
+        return torch.mul(spec.real, spec.real).addcmul_(spec.imag, spec.imag)
 
     def extra_repr(self) -> str:
         return (
@@ -286,10 +295,10 @@ class LogPowerSpectrogram(_PowerSpectrogram):
     def n_features(self) -> int:
         return self.n_fft // 2 + 1
 
-    def forward(self, wave: Tensor) -> Tensor:
+    def forward(self, wave: Tensor, out: Tensor | None = None) -> Tensor:
         # bf16 autocast would quantise dB values to ~0.25 dB near 0 and worse below: keep fp32.
         with torch.autocast(device_type=wave.device.type, enabled=False):
-            return power_to_db(self._power(wave), self.top_db)
+            return power_to_db(self._power(wave), self.top_db, out=out)
 
 
 class LogMelSpectrogram(_PowerSpectrogram):
@@ -339,9 +348,9 @@ class LogMelSpectrogram(_PowerSpectrogram):
         power = self._power(wave)
         return torch.matmul(self.mel_basis.to(power.dtype), power)
 
-    def forward(self, wave: Tensor) -> Tensor:
+    def forward(self, wave: Tensor, out: Tensor | None = None) -> Tensor:
         with torch.autocast(device_type=wave.device.type, enabled=False):
-            return power_to_db(self.mel_power(wave), self.top_db)
+            return power_to_db(self.mel_power(wave), self.top_db, out=out)
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, n_mels={self.n_mels}, f_min={self.f_min}, f_max={self.f_max}"
@@ -366,10 +375,10 @@ class MFCC(nn.Module):
     def n_features(self) -> int:
         return self.n_mfcc
 
-    def forward(self, wave: Tensor) -> Tensor:
+    def forward(self, wave: Tensor, out: Tensor | None = None) -> Tensor:
         with torch.autocast(device_type=wave.device.type, enabled=False):
             db = self.mel(wave)
-            return torch.matmul(self.dct.to(db.dtype), db)
+            return torch.matmul(self.dct.to(db.dtype), db, out=out)
 
 
 def build_frontend(cfg: FrontendConfig, *, pad_mode: PadMode = "constant") -> nn.Module:
@@ -466,7 +475,7 @@ class FeatureNormalizer(nn.Module):
         self._is_fitted = True
         return self
 
-    def forward(self, feats: Tensor) -> Tensor:
+    def forward(self, feats: Tensor, inplace: bool = False) -> Tensor:
         if not self._is_fitted:
             raise RuntimeError(
                 "FeatureNormalizer: not fitted; call fit() on the training split "
@@ -475,4 +484,6 @@ class FeatureNormalizer(nn.Module):
         self._check(feats, "forward")
         mean = self.mean.to(feats.dtype)[:, None]
         std = self.std.clamp_min(self.eps).to(feats.dtype)[:, None]
+        if inplace:  # a feature cache normalised where it lies: no second copy of the split
+            return feats.sub_(mean).div_(std)
         return (feats - mean) / std

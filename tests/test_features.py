@@ -18,6 +18,7 @@ from ser_core.features import (
     LogPowerSpectrogram,
     build_frontend,
     num_frames,
+    power_to_db,
 )
 
 SR = 16000
@@ -340,3 +341,35 @@ def test_normalizer_on_frontend_output(vowel_wav: Path) -> None:
     out = norm(feats)
     assert out.shape == feats.shape and out.dtype == torch.float32
     torch.testing.assert_close(out.mean(dim=(0, 2)), torch.zeros(64), atol=1e-4, rtol=0)
+
+
+def test_power_to_db_with_autograd_equals_the_in_place_path() -> None:
+    """power_to_db works in place only when no gradient is asked for; both paths agree."""
+    torch.manual_seed(0)
+    power = torch.rand(2, 5, 7, dtype=torch.float64) * 10.0 ** torch.randint(-12, 2, (2, 5, 7))
+    for top_db in (80.0, 20.0, None):
+        leaf = power.clone().requires_grad_()
+        with_grad = power_to_db(leaf, top_db)
+        with torch.no_grad():
+            without = power_to_db(power.clone(), top_db)
+        assert torch.allclose(with_grad.detach(), without)
+        ref = 10.0 * np.log10(np.maximum(power.numpy(), 1e-10))
+        if top_db is not None:
+            ref = np.maximum(ref, ref.max(axis=(1, 2), keepdims=True) - top_db)
+        np.testing.assert_allclose(without.numpy(), ref, atol=1e-9)
+        with_grad.sum().backward()
+        assert torch.isfinite(leaf.grad).all() and (leaf.grad >= 0).all()
+
+
+@pytest.mark.parametrize("kind", ["mel", "stft", "mfcc"])
+def test_frontend_writes_into_out_as_it_returns(kind: str) -> None:
+    """`out=` (fit's feature cache) holds exactly what the frontend returns, in any layout."""
+    frontend = build_frontend(FrontendConfig(kind=kind))
+    wave = torch.from_numpy(np.stack([_vowel(0.5, 150.0 + 40 * i, 0.3, seed=i) for i in range(3)]).astype(np.float32))
+    with torch.no_grad():
+        expected = frontend(wave)
+        cache = torch.full((5, *expected.shape[1:]), float("nan"))
+        got = frontend(wave, out=cache[1:4])
+    assert got.data_ptr() == cache[1].data_ptr()
+    assert torch.equal(cache[1:4], expected)
+    assert torch.isnan(cache[0]).all() and torch.isnan(cache[4]).all()
