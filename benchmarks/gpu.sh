@@ -11,8 +11,8 @@
 # estimates, not yet measured on a GPU, so every step has a hard cap (timeout); a step stopped at
 # its cap still prints what it measured so far (the scripts turn SIGTERM into a clean stop, then
 # need up to ~30 s to shut Ray down). With the caps the run takes at most about
-# max(frontend + sweep, corpus generation) + epoch + packing = max(80 + 150, ~210) + 110 + 140 s
-# = 8 minutes, plus the shut-down of any step that hit its cap.
+# max(frontend + sweep, corpus generation) + epoch + packing = max(80 + 150, ~210) + 140 + 140 s
+# = 8.5 minutes, plus the shut-down of any step that hit its cap.
 #   - The paper-size corpus (4,720 WAVs at 48 kHz, ~45 ms per clip on one core: the longest
 #     single step) is generated in the background while frontend.py and the sweep run.
 #   - frontend.py: its defaults (320 clips, Mel and STFT, 3 repeats).
@@ -20,7 +20,8 @@
 #     on the 320-clip corpus frontend.py has just written: per-trial overhead dominates there,
 #     which is what the sweep benchmark measures.
 #   - epoch.py --full: the paper's corpus; 8 DataLoader workers for the conventional side (a GPU
-#     machine's training script would not use 2 of 16 cores; epoch.py's default is 2).
+#     machine's training script would not use 2 of 16 cores; epoch.py's default is 2). It runs
+#     the conventional side first, then fit with stock modules, then fit.
 #   - packing.py: N = 1, 2, 4, 8 on the paper-size corpus prepared by epoch.py, 6,000 training rows
 #     per epoch, 3 epochs (epoch 1 untimed).
 set -uo pipefail
@@ -80,7 +81,7 @@ step frontend 80 $PY benchmarks/frontend.py --device cuda
 step sweep 150 $PY benchmarks/sweep.py --device cuda --trials 64 --max-epochs 8 --gpu-fraction 0.25
 wait "$GEN"
 cat "$GENLOG"
-step epoch 110 $PY benchmarks/epoch.py --device cuda --full --workers 8
+step epoch 140 $PY benchmarks/epoch.py --device cuda --full --workers 8
 step packing 140 $PY benchmarks/packing.py --device cuda --n 1,2,4,8 --clips 4720 --max-train-clips 6000 --epochs 3
 
 echo "gpu.sh: all steps done in $(( $(date +%s) - START )) s${OUT:+; logs in $OUT}"

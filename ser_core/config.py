@@ -133,6 +133,8 @@ class TrainConfig(_Strict):
     variable_length: bool = Field(True, description="mask padding frames (true clip lengths)")
     feature_cache: Literal["auto", "on", "off"] = Field(
         "auto", description="keep every split's spectrograms on the device (auto: when they fit)")
+    fastpath: bool = Field(True, description="train with ser_core.fastpath's faster equivalents of the "
+                                             "stock modules (same maths; false = stock PyTorch)")
     output: Path | None = Field(None, description="where `ser-search train` writes checkpoint + metrics")
 
     @field_validator("device")

@@ -22,6 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from .config import ModelConfig, TrainConfig
+from .fastpath import accelerate, keep_freed_memory
 from .features import FeatureNormalizer, build_frontend, num_frames
 from .losses import LossFamily, build_loss
 from .metrics import ClassificationReport, classification_report, compactness
@@ -134,7 +135,7 @@ class SplitFeatures:
 
     def __init__(self, waves: Tensor, frontend: nn.Module, normalizer: FeatureNormalizer, batch: int = 128) -> None:
         self.waves, self.frontend, self.normalizer, self.batch = waves, frontend, normalizer, batch
-        self._raw: list[Tensor] | None = None
+        self._raw: Tensor | None = None
         self.cache: Tensor | None = None
 
     def __len__(self) -> int:
@@ -142,18 +143,28 @@ class SplitFeatures:
 
     @torch.no_grad()
     def raw_batches(self, lengths: Tensor | None, keep: bool):
-        """Unnormalised spectrogram batches (with frame counts), kept for the cache if asked."""
-        self._raw = [] if keep else None
+        """Unnormalised spectrogram batches (with frame counts). With `keep`, the frontend writes
+        each batch straight into one preallocated tensor for the cache: no list of batches to
+        concatenate, so one copy of the split's features in memory, not three."""
+        raw: Tensor | None = None
         for s in range(0, len(self.waves), self.batch):
-            f = self.frontend(self.waves[s:s + self.batch])
-            if keep:
-                self._raw.append(f)
+            wave = self.waves[s:s + self.batch]
+            if raw is None:
+                f = self.frontend(wave)
+                if keep:
+                    raw = f.new_empty((len(self.waves), *f.shape[1:]))
+                    f = raw[:len(f)].copy_(f)
+            else:
+                f = self.frontend(wave, out=raw[s:s + len(wave)])
             yield f if lengths is None else (f, lengths[s:s + self.batch])
+        self._raw = raw
 
     @torch.no_grad()
     def build_cache(self) -> None:
-        raw = self._raw or [self.frontend(self.waves[s:s + self.batch]) for s in range(0, len(self.waves), self.batch)]
-        self.cache = self.normalizer(torch.cat(raw))
+        if self._raw is None:
+            for _ in self.raw_batches(None, keep=True):
+                pass
+        self.cache = self.normalizer(self._raw, inplace=True)
         self._raw, self.waves = None, None
 
     def __getitem__(self, idx: Tensor | slice) -> Tensor:
@@ -194,6 +205,8 @@ def fit(cfg: TrainConfig, corpus: CorpusLike, on_epoch: EpochCallback | None = N
     """Train one configuration; the best epoch by validation UA is evaluated on test."""
     gen = seed_everything(cfg.seed)
     device = resolve_device(cfg.device)
+    if cfg.fastpath and device.type == "cpu":
+        keep_freed_memory()  # before the first large tensor: no page faults per step (fastpath.py)
     use_amp = cfg.amp and device.type == "cuda"
     autocast = lambda: torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp)  # noqa: E731
 
@@ -242,6 +255,8 @@ def fit(cfg: TrainConfig, corpus: CorpusLike, on_epoch: EpochCallback | None = N
 
     # channels-last convolutions: 1.2x per CPU step (max-pool stops dominating), tensor cores on GPU
     model = build_model(cfg.model, frontend_cfg.n_features, num_classes).to(device, memory_format=torch.channels_last)
+    if cfg.fastpath:  # same maths, cheaper kernels (ser_core/fastpath.py says which and why)
+        accelerate(model)
     loss_fn = build_loss(cfg.loss.family, num_classes=num_classes, embed_dim=model.embed_dim,
                          **cfg.loss.params()).to(device)
     params = list(model.parameters()) + list(loss_fn.model_parameters())

@@ -163,3 +163,28 @@ def test_per_batch_spectrograms_equal_the_cached_ones(corpus, synthetic_prepared
     per_batch = fit(tiny_config(synthetic_prepared, feature_cache="off"), corpus)
     assert [h.train_loss for h in per_batch.history] == pytest.approx([h.train_loss for h in cached.history], rel=1e-4)
     assert per_batch.test.ua == pytest.approx(cached.test.ua, abs=0.02)
+
+
+def test_split_features_cache_is_the_normalised_frontend_output() -> None:
+    """The cache is filled batch by batch in one preallocated tensor (a tail batch too) and
+    normalised in place; it must equal normalising the frontend's output directly."""
+    from ser_core.features import FeatureNormalizer, FrontendConfig, build_frontend
+    from ser_core.train import SplitFeatures
+
+    torch.manual_seed(0)
+    waves = torch.randn(11, 8000) * 0.1
+    frontend = build_frontend(FrontendConfig(kind="mel", n_mels=32))
+    normalizer = FeatureNormalizer(32)
+    feats = SplitFeatures(waves, frontend, normalizer, batch=4)
+    normalizer.fit(feats.raw_batches(None, keep=True))
+    feats.build_cache()
+    with torch.no_grad():
+        direct = normalizer(frontend(waves))
+    assert feats.cache.shape == direct.shape
+    assert torch.allclose(feats.cache, direct, atol=1e-5)
+    idx = torch.tensor([10, 0, 5])
+    assert torch.equal(feats[idx], feats.cache[idx])
+    # without a kept pass, build_cache computes the batches itself
+    again = SplitFeatures(waves, frontend, normalizer, batch=3)
+    again.build_cache()
+    assert torch.allclose(again.cache, direct, atol=1e-5)
