@@ -15,7 +15,7 @@
 # = 8.5 minutes, plus the shut-down of any step that hit its cap.
 #   - The paper-size corpus (4,720 WAVs at 48 kHz, ~45 ms per clip on one core: the longest
 #     single step) is generated in the background while frontend.py and the sweep run.
-#   - frontend.py: its defaults (320 clips, Mel and STFT, 3 repeats).
+#   - frontend.py: its defaults (320 clips, Mel and STFT, 7 repeats).
 #   - sweep.py: 64 trials, ASHA over 8 epochs, 0.25 GPU per trial (4 at a time), paper-size model
 #     on the 320-clip corpus frontend.py has just written: per-trial overhead dominates there,
 #     which is what the sweep benchmark measures.
