@@ -121,13 +121,18 @@ CLAIMS: tuple[Claim, ...] = (
 
 
 def claim_arms(claims: Sequence[Claim] = CLAIMS) -> list[dict[str, str]]:
-    """Every (loss_family, frontend) the claims compare, in first-mention order: what
-    `ser-search confirm --for-claims` confirms, so no claim lacks an arm."""
-    seen: dict[tuple[str, str], None] = {}
+    """Every arm the claims compare, in first-mention order: what `ser-search confirm
+    --for-claims` confirms, so no claim lacks an arm. An arm tied to a model (the
+    CNN-Transformer claims) carries `model`, so a sweep over several models confirms that
+    model's configuration; an arm without one matches any model."""
+    seen: dict[tuple[tuple[str, str], ...], None] = {}
     for c in claims:
         for arm in (c.arm_a, c.arm_b):
-            seen.setdefault((arm.loss_family, arm.frontend), None)
-    return [{"loss_family": f, "frontend": fe} for f, fe in seen]
+            cell = {"loss_family": arm.loss_family, "frontend": arm.frontend}
+            if arm.model is not None:
+                cell["model"] = arm.model
+            seen.setdefault(tuple(cell.items()), None)
+    return [dict(cell) for cell in seen]
 
 
 def paired_difference(a: Sequence[float], b: Sequence[float], confidence: float = 0.95) -> PairedResult:

@@ -223,7 +223,8 @@ def _choose_for_confirmation(trials: Any, top: int, per: list[str] | None,
 
     With `per` (e.g. loss_family,frontend) the `top` best of each group are taken, so every
     arm a comparison needs is confirmed, not only the overall winners; `arms` keeps only the
-    groups listed. Within a group completed configurations rank first (mean validation UA);
+    groups listed (a key an arm leaves out matches any value). Within a group completed
+    configurations rank first (mean validation UA);
     a group where ASHA stopped every trial is represented by its best stopped trial — ASHA
     judged it on fewer epochs, and confirmation now gives it the full budget."""
     from .leaderboard import leaderboard  # noqa: PLC0415
@@ -249,13 +250,13 @@ def _choose_for_confirmation(trials: Any, top: int, per: list[str] | None,
     configs = configs.sort_values(["_done", "_score", "config_key"], ascending=[False, False, True])
     chosen = configs.groupby(per, sort=False, dropna=False).head(top)
     if arms:
-        wanted = {tuple(arm.get(c) for c in per) for arm in arms}
-        found = {tuple(r) for r in chosen[per].itertuples(index=False)}
-        missing = sorted(wanted - found)
+        cells = chosen[per].to_dict("records")
+        matches = [[all(cell[k] == v for k, v in arm.items()) for cell in cells] for arm in arms]
+        missing = [arm for arm, hits in zip(arms, matches) if not any(hits)]
         if missing:
-            print(f"confirm: the sweep has no trial for {', '.join('/'.join(map(str, m)) for m in missing)}; "
+            print(f"confirm: the sweep has no trial for {', '.join('/'.join(map(str, m.values())) for m in missing)}; "
                   "those arms are not confirmed (their claims stay inconclusive)", file=sys.stderr, flush=True)
-        chosen = chosen[[tuple(r) in wanted for r in chosen[per].itertuples(index=False)]]
+        chosen = chosen[[any(hits) for hits in zip(*matches)]] if cells else chosen
     return search[search["trial_id"].isin(chosen["trial_id"])]
 
 

@@ -6,9 +6,10 @@ import pandas as pd
 from search.runner import _choose_for_confirmation
 
 
-def _trial(tid: str, key: str, family: str, frontend: str, val_ua: float, status: str = "completed") -> dict:
+def _trial(tid: str, key: str, family: str, frontend: str, val_ua: float, status: str = "completed",
+           model: str = "cnn_transformer") -> dict:
     return {"sweep": "s", "trial_id": tid, "stage": "search", "status": status, "config_key": key,
-            "loss_family": family, "frontend": frontend, "val_ua": val_ua, "val_wa": val_ua,
+            "model": model, "loss_family": family, "frontend": frontend, "val_ua": val_ua, "val_wa": val_ua,
             "test_ua": 0.5 if status == "completed" else None, "test_wa": 0.5 if status == "completed" else None,
             "test_f1_macro": 0.5 if status == "completed" else None}
 
@@ -39,6 +40,30 @@ def test_arms_keep_only_the_listed_groups_and_name_the_missing_ones(capsys):
     chosen = _choose_for_confirmation(TRIALS, 1, None, arms)
     assert sorted(chosen["trial_id"]) == ["a", "d"]
     assert "bce/mel" in capsys.readouterr().err
+
+
+def test_claim_arms_confirm_the_claims_model_in_a_sweep_over_several_models(capsys):
+    """The CNN-Transformer claims name their model: a better CNN-BiRNN configuration of the
+    same loss and frontend must not take the CNN-Transformer arm's place; arms without a
+    model (the center-loss claims) take each model's best."""
+    from search.claims import claim_arms
+
+    arms = claim_arms()
+    assert {"loss_family": "l1", "frontend": "mel", "model": "cnn_transformer"} in arms
+    assert {"loss_family": "center", "frontend": "mel"} in arms
+    trials = pd.DataFrame([
+        _trial("ce_birnn", "k1", "cross_entropy", "mel", 0.80, model="cnn_birnn"),
+        _trial("ce_ct", "k2", "cross_entropy", "mel", 0.60),
+        _trial("l1_birnn", "k3", "l1", "mel", 0.70, model="cnn_birnn"),
+        _trial("l1_ct", "k4", "l1", "mel", 0.40),
+        _trial("center_birnn", "k5", "center", "mel", 0.65, model="cnn_birnn"),
+    ])
+    chosen = set(_choose_for_confirmation(trials, 1, None, arms)["trial_id"])
+    assert {"ce_ct", "l1_ct", "ce_birnn", "center_birnn"} <= chosen
+    assert "l1_birnn" not in chosen  # l1 is only in CNN-Transformer claims
+    missing = set(capsys.readouterr().err.split("no trial for ")[1].split(";")[0].split(", "))
+    assert "smooth_l1/mel/cnn_transformer" in missing and "center/stft" in missing
+    assert "l1/mel/cnn_transformer" not in missing
 
 
 def test_confirmation_config_moves_to_the_fold_and_held_out_corpus():
