@@ -129,7 +129,7 @@ def _corpora(corpus: Any) -> tuple[str, ...] | None:
     return corpus.corpora() if hasattr(corpus, "corpora") else None
 
 
-def check_protocol(corpus: Any, data: Any) -> None:
+def check_protocol(corpus: Any, data: Any, where: str = "[data] of the sweep") -> None:
     """Fail before any trial starts when the data section's corpora or fold cannot form a split
     (every trial would fail the same way)."""
     if not hasattr(corpus, "evaluation_split"):
@@ -137,7 +137,23 @@ def check_protocol(corpus: Any, data: Any) -> None:
     try:
         corpus.evaluation_split(data.fold, **data.protocol_args())
     except ValueError as e:
-        raise SweepError(f"[data] of the sweep: {e}") from None
+        raise SweepError(f"{where}: {e}") from None
+
+
+def check_confirmation_splits(corpus: Any, configs: list[str], space: dict[str, Any]) -> None:
+    """check_protocol for every configuration x test fold x held-out corpus a confirmation
+    will run, so a split that cannot be formed (a held-out corpus sharing fewer than two
+    classes with the rest, a corpus not prepared) fails before any run, naming the repeat."""
+    folds = space["fold"]["grid_search"] if "fold" in space else [None]
+    held_out = space["leave_out"]["grid_search"] if "leave_out" in space else [None]
+    for config_json in dict.fromkeys(configs):
+        for fold in folds:
+            for corpus_out in held_out:
+                cfg = confirm_config({"config_json": config_json, "seed": 0, "fold": fold, "leave_out": corpus_out})
+                repeat = ", ".join(x for x in (f"fold {fold}" if fold is not None else "",
+                                               f"{corpus_out} held out" if corpus_out else "") if x)
+                check_protocol(corpus, cfg.data, f"confirmation run ({repeat or 'as searched'}) of "
+                                                 f"{cfg.loss.family}/{cfg.frontend.kind}")
 
 
 def _run_config(run_dir: str, recorder: ParquetRecorder, max_failures: int) -> tune.RunConfig:
@@ -302,6 +318,7 @@ def run_confirm(results: str, sweep_name: str, *, top: int, seeds: int, address:
                              f"{', '.join(held_out) or 'none'}")
         space["leave_out"] = tune.grid_search(held_out)
         repeats.append(f"{len(held_out)} held-out corpora")
+    check_confirmation_splits(corpus, configs, space)
     runs = math.prod(len(v["grid_search"]) for v in space.values())
     if (folds or leave_one_corpus_out) and echo:
         # Not nested: the configurations were chosen on the search sweep's validation data,

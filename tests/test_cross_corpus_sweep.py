@@ -124,3 +124,30 @@ def test_unknown_corpus_fails_before_any_trial(mixed_prepared, tmp_path):
     finally:
         ray.shutdown()
     assert not (tmp_path / "results" / "bad" / "trials.parquet").exists()
+
+
+def test_confirmation_splits_are_checked_before_any_run(mixed_prepared):
+    """Every configuration x fold x held-out corpus of a confirmation is formed before Ray runs
+    anything; one that cannot be formed names the repeat and the reason."""
+    from search.runner import check_confirmation_splits
+    from ser_core.config import TrainConfig
+    from ser_core.corpus import PreparedCorpus
+
+    corpus = PreparedCorpus.load(mixed_prepared)
+    good = TrainConfig.model_validate({"data": {"prepared": str(mixed_prepared), "train_corpora": ["synthetic"],
+                                                "eval_corpora": ["emodb"]}}).model_dump_json()
+    check_confirmation_splits(corpus, [good], {"fold": {"grid_search": [0, 1]},
+                                               "leave_out": {"grid_search": ["emodb", "synthetic"]}})
+    bad = TrainConfig.model_validate({"data": {"prepared": str(mixed_prepared), "train_corpora": ["synthetic"],
+                                               "eval_corpora": ["ravdess"]}}).model_dump_json()
+    with pytest.raises(SweepError, match=r"confirmation run \(fold 1\) of cross_entropy/mel: .*'ravdess'"):
+        check_confirmation_splits(corpus, [good, bad], {"fold": {"grid_search": [1]}})
+
+
+def test_confirm_folds_out_of_range_is_a_clear_error(cross_results):
+    _, _, results = cross_results
+    try:
+        with pytest.raises(SweepError, match=r"--folds \[7\] out of range: the prepared data has folds 0\.\.2"):
+            run_confirm(str(results), "xc", top=1, seeds=1, num_cpus=2, echo=False, folds=[0, 7], name="xc-folds")
+    finally:
+        ray.shutdown()
