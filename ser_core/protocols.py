@@ -115,6 +115,8 @@ def evaluation_split(manifest: pd.DataFrame, labels: Sequence[str], n_folds: int
         for i in sorted(seen_train ^ seen_test):
             side = "training" if i in seen_train else "evaluation"
             dropped[labels[i]] = f"only in the {side} corpora"
+        for i in sorted(set(np.unique(label_ids[val]).tolist()) - seen_train - seen_test):
+            dropped[labels[i]] = "only in the validation rows (neither trained on nor tested)"
         keep = np.array(sorted(seen_train & seen_test), dtype=label_ids.dtype)
         if len(keep) < 2:
             raise ProtocolError(f"training corpora {join_corpora(train_c)} and evaluation corpora "

@@ -211,3 +211,20 @@ def test_predictions_never_name_a_class_the_protocol_dropped():
     _, unmasked, _ = _predict(FavoursCalm(), lambda logits, z, target: logits.sum() * 0, x, y, None, 2,
                               nullcontext, torch.ones(8, dtype=torch.bool))
     assert unmasked.tolist() == [1, 1, 1]  # the test above would fail without the mask
+
+
+def test_a_class_only_in_validation_rows_is_recorded_as_dropped():
+    """Cross-corpus: a class that only the validation fold of the training corpus holds is
+    neither trained on nor tested, so it is dropped with a reason, not silently."""
+    import pandas as pd
+
+    from ser_core.protocols import evaluation_split
+
+    rows = [("a", f, lab) for f in range(3) for lab in (0, 1, 2)] + [("a", 1, 3)]
+    rows += [("b", f, lab) for f in range(3) for lab in (0, 1, 2)]
+    manifest = pd.DataFrame(rows, columns=["corpus", "fold", "label_id"]).assign(augmented=False)
+    split = evaluation_split(manifest, ["neutral", "happy", "sad", "angry"], 3, 0,
+                             train_corpora=["a"], eval_corpora=["b"])
+    assert split.classes == ("neutral", "happy", "sad")
+    assert split.dropped == {"angry": "only in the validation rows (neither trained on nor tested)"}
+    assert 3 not in manifest["label_id"].to_numpy()[split.rows["val"]]
