@@ -208,9 +208,10 @@ def feature_caching_seconds(corpus: PreparedCorpus, frontend: FrontendConfig, de
 
 
 def warm_up_kernels(device: torch.device, n_features: int, num_classes: int, batch: int, frames: int) -> None:
-    """Two untimed training steps of a throwaway model of the benchmark's shapes, so that no
-    side's timed epoch pays for the kernels' first use (oneDNN builds them on demand: the side
-    that trained first would pay for all three)."""
+    """Two untimed training steps of a throwaway stock model of the benchmark's shapes, so that
+    the conventional side, which trains first, does not pay for oneDNN's first builds of the
+    convolution kernels for all three. The fast path's own kernels are not warmed here, which
+    counts against ser-search."""
     model = CNNTransformer(n_features, num_classes).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=LR)
     x, y = torch.randn(batch, n_features, frames, device=device), torch.arange(batch, device=device) % num_classes

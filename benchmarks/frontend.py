@@ -173,5 +173,6 @@ def main(argv: list[str] | None = None) -> None:
         for name, value in ratios:
             print(f"  ratio {name:<64} {value:5.1f}x")
 
+
 if __name__ == "__main__":
     main()

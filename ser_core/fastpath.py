@@ -36,14 +36,16 @@ def dropout_keep_scale(shape: torch.Size, p: float, device: torch.device, dtype:
 
     One `random_()` draw of an int64 gives four 16-bit uniforms, so the serial generator runs a
     quarter as often as `bernoulli_` (which draws a double per element). The drop probability
-    is p rounded to a multiple of 1/65536 (|error| <= 7.6e-6; 0.1 becomes 0.1000061).
+    is p rounded to a multiple of 1/65536 (|error| <= 7.6e-6; 0.1 becomes 0.1000061), and the
+    scale is 1/(1 - that p), so the mask's mean is exactly 1.
     """
     n = math.prod(shape)
     # from=-2**63, to=None is PyTorch's full 64-bit range; plain random_() leaves the sign bit 0
     words = torch.empty((n + 3) // 4, dtype=torch.int64, device=device).random_(-(2**63), None)
     uniform16 = words.view(torch.int16)[:n].view(shape)  # each value in [-32768, 32767], uniform
     threshold = round(p * _INT16_SPAN) - _INT16_SPAN // 2  # P(value < threshold) = p (rounded)
-    return (uniform16 >= threshold).to(dtype).mul_(1.0 / (1.0 - p))
+    kept = 1.0 - round(p * _INT16_SPAN) / _INT16_SPAN  # the rounded p, so E[mask] is exactly 1
+    return (uniform16 >= threshold).to(dtype).mul_(1.0 / kept)
 
 
 def dropout(x: Tensor, p: float, training: bool) -> Tensor:
@@ -74,7 +76,8 @@ class TransformerEncoderLayer(nn.TransformerEncoderLayer):
     def _sa_block(self, x: Tensor, attn_mask: Tensor | None, key_padding_mask: Tensor | None,
                   is_causal: bool = False) -> Tensor:
         attn = self.self_attn
-        if not (self.training and x.device.type == "cpu" and attn.batch_first
+        if not (attn.training and x.device.type == "cpu" and attn.batch_first and not is_causal
+                and (attn_mask is None or attn_mask.dim() == 2)
                 and attn._qkv_same_embed_dim and attn.bias_k is None and not attn.add_zero_attn):
             return super()._sa_block(x, attn_mask, key_padding_mask, is_causal)
         batch, steps, dim = x.shape
@@ -82,7 +85,7 @@ class TransformerEncoderLayer(nn.TransformerEncoderLayer):
         qkv = F.linear(x, attn.in_proj_weight, attn.in_proj_bias)
         q, k, v = qkv.view(batch, steps, 3, heads, dim // heads).permute(2, 0, 3, 1, 4)
         scores = (q * (dim // heads) ** -0.5) @ k.transpose(-2, -1)  # (B, heads, T, T)
-        if attn_mask is not None:  # forward() hands over float masks (-inf = blocked); bool too
+        if attn_mask is not None:  # (T, T); forward() hands over float masks (-inf = blocked)
             scores = _apply_mask(scores, attn_mask)
         if key_padding_mask is not None:
             scores = _apply_mask(scores, key_padding_mask[:, None, None, :])
@@ -102,7 +105,7 @@ def _pool_before_relu(block: nn.Sequential) -> bool:
     mods = list(block._modules.items())
     for i in range(len(mods) - 1):
         (k_relu, relu), (k_pool, pool) = mods[i], mods[i + 1]
-        if type(relu) is nn.ReLU and type(pool) is nn.MaxPool2d:
+        if type(relu) is nn.ReLU and type(pool) is nn.MaxPool2d and not pool.return_indices:
             block._modules[k_relu], block._modules[k_pool] = pool, relu
             return True
     return False
@@ -123,7 +126,8 @@ class ConvBatchNormBlock(nn.Sequential):
 
     def forward(self, x: Tensor) -> Tensor:
         conv, bn = self[0], self[1]
-        if not (self.training and x.device.type == "cpu" and not x.requires_grad and _foldable(conv, bn)):
+        if not (self.training and x.device.type == "cpu" and not x.requires_grad and _foldable(conv, bn)
+                and x.shape[0] * math.prod(_output_size(x, conv)) > 1):  # BN itself refuses one value
             return super().forward(x)
         y = _conv_batch_norm_train(x, conv, bn)
         for module in list(self)[2:]:
@@ -132,9 +136,18 @@ class ConvBatchNormBlock(nn.Sequential):
 
 
 def _foldable(conv: nn.Module, bn: nn.Module) -> bool:
+    """A plain conv + BN pair whose patches are small: the covariance costs (C_in k k)^2 per
+    position, cheaper than BN's passes only while C_in k k <= C_out (the first block: 9 <= 16)."""
     return (type(conv) is nn.Conv2d and type(bn) is nn.BatchNorm2d and conv.bias is None and conv.groups == 1
             and conv.padding_mode == "zeros" and isinstance(conv.padding, tuple) and bn.affine
-            and bn.track_running_stats and bn.num_features == conv.out_channels)
+            and bn.track_running_stats and bn.num_features == conv.out_channels
+            and conv.in_channels * math.prod(conv.kernel_size) <= conv.out_channels)
+
+
+def _output_size(x: Tensor, conv: nn.Conv2d) -> tuple[int, int]:
+    (kh, kw), (sh, sw), (dh, dw), (ph, pw) = conv.kernel_size, conv.stride, conv.dilation, conv.padding
+    return ((x.shape[2] + 2 * ph - dh * (kh - 1) - 1) // sh + 1,
+            (x.shape[3] + 2 * pw - dw * (kw - 1) - 1) // sw + 1)
 
 
 def _patch_moments(x: Tensor, conv: nn.Conv2d) -> tuple[Tensor, Tensor, int]:
@@ -144,9 +157,8 @@ def _patch_moments(x: Tensor, conv: nn.Conv2d) -> tuple[Tensor, Tensor, int]:
     channel means first, which leaves the covariance alone and keeps E[pp'] - mu mu' from
     cancelling on inputs far from zero."""
     (kh, kw), (sh, sw), (dh, dw), (ph, pw) = conv.kernel_size, conv.stride, conv.dilation, conv.padding
-    batch, _, height, width = x.shape
-    out_h = (height + 2 * ph - dh * (kh - 1) - 1) // sh + 1
-    out_w = (width + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+    batch = x.shape[0]
+    out_h, out_w = _output_size(x, conv)
     shift = x.mean(dim=(0, 2, 3))
     padded = F.pad(x, (pw, pw, ph, ph)) - shift[None, :, None, None]  # padding shifts with it
     windows = [padded[:, :, i * dh: i * dh + sh * (out_h - 1) + 1: sh, j * dw: j * dw + sw * (out_w - 1) + 1: sw]
@@ -168,7 +180,7 @@ def _conv_batch_norm_train(x: Tensor, conv: nn.Conv2d, bn: nn.BatchNorm2d) -> Te
         bn.num_batches_tracked.add_(1)
         m = bn.momentum if bn.momentum is not None else 1.0 / float(bn.num_batches_tracked)
         bn.running_mean.mul_(1 - m).add_(mean.detach(), alpha=m)
-        bn.running_var.mul_(1 - m).add_(var.detach() * (n / max(n - 1, 1)), alpha=m)
+        bn.running_var.mul_(1 - m).add_(var.detach() * (n / (n - 1)), alpha=m)
     return F.conv2d(x, conv.weight * scale[:, None, None, None], bn.bias - mean * scale,
                     conv.stride, conv.padding, conv.dilation)
 
@@ -182,9 +194,9 @@ def accelerate(model: nn.Module) -> nn.Module:
                 module.__class__ = ConvBatchNormBlock  # adds no state: same children
         if type(module) is nn.TransformerEncoderLayer:
             module.__class__ = TransformerEncoderLayer  # adds no state: same parameters and buffers
-        for name, child in list(module.named_children()):
+        for child in module.children():
             if type(child) is nn.Dropout:
-                setattr(module, name, Dropout(child.p))
+                child.__class__ = Dropout  # adds no state: p, inplace and train/eval mode stay
     return model
 
 
