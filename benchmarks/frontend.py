@@ -47,6 +47,7 @@ from benchmarks.common import (  # noqa: E402
 from ser_core.audio import decode_audio, fix_length, segment_length  # noqa: E402
 from ser_core.fastpath import keep_freed_memory  # noqa: E402
 from ser_core.features import FrontendConfig, build_frontend  # noqa: E402
+from ser_core.train import SplitFeatures  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -84,16 +85,10 @@ def median_seconds(fn: Callable[[], object], repeats: int, device: torch.device)
 
 
 def torch_features(frontend: torch.nn.Module, waves: torch.Tensor, batch: int, device: torch.device) -> torch.Tensor:
-    """Path C: batches of the in-memory corpus through the frontend into one tensor on the
-    device, as fit fills its feature cache (each batch written straight into its slice); the
-    host copy is the caller's business."""
-    with torch.inference_mode():
-        first = frontend(waves[:batch].to(device, non_blocking=True))
-        out = first.new_empty((len(waves), *first.shape[1:]))
-        out[:len(first)] = first
-        for s in range(batch, len(waves), batch):
-            frontend(waves[s:s + batch].to(device, non_blocking=True), out=out[s:s + batch])
-        return out
+    """Path C: the in-memory corpus on the device through fit's own feature path (SplitFeatures:
+    batch by batch into one preallocated tensor, as fit fills its feature cache); the host copy
+    is the caller's business."""
+    return SplitFeatures(waves.to(device, non_blocking=True), frontend, None, batch=batch).spectrograms()
 
 
 def main(argv: list[str] | None = None) -> None:

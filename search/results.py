@@ -86,8 +86,8 @@ def config_key(cfg: TrainConfig) -> str:
     it over — the seed, the test fold and the held-out corpus of leave-one-corpus-out — so
     those repeats group together (and the leaderboard's mean is the cross-validated one).
     Where and how things run (device, fastpath, paths of the prepared corpus and outputs) is
-    left out too: the same setting on another node is the same configuration. Named training and evaluation
-    corpora stay in: a cross-corpus design is a different experiment."""
+    left out too: the same setting on another node is the same configuration. Named training
+    and evaluation corpora stay in: a cross-corpus design is a different experiment."""
     d = cfg.model_dump(mode="json", exclude={"seed": True, "device": True, "output": True, "fastpath": True,
                                              "data": {"prepared", "fold", "leave_out"}})
     # which corpus is held out is a repeat; holding one out at all is a different design

@@ -140,15 +140,14 @@ def check_protocol(corpus: Any, data: Any, where: str = "[data] of the sweep") -
         raise SweepError(f"{where}: {e}") from None
 
 
-def check_confirmation_splits(corpus: Any, configs: list[str], space: dict[str, Any]) -> None:
+def check_confirmation_splits(corpus: Any, configs: list[str], folds: list[int] | None = None,
+                              held_out: list[str] | None = None) -> None:
     """check_protocol for every configuration x test fold x held-out corpus a confirmation
     will run, so a split that cannot be formed (a held-out corpus sharing fewer than two
     classes with the rest, a corpus not prepared) fails before any run, naming the repeat."""
-    folds = space["fold"]["grid_search"] if "fold" in space else [None]
-    held_out = space["leave_out"]["grid_search"] if "leave_out" in space else [None]
     for config_json in dict.fromkeys(configs):
-        for fold in folds:
-            for corpus_out in held_out:
+        for fold in folds or [None]:
+            for corpus_out in held_out or [None]:
                 cfg = confirm_config({"config_json": config_json, "seed": 0, "fold": fold, "leave_out": corpus_out})
                 repeat = ", ".join(x for x in (f"fold {fold}" if fold is not None else "",
                                                f"{corpus_out} held out" if corpus_out else "") if x)
@@ -304,13 +303,15 @@ def run_confirm(results: str, sweep_name: str, *, top: int, seeds: int, address:
     corpus, resources, gpu_fraction = _start(address, num_cpus, corpus, prepared, cpus_per_trial, gpus_per_trial)
     space: dict[str, Any] = {"config_json": tune.grid_search(configs), "seed": tune.grid_search(list(range(seeds)))}
     repeats = [f"{len(configs)} configurations", f"{seeds} seeds"]
+    folds = sorted(set(folds or []))
+    held_out: list[str] = []
     if folds:
         n_folds = getattr(corpus, "n_folds", None)
         bad = [f for f in folds if f < 0 or (n_folds is not None and f >= n_folds)]
         if bad:
             raise SweepError(f"--folds {bad} out of range: the prepared data has folds 0..{(n_folds or 1) - 1}")
-        space["fold"] = tune.grid_search(sorted(set(folds)))
-        repeats.append(f"{len(set(folds))} folds")
+        space["fold"] = tune.grid_search(folds)
+        repeats.append(f"{len(folds)} folds")
     if leave_one_corpus_out:
         held_out = list(_corpora(corpus) or ())
         if len(held_out) < 2:
@@ -318,7 +319,7 @@ def run_confirm(results: str, sweep_name: str, *, top: int, seeds: int, address:
                              f"{', '.join(held_out) or 'none'}")
         space["leave_out"] = tune.grid_search(held_out)
         repeats.append(f"{len(held_out)} held-out corpora")
-    check_confirmation_splits(corpus, configs, space)
+    check_confirmation_splits(corpus, configs, folds, held_out)
     runs = math.prod(len(v["grid_search"]) for v in space.values())
     if (folds or leave_one_corpus_out) and echo:
         # Not nested: the configurations were chosen on the search sweep's validation data,

@@ -43,9 +43,9 @@ def dropout_keep_scale(shape: torch.Size, p: float, device: torch.device, dtype:
     # from=-2**63, to=None is PyTorch's full 64-bit range; plain random_() leaves the sign bit 0
     words = torch.empty((n + 3) // 4, dtype=torch.int64, device=device).random_(-(2**63), None)
     uniform16 = words.view(torch.int16)[:n].view(shape)  # each value in [-32768, 32767], uniform
-    threshold = round(p * _INT16_SPAN) - _INT16_SPAN // 2  # P(value < threshold) = p (rounded)
-    kept = 1.0 - round(p * _INT16_SPAN) / _INT16_SPAN  # the rounded p, so E[mask] is exactly 1
-    return (uniform16 >= threshold).to(dtype).mul_(1.0 / kept)
+    dropped = round(p * _INT16_SPAN)  # of 65536 equally likely values: P(drop) = the rounded p
+    keep = uniform16 >= dropped - _INT16_SPAN // 2
+    return keep.to(dtype).mul_(_INT16_SPAN / (_INT16_SPAN - dropped))  # E[mask] is exactly 1
 
 
 def dropout(x: Tensor, p: float, training: bool) -> Tensor:
@@ -98,7 +98,7 @@ def _apply_mask(scores: Tensor, mask: Tensor) -> Tensor:
     return scores.masked_fill(mask, float("-inf")) if mask.dtype == torch.bool else scores + mask
 
 
-def _pool_before_relu(block: nn.Sequential) -> bool:
+def _pool_before_relu(block: nn.Sequential) -> None:
     """conv, BN, ReLU, max-pool -> conv, BN, max-pool, ReLU: the same values and gradients
     (ReLU is monotone; a window whose maximum is <= 0 passes no gradient either way), with
     ReLU on the pooled map. Parameter-free modules only move, so state_dict keys stay."""
@@ -107,8 +107,7 @@ def _pool_before_relu(block: nn.Sequential) -> bool:
         (k_relu, relu), (k_pool, pool) = mods[i], mods[i + 1]
         if type(relu) is nn.ReLU and type(pool) is nn.MaxPool2d and not pool.return_indices:
             block._modules[k_relu], block._modules[k_pool] = pool, relu
-            return True
-    return False
+            return
 
 
 class ConvBatchNormBlock(nn.Sequential):
@@ -118,8 +117,9 @@ class ConvBatchNormBlock(nn.Sequential):
 
     Batch statistics of a convolution's output are a function of the weights and of its input
     patches' mean and covariance: mean_c = w_c . mu, var_c = w_c' Sigma w_c. So the block
-    computes mu and Sigma over the input patches (9 x 9 for a 3x3 conv of one channel), folds gamma / sqrt(var + eps) and the shift into the convolution's weights and a
-    bias, and runs one convolution: the same output, the same gradients for the conv weights,
+    computes mu and Sigma over the input patches (9 x 9 for a 3x3 conv of one channel), folds
+    gamma / sqrt(var + eps) and the shift into the convolution's weights and a bias, and runs
+    one convolution: the same output, the same gradients for the conv weights,
     gamma and beta (they flow through the statistics as in BN's backward) and the same running
     statistics, without BN's two passes forward and two backward over the block's largest
     activation. Same children as the stock block: state_dict keys are unchanged."""

@@ -133,7 +133,8 @@ class SplitFeatures:
     so neither do their spectrograms) and sliced every epoch. Not cached: computed per batch
     from the split's waveform tensor, for corpora whose spectrograms would not fit."""
 
-    def __init__(self, waves: Tensor, frontend: nn.Module, normalizer: FeatureNormalizer, batch: int = 128) -> None:
+    def __init__(self, waves: Tensor, frontend: nn.Module, normalizer: FeatureNormalizer | None,
+                 batch: int = 128) -> None:
         self.waves, self.frontend, self.normalizer, self.batch = waves, frontend, normalizer, batch
         self._raw: Tensor | None = None
         self.cache: Tensor | None = None
@@ -160,11 +161,17 @@ class SplitFeatures:
         self._raw = raw
 
     @torch.no_grad()
-    def build_cache(self) -> None:
+    def spectrograms(self) -> Tensor:
+        """Every row's unnormalised spectrogram in one tensor: what `raw_batches(keep=True)`
+        filled, or filled now."""
         if self._raw is None:
             for _ in self.raw_batches(None, keep=True):
                 pass
-        self.cache = self.normalizer(self._raw, inplace=True)
+        return self._raw
+
+    @torch.no_grad()
+    def build_cache(self) -> None:
+        self.cache = self.normalizer(self.spectrograms(), inplace=True)
         self._raw, self.waves = None, None
 
     def __getitem__(self, idx: Tensor | slice) -> Tensor:

@@ -136,12 +136,11 @@ def test_confirmation_splits_are_checked_before_any_run(mixed_prepared):
     corpus = PreparedCorpus.load(mixed_prepared)
     good = TrainConfig.model_validate({"data": {"prepared": str(mixed_prepared), "train_corpora": ["synthetic"],
                                                 "eval_corpora": ["emodb"]}}).model_dump_json()
-    check_confirmation_splits(corpus, [good], {"fold": {"grid_search": [0, 1]},
-                                               "leave_out": {"grid_search": ["emodb", "synthetic"]}})
+    check_confirmation_splits(corpus, [good], folds=[0, 1], held_out=["emodb", "synthetic"])
     bad = TrainConfig.model_validate({"data": {"prepared": str(mixed_prepared), "train_corpora": ["synthetic"],
                                                "eval_corpora": ["ravdess"]}}).model_dump_json()
     with pytest.raises(SweepError, match=r"confirmation run \(fold 1\) of cross_entropy/mel: .*'ravdess'"):
-        check_confirmation_splits(corpus, [good, bad], {"fold": {"grid_search": [1]}})
+        check_confirmation_splits(corpus, [good, bad], folds=[1])
 
 
 def test_confirm_folds_out_of_range_is_a_clear_error(cross_results):
