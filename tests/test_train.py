@@ -188,3 +188,26 @@ def test_split_features_cache_is_the_normalised_frontend_output() -> None:
     again = SplitFeatures(waves, frontend, normalizer, batch=3)
     again.build_cache()
     assert torch.allclose(again.cache, direct, atol=1e-5)
+
+
+def test_fastpath_switch_decides_which_modules_train(corpus, synthetic_prepared, monkeypatch):
+    """fastpath = true swaps ser_core.fastpath's modules in (and keeps freed memory on a CPU);
+    false trains the stock modules, which the epoch benchmark's 'stock modules' row relies on."""
+    import ser_core.train as train_mod
+    from ser_core import fastpath
+
+    trained, allocator = [], []
+    real_accelerate = train_mod.accelerate
+
+    def spy(model):
+        real_accelerate(model)
+        trained.append({type(m) for m in model.modules()})
+        return model
+
+    monkeypatch.setattr(train_mod, "accelerate", spy)
+    monkeypatch.setattr(train_mod, "keep_freed_memory", lambda: allocator.append(True))
+    fit(tiny_config(synthetic_prepared, optim={"epochs": 1, "batch_size": 32}, fastpath=False), corpus)
+    assert trained == [] and allocator == []
+    fit(tiny_config(synthetic_prepared, optim={"epochs": 1, "batch_size": 32}, device="cpu"), corpus)
+    assert allocator == [True]
+    assert {fastpath.Dropout, fastpath.TransformerEncoderLayer} <= trained[0]
