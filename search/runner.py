@@ -26,6 +26,7 @@ from ray.tune.schedulers import ASHAScheduler
 
 from ser_core.config import TrainConfig
 
+from .checkpoints import SnapshotSafePruning, checkpoint_config, keep_latest_checkpoints
 from .config import SweepConfig
 from .pruning import PruningAwareOptunaSearch
 from .recorder import ParquetRecorder
@@ -95,12 +96,16 @@ def _join(root: str, *parts: str) -> str:
     return "/".join([root.rstrip("/"), *parts]) if not _is_local(root) else str(Path(root).joinpath(*parts))
 
 
-def _quiet_tune() -> None:
-    # One checkpoint per epoch is deliberate (resume needs the latest); Tune's warning about
-    # frequent state snapshots is noise for epochs of seconds.
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+def _configure_tune() -> None:
     # Tune's status tables would drown the one line per finished trial the recorder prints.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    # The experiment snapshot a restore reads, every 2 s instead of every 10 s or more: a
+    # killed driver's resume then replays at most ~2 s of each trial, and rarely a trial
+    # that Parquet and Optuna already hold as finished (they keep its first outcome).
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")
+    # Tune keeps every checkpoint (search/checkpoints.py deletes them); only the latest needs
+    # its metrics in the snapshot, or the snapshot would grow by a result per epoch.
+    os.environ.setdefault("TUNE_ONLY_STORE_CHECKPOINT_SCORE_ATTRIBUTE", "1")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
@@ -116,7 +121,7 @@ def _check_existing(tune_path: str, run_dir: str, resume: bool, what: str) -> No
 def _start(address: str | None, num_cpus: int | None, corpus: Any, prepared: Path, cpus: float,
            gpus: float) -> tuple[Any, dict[str, float], float]:
     """Connect to Ray, load the corpus once on the driver, size the trials' resources."""
-    _quiet_tune()
+    _configure_tune()
     connect(address, num_cpus=num_cpus)
     if corpus is None:
         from ser_core.corpus import PreparedCorpus  # noqa: PLC0415 - only the driver loads it
@@ -157,9 +162,9 @@ def check_confirmation_splits(corpus: Any, configs: list[str], folds: list[int] 
 
 def _run_config(run_dir: str, recorder: ParquetRecorder, max_failures: int) -> tune.RunConfig:
     return tune.RunConfig(
-        name=TUNE_DIR, storage_path=run_dir, callbacks=[recorder],
+        name=TUNE_DIR, storage_path=run_dir, callbacks=[recorder, SnapshotSafePruning()],
         failure_config=tune.FailureConfig(max_failures=max_failures),
-        checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+        checkpoint_config=checkpoint_config(),
         verbose=0,
     )
 
@@ -216,6 +221,7 @@ def run_sweep(sweep: SweepConfig, results: str, *, address: str | None = None, r
     if echo:
         _announce(f"sweep {name!r}", sweep.sweep.num_samples, address, resources, sweep_dir)
     grid = tuner.fit()
+    keep_latest_checkpoints(grid)
     errors = sum(1 for r in grid if r.error is not None)
     return SweepOutcome(sweep_dir=sweep_dir, num_trials=len(grid), num_errors=errors, study_path=study_path)
 
@@ -343,5 +349,6 @@ def run_confirm(results: str, sweep_name: str, *, top: int, seeds: int, address:
     if echo:
         _announce(f"confirmation {name!r} ({' x '.join(repeats)})", runs, address, resources, run_dir)
     grid = tuner.fit()
+    keep_latest_checkpoints(grid)
     errors = sum(1 for r in grid if r.error is not None)
     return SweepOutcome(sweep_dir=run_dir, num_trials=len(grid), num_errors=errors, study_path=None)
