@@ -10,12 +10,17 @@ takes the last one as its value, which is how TPE expects pruned trials to look.
 The rule "ended before the budget, no error ⇒ pruned" needs no shared state with the
 scheduler, so it survives `Tuner.restore` unchanged: a trainable here only ever ends early
 because the scheduler stopped it.
+
+Optuna's storage is written at once, Tune's experiment snapshot every few seconds: a restored
+sweep may replay a trial Optuna already holds as finished. Its replayed results and outcome
+are ignored; Optuna keeps the first.
 """
 from __future__ import annotations
 
 import logging
 from typing import Any
 
+from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState
 from ray.tune.search.optuna import OptunaSearch
 
@@ -37,8 +42,16 @@ class PruningAwareOptunaSearch(OptunaSearch):
         step = int(result.get(self._epoch_key, result.get("training_iteration", 0)))
         seen = self._reported_steps.setdefault(trial_id, set())
         if step not in seen:  # a restored trial may repeat an epoch; Optuna keeps the first
-            self._ot_trials[trial_id].report(float(result[self.metric]), step)
+            try:
+                self._ot_trials[trial_id].report(float(result[self.metric]), step)
+            except UpdateFinishedTrialError:
+                self._already_finished(trial_id)
+                return
             seen.add(step)
+
+    def _already_finished(self, trial_id: str) -> None:
+        logger.info("trial %s finished in Optuna before the sweep was restored; its replay is not told", trial_id)
+        self._completed_trials.add(trial_id)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         epochs = None if not result else result.get(self._epoch_key)
@@ -49,7 +62,8 @@ class PruningAwareOptunaSearch(OptunaSearch):
         ot_trial = self._ot_trials[trial_id]
         # Make sure the last result is among the intermediate values before pruning.
         self.on_trial_result(trial_id, result)
-        self._ot_study.tell(ot_trial, state=TrialState.PRUNED)
+        # skip_if_finished: a replayed trial that repeated only epochs Optuna had already seen
+        self._ot_study.tell(ot_trial, state=TrialState.PRUNED, skip_if_finished=True)
         self._completed_trials.add(trial_id)
         logger.debug("trial %s stopped at epoch %s of %s: told Optuna it was pruned",
                      trial_id, epochs, self._max_epochs)

@@ -2,7 +2,9 @@
 
 It runs on the driver, so results written here are complete and single-writer even when
 trials run on other nodes. Every write is an upsert keyed by trial id, so a retried trial, a
-restored sweep or a replayed result never produces a duplicate row.
+restored sweep or a replayed result never produces a duplicate row. A trial recorded as
+completed or pruned stays as recorded: a restored sweep may replay a trial that finished after
+Tune's last experiment snapshot, and Optuna has already been told the first outcome.
 """
 from __future__ import annotations
 
@@ -46,6 +48,7 @@ class ParquetRecorder(Callback):
         self.echo = echo
         self._started: dict[str, datetime] = {}
         self._store: ResultsStore | None = None
+        self._finished: set[str] | None = None
 
     @property
     def store(self) -> ResultsStore:
@@ -56,14 +59,23 @@ class ParquetRecorder(Callback):
     def __getstate__(self) -> dict[str, Any]:  # pickled into the experiment state for restore
         state = self.__dict__.copy()
         state["_store"] = None
+        state["_finished"] = None
         return state
+
+    def finished(self, trial_id: str) -> bool:
+        """Whether the trial already has a completed or pruned row (read once per driver)."""
+        if getattr(self, "_finished", None) is None:
+            trials = self.store.trials()
+            done = trials[trials["status"].isin(["completed", "pruned"])] if len(trials) else trials
+            self._finished = set(done["trial_id"]) if len(done) else set()
+        return trial_id in self._finished
 
     # --- Tune hooks -------------------------------------------------------------------
     def on_trial_start(self, iteration, trials, trial, **info) -> None:
         self._started.setdefault(trial.trial_id, _now())
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
-        if "epoch" not in result:
+        if "epoch" not in result or self.finished(trial.trial_id):
             return
         self.store.upsert_epochs([{
             "sweep": self.name, "trial_id": trial.trial_id, "epoch": int(result["epoch"]),
@@ -82,6 +94,10 @@ class ParquetRecorder(Callback):
 
     # --- rows -------------------------------------------------------------------------
     def _write(self, trial, status: str, error: str | None) -> None:
+        if self.finished(trial.trial_id):
+            if self.echo:
+                print(f"  {trial.trial_id} ran again after a restore; its first outcome stays recorded", flush=True)
+            return
         last = trial.last_result or {}
         try:
             # getattr: a recorder pickled by an older version (a restored sweep) has no corpora
@@ -113,6 +129,8 @@ class ParquetRecorder(Callback):
             best = self._best_so_far(trial.trial_id)
             row.update(best)
         self.store.upsert_trial(row)
+        if status in ("completed", "pruned"):
+            self._finished.add(trial.trial_id)
         if self.echo:
             print(self._line(row), flush=True)
 
