@@ -226,6 +226,22 @@ def run_sweep(sweep: SweepConfig, results: str, *, address: str | None = None, r
     return SweepOutcome(sweep_dir=sweep_dir, num_trials=len(grid), num_errors=errors, study_path=study_path)
 
 
+def confirmation_seeds(trials: Any, n: int) -> list[int]:
+    """The n smallest seeds no search trial of the sweep used. A configuration was chosen
+    because its searched run scored well; that run's seed would carry the selection's luck into
+    the confirmed mean. The same n seeds for every configuration of a sweep keep the runs of
+    two arms paired by seed (search/claims.py)."""
+    search = trials[trials["stage"] == "search"] if "stage" in trials.columns else trials
+    used = {int(s) for s in search["seed"].dropna()} if "seed" in search.columns else set()
+    seeds: list[int] = []
+    candidate = 0
+    while len(seeds) < n:
+        if candidate not in used:
+            seeds.append(candidate)
+        candidate += 1
+    return seeds
+
+
 def confirm_config(params: dict[str, Any]) -> TrainConfig:
     """A confirmation trial: a finished trial's full config, re-seeded, and moved to another
     test fold or held-out corpus when the confirmation repeats over folds or corpora."""
@@ -307,7 +323,8 @@ def run_confirm(results: str, sweep_name: str, *, top: int, seeds: int, address:
     _check_existing(tune_path, run_dir, resume, f"confirmation {name!r}")
     prepared = Path(json.loads(configs[0])["data"]["prepared"])
     corpus, resources, gpu_fraction = _start(address, num_cpus, corpus, prepared, cpus_per_trial, gpus_per_trial)
-    space: dict[str, Any] = {"config_json": tune.grid_search(configs), "seed": tune.grid_search(list(range(seeds)))}
+    space: dict[str, Any] = {"config_json": tune.grid_search(configs),
+                             "seed": tune.grid_search(confirmation_seeds(trials, seeds))}
     repeats = [f"{len(configs)} configurations", f"{seeds} seeds"]
     folds = sorted(set(folds or []))
     held_out: list[str] = []

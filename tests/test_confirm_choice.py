@@ -92,3 +92,13 @@ def test_folds_flag_rejects_what_is_not_a_fold_list(capsys):
         main(["confirm", "results", "--folds", "0,a"])
     assert exc.value.code == 2
     assert "expected comma-separated fold numbers, e.g. 0,1,2; got '0,a'" in capsys.readouterr().err
+
+
+def test_confirmation_seeds_skip_every_seed_the_search_used():
+    from search.runner import confirmation_seeds
+
+    searched = pd.DataFrame({"stage": ["search"] * 4 + ["confirm"],
+                             "seed": [0, 0, 2, None, 1]})  # a confirm row's seed does not count
+    assert confirmation_seeds(searched, 3) == [1, 3, 4]
+    assert confirmation_seeds(searched, 0) == []
+    assert confirmation_seeds(pd.DataFrame({"stage": ["search"], "seed": [None]}), 2) == [0, 1]

@@ -145,7 +145,7 @@ def test_confirm_reruns_top_configurations_with_seeds(finished_sweep):
         ray.shutdown()
     rows = pd.read_parquet(f"{confirm.sweep_dir}/trials.parquet")
     assert len(rows) == 4 and set(rows["stage"]) == {"confirm"} and set(rows["status"]) == {"completed"}
-    assert sorted(rows["seed"]) == [0, 0, 1, 1]
+    assert sorted(rows["seed"]) == [1, 1, 2, 2]  # the sweep searched with seed 0: not reused
     assert rows["epochs_run"].eq(MAX_EPOCHS).all()  # no early stopping
     search = pd.read_parquet(f"{outcome.sweep_dir}/trials.parquet")
     top2 = search[search["status"] == "completed"].sort_values("val_ua", ascending=False).head(2)
