@@ -45,7 +45,7 @@ from .dashboard_data import (
 from .dashboard_cli import DEFAULT_PORT, add_dashboard_command  # noqa: F401 - re-exported
 from .dashboard_embed import CheckpointMissing, EmbeddingUnavailable, EmbeddingView, embedding_view, locate_checkpoint
 from .dashboard_html import Figures, Section, data_table, esc, key_value_table, note, page
-from .leaderboard import METRICS, _display, leaderboard
+from .leaderboard import METRICS, display_view, leaderboard
 
 logger = logging.getLogger(__name__)
 
@@ -108,7 +108,7 @@ def _duration(seconds: float) -> str:
 
 def _board_cells(board: pd.DataFrame) -> tuple[list[tuple[str, str]], list[list[tuple[str, Any]]]]:
     """The leaderboard's own display strings (search.leaderboard), each with its raw number for sorting."""
-    shown = _display(board)
+    shown = display_view(board)
     columns = [(c, c) for c in shown.columns]
     raw_of = {m: f"{m}_mean" for m in METRICS}
     cells = [[(shown.at[i, c], board.at[i, raw_of.get(c, c)]) for c in shown.columns] for i in shown.index]

@@ -145,8 +145,9 @@ def _fmt_number(v: object) -> str:
     return str(v)
 
 
-def _display(df: pd.DataFrame) -> pd.DataFrame:
-    """Human view: metric pairs merged into 'mean ± ci' strings, numbers shortened."""
+def display_view(df: pd.DataFrame) -> pd.DataFrame:
+    """The people-facing view shared by the terminal table, Markdown and the dashboard: metric
+    pairs merged into "mean ± ci" strings, numbers shortened."""
     out = pd.DataFrame(index=df.index)
     for c in df.columns:
         if c.endswith("_ci95"):
@@ -182,7 +183,7 @@ def render(df: pd.DataFrame, fmt: Literal["table", "markdown", "csv", "json"] = 
         raise LeaderboardError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
     if df.empty:
         return "no trials yet"
-    view = _display(df)
+    view = display_view(df)
     if fmt == "markdown":
         return _markdown(view)
     return view.to_string(index=False)

@@ -34,7 +34,7 @@ from search.dashboard_cli import add_dashboard_command
 from search.dashboard_data import confirmed_intervals, interval_overlaps, load_results, param_importances, sweep_facts
 from search.dashboard_embed import embedding_view, locate_checkpoint
 from search.dashboard_html import script_json
-from search.leaderboard import _display, leaderboard
+from search.leaderboard import display_view, leaderboard
 from search.results import (
     CONFUSION_SCHEMA,
     EPOCHS_SCHEMA,
@@ -195,7 +195,7 @@ def test_leaderboard_tables_show_the_leaderboard_numbers(results, page):
     trials = read_trials(results)
     for table, board in (("table-configs", leaderboard(trials)),
                          ("table-groups", leaderboard(trials, group_by=["loss_family", "frontend"]))):
-        shown = _display(board)
+        shown = display_view(board)
         assert p.headers[table] == list(shown.columns)
         assert [[t for t, _ in row] for row in p.tables[table]] == shown.astype(str).values.tolist()
         col = p.headers[table].index("val_ua")
