@@ -46,19 +46,16 @@ def _parent(path: str) -> str:
     return path.rstrip("/").rsplit("/", 1)[0]
 
 
-def _delete_older(fs: pyarrow.fs.FileSystem, trial_path: str, keep_from: int) -> list[str]:
+def _delete_older(fs: pyarrow.fs.FileSystem, trial_path: str, keep_from: int) -> None:
     """Delete the trial's checkpoint directories numbered below `keep_from`. A failure is
     logged, not raised: a checkpoint left behind costs disk, a raised error would end the sweep."""
-    deleted = []
     try:
         for info in fs.get_file_info(pyarrow.fs.FileSelector(trial_path, allow_not_found=True)):
             index = _checkpoint_index(info.path)
             if info.type == pyarrow.fs.FileType.Directory and index is not None and index < keep_from:
                 fs.delete_dir(info.path)
-                deleted.append(info.path)
     except (OSError, pyarrow.ArrowException) as e:
         logger.warning("could not delete old checkpoints in %s: %s", trial_path, e)
-    return deleted
 
 
 def stored_checkpoints(fs: pyarrow.fs.FileSystem, experiment_path: str) -> dict[str, int] | None:
@@ -93,7 +90,6 @@ class SnapshotSafePruning(tune.Callback):
     def __init__(self) -> None:
         self._latest: dict[str, tuple[pyarrow.fs.FileSystem, str, int]] = {}
         self._pruned_below: dict[str, int] = {}
-        self._experiment: tuple[pyarrow.fs.FileSystem, str] | None = None
         self._last_prune = float("-inf")
 
     def __getstate__(self) -> dict[str, Any]:  # pickled with the run config at the start only
@@ -107,14 +103,12 @@ class SnapshotSafePruning(tune.Callback):
         index = _checkpoint_index(checkpoint.path)
         if index is None:
             return
-        trial_path = _parent(checkpoint.path)
-        self._latest[trial.trial_id] = (checkpoint.filesystem, trial_path, index)
-        self._experiment = (checkpoint.filesystem, _parent(trial_path))
+        self._latest[trial.trial_id] = (checkpoint.filesystem, _parent(checkpoint.path), index)
 
     def get_state(self) -> None:
         # Called while Tune writes a snapshot: a periodic moment on the driver's own thread.
         now = time.monotonic()
-        if self._experiment is not None and now - self._last_prune >= PRUNE_EVERY_S:
+        if self._latest and now - self._last_prune >= PRUNE_EVERY_S:
             self._last_prune = now
             self.prune()
         return None
@@ -124,7 +118,8 @@ class SnapshotSafePruning(tune.Callback):
         behind = {t for t, (_, _, index) in self._latest.items() if index > self._pruned_below.get(t, -1)}
         if not behind:
             return
-        named = stored_checkpoints(*self._experiment)
+        fs, trial_path, _ = next(iter(self._latest.values()))  # every trial dir is in the experiment dir
+        named = stored_checkpoints(fs, _parent(trial_path))
         for trial_id in behind & set(named or ()):
             fs, trial_path, _ = self._latest[trial_id]
             if named[trial_id] > self._pruned_below.get(trial_id, -1):
@@ -136,8 +131,9 @@ def keep_latest_checkpoints(results: tune.ResultGrid) -> None:
     """After `Tuner.fit` returned, leave every trial its newest checkpoint only (the one a
     later resume or `ser-search predict` reads). Tune's final snapshot names those; should its
     copy to storage have failed, each trial keeps what the stored one names as well."""
-    trials = [(r.metrics.get("trial_id"), r.checkpoint) for r in results if r.checkpoint is not None]
-    trials = [(t, c, _checkpoint_index(c.path)) for t, c in trials if _checkpoint_index(c.path) is not None]
+    trials = [(r.metrics.get("trial_id"), r.checkpoint, _checkpoint_index(r.checkpoint.path))
+              for r in results if r.checkpoint is not None]
+    trials = [t for t in trials if t[2] is not None]
     if not trials:
         return
     first = trials[0][1]

@@ -231,8 +231,7 @@ def confirmation_seeds(trials: Any, n: int) -> list[int]:
     because its searched run scored well; that run's seed would carry the selection's luck into
     the confirmed mean. The same n seeds for every configuration of a sweep keep the runs of
     two arms paired by seed (search/claims.py)."""
-    search = trials[trials["stage"] == "search"] if "stage" in trials.columns else trials
-    used = {int(s) for s in search["seed"].dropna()} if "seed" in search.columns else set()
+    used = {int(s) for s in trials.loc[trials["stage"] == "search", "seed"].dropna()}
     seeds: list[int] = []
     candidate = 0
     while len(seeds) < n:

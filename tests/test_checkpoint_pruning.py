@@ -72,10 +72,6 @@ DRIVER = textwrap.dedent("""
 """)
 
 
-def _checkpoints(trial_dir: Path) -> list[int]:
-    return sorted(int(p.name.split("_")[1]) for p in trial_dir.glob("checkpoint_*"))
-
-
 def test_driver_killed_inside_a_snapshot_resumes_every_trial(synthetic_prepared, tmp_path):
     sweep = write_sweep(tmp_path / "k.toml", synthetic_prepared, name="k", num_samples=2, max_epochs=16,
                         families=("cross_entropy",), max_train_clips=48)
