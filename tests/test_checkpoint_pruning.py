@@ -193,3 +193,62 @@ def test_delete_older_leaves_other_entries(tmp_path):
     _delete_older(pyarrow.fs.LocalFileSystem(), str(tmp_path), 2)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint_000002", "checkpoint_000010",
                                                          "checkpoint_tmp", "result.json"]
+
+
+class _NoDeleting(pyarrow.fs.FileSystemHandler):
+    """A real pyarrow filesystem (via PyFileSystem) over the local disk that refuses deletes,
+    as an object store with a transient error would."""
+
+    def __init__(self) -> None:
+        self.local = pyarrow.fs.LocalFileSystem()
+
+    def get_type_name(self): return "no-deleting"
+    def equals(self, other): return isinstance(other, _NoDeleting)
+    def normalize_path(self, path): return path
+    def get_file_info(self, paths): return self.local.get_file_info(paths)
+    def get_file_info_selector(self, selector): return self.local.get_file_info(selector)
+    def create_dir(self, path, recursive): self.local.create_dir(path, recursive=recursive)
+    def delete_dir(self, path): raise OSError(f"delete refused: {path}")
+    def delete_dir_contents(self, path, missing_dir_ok=False): raise OSError(f"delete refused: {path}")
+    def delete_root_dir_contents(self): raise OSError("delete refused")
+    def delete_file(self, path): raise OSError(f"delete refused: {path}")
+    def move(self, src, dest): self.local.move(src, dest)
+    def copy_file(self, src, dest): self.local.copy_file(src, dest)
+    def open_input_stream(self, path): return self.local.open_input_stream(path)
+    def open_input_file(self, path): return self.local.open_input_file(path)
+    def open_output_stream(self, path, metadata): return self.local.open_output_stream(path)
+    def open_append_stream(self, path, metadata): return self.local.open_append_stream(path)
+
+
+def test_a_refused_delete_is_logged_not_raised(tmp_path, caplog):
+    (tmp_path / "checkpoint_000001").mkdir()
+    _delete_older(pyarrow.fs.PyFileSystem(_NoDeleting()), str(tmp_path), 5)
+    assert (tmp_path / "checkpoint_000001").exists()
+    assert "could not delete old checkpoints" in caplog.text and "delete refused" in caplog.text
+
+
+def test_an_unreadable_stored_snapshot_deletes_nothing(tmp_path):
+    from ray import tune
+
+    from search.checkpoints import SnapshotSafePruning, stored_checkpoints
+
+    trial_dir = tmp_path / "trial_a"
+    for i in range(3):
+        (trial_dir / f"checkpoint_{i:06d}").mkdir(parents=True)
+    (tmp_path / "experiment_state-2026-11-25_00-00-00.json").write_text('{"trial_data": [[')  # mid-copy
+    assert stored_checkpoints(pyarrow.fs.LocalFileSystem(), str(tmp_path)) is None
+    pruning = SnapshotSafePruning()
+    pruning.on_checkpoint(0, [], type("T", (), {"trial_id": "a"})(),
+                          tune.Checkpoint.from_directory(str(trial_dir / "checkpoint_000002")))
+    pruning.prune()
+    assert sorted(p.name for p in trial_dir.iterdir()) == [f"checkpoint_{i:06d}" for i in range(3)]
+
+
+def test_tune_settings_are_defaults_a_user_can_override(monkeypatch):
+    from search.runner import _configure_tune
+
+    monkeypatch.delenv("TUNE_GLOBAL_CHECKPOINT_S", raising=False)
+    monkeypatch.setenv("TUNE_ONLY_STORE_CHECKPOINT_SCORE_ATTRIBUTE", "0")
+    _configure_tune()
+    assert os.environ["TUNE_GLOBAL_CHECKPOINT_S"] == "2"
+    assert os.environ["TUNE_ONLY_STORE_CHECKPOINT_SCORE_ATTRIBUTE"] == "0"
