@@ -310,6 +310,10 @@ def run_confirm(results: str, sweep_name: str, *, top: int, seeds: int, address:
     replaces `<sweep_name>-confirm` (several confirmations of one sweep, e.g. per protocol)."""
     from .results import read_trials  # noqa: PLC0415
 
+    for flag, value in (("--top", top), ("--seeds", seeds)):
+        if value < 1:
+            raise SweepError(f"confirm {flag} must be at least 1, got {value}")
+
     results = results if not _is_local(results) else str(Path(results).resolve())
     trials = read_trials(_join(results, sweep_name))
     chosen = _choose_for_confirmation(trials, top, per, arms)

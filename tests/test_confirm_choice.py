@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import pandas as pd
+import pytest
 
 from search.runner import _choose_for_confirmation
 
@@ -84,8 +85,6 @@ def test_confirmation_config_moves_to_the_fold_and_held_out_corpus():
 
 
 def test_folds_flag_rejects_what_is_not_a_fold_list(capsys):
-    import pytest
-
     from search.cli import main
 
     with pytest.raises(SystemExit) as exc:
@@ -102,3 +101,17 @@ def test_confirmation_seeds_skip_every_seed_the_search_used():
     assert confirmation_seeds(searched, 3) == [1, 3, 4]
     assert confirmation_seeds(searched, 0) == []
     assert confirmation_seeds(pd.DataFrame({"stage": ["search"], "seed": [None]}), 2) == [0, 1]
+
+
+@pytest.mark.parametrize("flag", ["--top", "--seeds"])
+def test_confirm_refuses_fewer_than_one_configuration_or_seed(tmp_path, flag, capsys):
+    from search.cli import main
+    from search.results import ResultsStore
+
+    ResultsStore(tmp_path, "s").upsert_trial({"trial_id": "a", "status": "completed", "stage": "search"})
+    try:
+        code = main(["confirm", str(tmp_path), flag, "0"])
+    except SystemExit as e:
+        code = e.code
+    assert code == 2
+    assert f"{flag} must be at least 1, got 0" in capsys.readouterr().err
