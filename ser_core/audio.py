@@ -8,6 +8,7 @@ target, stereo, 8/24-bit or float samples, a very long recording) is handled and
 from __future__ import annotations
 
 import math
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +18,12 @@ import soundfile as sf
 
 # Below this peak a clip holds no usable signal (16-bit quantisation noise sits near -96 dBFS).
 SILENCE_FLOOR_DBFS = -90.0
+# A clip needs at least this much audio left after silence trimming (the trimmed length, in
+# librosa's 512-sample hops). Less is a click or a cut file, not an utterance: padded to the
+# segment it would be almost all zeros, yet count as a full example of its label.
+MIN_AUDIO_SECONDS = 0.1
+# A data-chunk size of 0xFFFFFFFF means "unknown" (written while streaming), not a length.
+_UNKNOWN_RIFF_SIZE = 0xFFFFFFFF
 
 
 class AudioError(ValueError):
@@ -38,6 +45,51 @@ class DecodedAudio:
     source_subtype: str
     source_seconds: float       # length of the whole source file (not just the decoded part)
     notes: tuple[str, ...]      # what had to be handled to get here, e.g. "resampled from 44100 Hz"
+
+
+@dataclass(frozen=True)
+class WavTruncation:
+    declared_bytes: int         # the data chunk's size in the header
+    present_bytes: int          # what the file holds after the chunk's header
+    bytes_per_second: int       # from the fmt chunk (0 when it gives none)
+
+    def reason(self) -> str:
+        def amount(n: int) -> str:
+            return f"{n / self.bytes_per_second:.3f} s ({n} bytes)" if self.bytes_per_second else f"{n} bytes"
+        return (f"truncated: the header declares {amount(self.declared_bytes)} of audio, the file holds "
+                f"{amount(self.present_bytes)}")
+
+
+def wav_truncation(path: str | Path) -> WavTruncation | None:
+    """How a RIFF/RIFX WAVE file's data chunk falls short of the size its header declares, or
+    None when it does not (or the file is not such a WAVE, or the size is the streaming
+    placeholder). libsndfile silently reads what is there, so a copy cut after its header would
+    otherwise pass as a few-millisecond clip.
+
+    Walks the chunk list with `struct` (RIFF: little-endian; RIFX: big-endian); chunk bodies
+    are padded to an even size."""
+    path = Path(path)
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        head = fh.read(12)
+        if len(head) < 12 or head[:4] not in (b"RIFF", b"RIFX") or head[8:12] != b"WAVE":
+            return None
+        order = "<" if head[:4] == b"RIFF" else ">"
+        pos, bytes_per_second = 12, 0
+        while pos + 8 <= size:
+            fh.seek(pos)
+            chunk, length = struct.unpack(order + "4sI", fh.read(8))
+            if chunk == b"fmt ":
+                fmt = fh.read(12)
+                if len(fmt) == 12:
+                    bytes_per_second = struct.unpack(order + "HHII", fmt)[3]
+            elif chunk == b"data":
+                present = size - pos - 8
+                if length == _UNKNOWN_RIFF_SIZE or present >= length:
+                    return None
+                return WavTruncation(length, present, bytes_per_second)
+            pos += 8 + length + (length & 1)
+    return None
 
 
 def decode_audio(path: str | Path, sample_rate: int = 16000, max_seconds: float | None = 60.0) -> DecodedAudio:
@@ -66,6 +118,12 @@ def decode_audio(path: str | Path, sample_rate: int = 16000, max_seconds: float 
                          kind="unreadable")
     if info.frames <= 0:
         raise AudioError("empty (no audio frames)", kind="empty")
+    try:
+        cut = wav_truncation(path)
+    except OSError as exc:
+        raise AudioError(f"unreadable: {exc.strerror or exc}", kind="unreadable") from exc
+    if cut is not None:
+        raise AudioError(cut.reason(), kind="truncated")
 
     notes: list[str] = []
     frames = info.frames
@@ -141,13 +199,21 @@ def segment_length(sample_rate: int, segment_seconds: float) -> int:
 
 
 def trim_and_segment(wave: np.ndarray, sample_rate: int, *, segment_seconds: float = 3.5,
-                     segment_samples: int | None = None, top_db: float | None = 30.0) -> tuple[np.ndarray, int]:
+                     segment_samples: int | None = None, top_db: float | None = 30.0,
+                     min_seconds: float = MIN_AUDIO_SECONDS) -> tuple[np.ndarray, int]:
     """A fixed-length segment starting at the first non-silent frame, zero-padded when the
     speech is shorter (the CNN-Transformer paper's preprocessing), and how many of its samples
     are speech rather than padding. `segment_samples`, when given, overrides `segment_seconds`
-    (a checkpoint records the exact length its model was trained on)."""
+    (a checkpoint records the exact length its model was trained on).
+
+    Raises AudioError (kind "too short") when less than `min_seconds` (or the whole segment,
+    if that is shorter) is left after trimming."""
     length = segment_samples if segment_samples is not None else segment_length(sample_rate, segment_seconds)
     speech = trim_silence(wave, top_db=top_db)[:length]
+    needed = min(length, math.ceil(min_seconds * sample_rate))
+    if speech.size < needed:
+        raise AudioError(f"too short: {speech.size / sample_rate:.3f} s of non-silent audio after trimming "
+                         f"(minimum {min_seconds:g} s)", kind="too short")
     return fix_length(speech, length), int(speech.size)
 
 

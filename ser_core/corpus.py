@@ -4,9 +4,12 @@ The directory holds `manifest.parquet` (one row per clip, originals and augmente
 `waveforms.npy` (float32 (N, L), memory-mapped on load so a corpus larger than RAM still works
 and forked workers share pages), `rejects.parquet` and `protocol.json`, which records how the data
 were made so a result can always be traced back to its preprocessing and protocol.
+`PreparedCorpus.prepared_id` names one preparation (a hash of protocol.json and manifest.parquet),
+so results can tell two preparations of one corpus (other folds, other segment length) apart.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -55,6 +58,14 @@ class CorpusFormatError(ValueError):
     """A directory that is not (or no longer) a usable prepared corpus."""
 
 
+def prepared_identity(protocol: dict[str, Any], manifest_bytes: bytes) -> str:
+    """12 hex digits of SHA-256 over the canonical protocol JSON and the manifest file's bytes."""
+    h = hashlib.sha256(json.dumps(protocol, sort_keys=True, separators=(",", ":")).encode())
+    h.update(b"\0")
+    h.update(manifest_bytes)
+    return h.hexdigest()[:12]
+
+
 @dataclass
 class PreparedCorpus:
     root: Path
@@ -63,6 +74,19 @@ class PreparedCorpus:
     sample_rate: int
     labels: tuple[str, ...]
     protocol: dict[str, Any] = field(repr=False)
+    # Filled by load() from the bytes it reads anyway; computed from the files when absent.
+    _prepared_id: str | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def prepared_id(self) -> str:
+        """Short hash naming this preparation: protocol.json's content (key order and
+        whitespace aside) and manifest.parquet's bytes. Two preparations that differ in any
+        setting, fold or clip differ here; a copy of the directory keeps it. waveforms.npy is
+        left out: it is derived from what the manifest and protocol record, and hashing
+        gigabytes on every load would cost more than it tells."""
+        if self._prepared_id is None:
+            self._prepared_id = prepared_identity(self.protocol, (self.root / MANIFEST_FILE).read_bytes())
+        return self._prepared_id
 
     @property
     def num_classes(self) -> int:
@@ -94,7 +118,8 @@ class PreparedCorpus:
                 raise CorpusFormatError(f"{root / PROTOCOL_FILE}: missing key {key!r}")
 
         try:
-            table = pq.read_table(root / MANIFEST_FILE)
+            manifest_bytes = (root / MANIFEST_FILE).read_bytes()  # once: parsed and hashed
+            table = pq.read_table(pa.BufferReader(manifest_bytes))
         except (OSError, pa.ArrowException) as exc:
             raise CorpusFormatError(f"{root / MANIFEST_FILE}: unreadable ({exc})") from exc
         absent = [n for n in MANIFEST_SCHEMA.names if n not in table.column_names]
@@ -118,7 +143,7 @@ class PreparedCorpus:
         if len(ids) and (ids.min() < 0 or ids.max() >= len(labels)):
             raise CorpusFormatError(f"{root}: label_id outside 0..{len(labels) - 1}")
         return cls(root=root, manifest=manifest, waveforms=waveforms, sample_rate=int(protocol["sample_rate"]),
-                   labels=labels, protocol=protocol)
+                   labels=labels, protocol=protocol, _prepared_id=prepared_identity(protocol, manifest_bytes))
 
     def split_indices(self, fold: int = 0) -> dict[str, np.ndarray]:
         """Sorted row indices per subset for test fold `fold`: train holds originals and their

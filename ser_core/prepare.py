@@ -18,7 +18,7 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from multiprocessing import get_context
 from pathlib import Path
@@ -34,10 +34,14 @@ from tqdm.auto import tqdm
 
 from .audio import AudioError, add_noise, decode_audio, fix_length, segment_length, trim_and_segment
 from .corpora import CorpusError, Utterance, get_adapter
+from .corpora._scan import NOT_A_FILE
 from .corpus import (CORPUS_FORMAT_VERSION, MANIFEST_FILE, MANIFEST_SCHEMA, PROTOCOL_FILE, REJECTS_FILE,
                      REJECTS_SCHEMA, WAVEFORMS_FILE)
-from .labels import EMOTIONS, IEMOCAP_4, label_index
-from .splits import VAL_FOLD_RULE, group_folds, session_folds, split_names, stratified_folds
+from .corpora.label_maps import NATIVE_LABELS
+from .fold_lists import FoldMatch, match_folds
+from .labels import EMOTIONS, IEMOCAP_4, label_index, ordered
+from .splits import (STANDARD_SPEAKER_FOLDS, VAL_FOLD_RULE, SplitError, group_folds, session_folds, split_names,
+                     standard_folds, stratified_folds)
 
 DEFAULT_FOLDS = {"speaker": 5, "utterance": 10}  # 10 stratified folds = the paper's 80/10/10
 
@@ -58,6 +62,13 @@ class PrepareOptions(BaseModel):
     augment_copies: int = Field(2, ge=0, description="noisy copies per clip; 0 disables augmentation")
     augment_snr_db: float = Field(20.0, description="SNR of the added Gaussian noise")
     iemocap_four_class: bool = False
+    # "shared": every corpus on the 8-class EMOTIONS; "native": each corpus's own classes
+    # (ser_core.corpora.label_maps.NATIVE_LABELS), e.g. EmoDB's 7 with boredom.
+    labels: Literal["shared", "native"] = "shared"
+    standard_folds: bool = Field(False, description="speaker protocol: the fixed speaker folds of "
+                                 "ser_core.splits.STANDARD_SPEAKER_FOLDS instead of greedy balanced ones")
+    folds_from: tuple[Path, ...] = Field((), description="EmoBox corpus folders or test lists whose folds "
+                                         "replace the protocol's (ser_core.fold_lists)")
     max_source_seconds: float = Field(60.0, gt=0, description="decode at most this much of each file")
     seed: int = Field(0, ge=0)
     # Measured on EmoDB (454 clips, 2 cores): 1 worker 8.5 s, 2 spawned workers 20 s. A clip
@@ -72,7 +83,27 @@ class PrepareOptions(BaseModel):
                              f"segment_seconds ({self.segment_seconds})")
         if self.protocol == "session" and self.n_folds is not None:
             raise ValueError("n_folds cannot be set with the session protocol (one fold per session)")
+        if self.standard_folds and (self.protocol != "speaker" or self.n_folds is not None):
+            raise ValueError("standard_folds is a speaker protocol with its own fold count: use it with "
+                             "protocol 'speaker' and without n_folds")
+        if self.folds_from and (self.protocol != "speaker" or self.n_folds is not None or self.standard_folds):
+            raise ValueError("folds_from replaces the protocol's folds: do not combine it with a protocol, "
+                             "n_folds or standard_folds")
         return self
+
+    @property
+    def fold_protocol(self) -> str:
+        """The protocol protocol.json records: a benchmark's lists need not be speaker folds."""
+        return "folds-from" if self.folds_from else self.protocol
+
+    @property
+    def fold_assignment(self) -> str:
+        """How the folds were made (protocol.json's `fold_assignment`)."""
+        if self.folds_from:
+            return "fold lists"
+        if self.protocol == "speaker":
+            return "standard speaker folds" if self.standard_folds else "greedy balanced speaker groups"
+        return "stratified by label" if self.protocol == "utterance" else "one fold per session"
 
 
 @dataclass
@@ -90,6 +121,9 @@ class PrepareReport:
     split_counts: dict[str, int]        # originals per subset for fold 0
     found_by_corpus: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+    label_set: str = "shared"           # "shared" (EMOTIONS) or "native" (each corpus's own classes)
+    fold_assignment: str = ""           # how the folds were made (PrepareOptions.fold_assignment)
+    fold_lists: dict | None = None      # --folds-from: what matched and what did not (protocol.json)
 
     @property
     def n_rejected(self) -> int:
@@ -100,8 +134,10 @@ class PrepareReport:
         lines = [
             f"prepared {self.prepared} clips (+{self.augmented} noisy copies) from {self.found} found "
             f"({corpora}) in {self.seconds:.1f} s -> {self.out}",
-            f"  labels ({len(self.labels)}): " + ", ".join(f"{l} {self.class_counts.get(l, 0)}" for l in self.labels),
-            f"  protocol {self.protocol}, {self.n_folds} folds; fold 0: "
+            f"  labels ({len(self.labels)}, {self.label_set}): "
+            + ", ".join(f"{l} {self.class_counts.get(l, 0)}" for l in self.labels),
+            f"  protocol {self.protocol}" + (f" ({self.fold_assignment})" if self.fold_assignment else "")
+            + f", {self.n_folds} folds; fold 0: "
             + ", ".join(f"{k} {self.split_counts.get(k, 0)}" for k in ("train", "val", "test"))
             + " clips (before augmentation)",
             f"  rejected {self.n_rejected}" + (": " + ", ".join(f"{k} {v}" for k, v in self.rejected.items())
@@ -109,7 +145,22 @@ class PrepareReport:
         ]
         if self.handled:
             lines.append("  handled: " + ", ".join(f"{k} {v}" for k, v in self.handled.items()))
+        if self.fold_lists is not None:
+            lines.extend(_fold_list_lines(self.fold_lists))
         return "\n".join(lines)
+
+
+def _fold_list_lines(info: dict, show: int = 5) -> list[str]:
+    """The --folds-from part of the summary: counts, then the first few of each kind of miss."""
+    missing, unlisted = info["entries_without_clip"], info["clips_in_no_fold"]
+    lines = [f"  folds from {len(info['sources'])} list(s): {info['entries']} entries, {info['matched']} matched "
+             f"to clips; {len(missing)} entries without a clip, {len(unlisted)} clips in no fold (rejected); "
+             f"full lists in {PROTOCOL_FILE} (fold_lists)"]
+    lines += [f"    entry {m['wav']} ({m['source']}): {m['reason']}" for m in missing[:show]]
+    lines += [f"    clip {c}: in no listed fold" for c in unlisted[:show]]
+    if len(missing) > show or len(unlisted) > show:
+        lines.append("    ...")
+    return lines
 
 
 # ---------------------------------------------------------------- per-file work (runs in workers)
@@ -216,7 +267,8 @@ def _scan(corpora: dict[str, Path], four_class: bool) -> tuple[list[Utterance], 
         found[name] = len(utts)
         utterances.extend(utts)
         for path, why in getattr(adapter, "unrecognised", []):
-            kind = "duplicate" if why.lower().startswith("duplicate") else "unrecognised file name"
+            kind = ("duplicate" if why.lower().startswith("duplicate") else
+                    NOT_A_FILE if why.startswith(NOT_A_FILE) else "unrecognised file name")
             rejects.append(_Reject(os.path.abspath(path), name, why, kind))
     return utterances, rejects, found
 
@@ -241,7 +293,52 @@ def _label_filter(utterances: list[Utterance], base: tuple[str, ...],
     return kept
 
 
-def _assign_folds(clips: list[Utterance], labels: list[str], options: PrepareOptions) -> tuple[np.ndarray, int]:
+def _label_base(options: PrepareOptions, corpora: set[str]) -> tuple[str, ...]:
+    """The label set clips are kept in: the shared 8 (or IEMOCAP's 4 for every corpus, the old
+    --iemocap-four-class), or the union of the corpora's native classes in LABEL_ORDER."""
+    if options.labels == "native":
+        return ordered({label for name in corpora for label in NATIVE_LABELS[name]})
+    return IEMOCAP_4 if options.iemocap_four_class else EMOTIONS
+
+
+def _apply_fold_lists(candidates: list[Utterance], rejects: list[_Reject],
+                      sources: tuple[Path, ...]) -> tuple[list[Utterance], FoldMatch, dict[str, int]]:
+    """Match the benchmark's fold lists before decoding: clips in no list are rejected (listed
+    with the reason, like any other excluded file); returns (listed clips, match, path -> fold)."""
+    match = match_folds([Path(u.path) for u in candidates], [u.corpus for u in candidates], sources,
+                        rejected=[(Path(r.path), r.corpus, r.reason) for r in rejects])
+    where = ", ".join(map(str, sources))
+    for i in match.clips_in_no_fold:
+        u = candidates[i]
+        rejects.append(_Reject(os.path.abspath(u.path), u.corpus, f"in no test fold of --folds-from {where}",
+                               "in no listed fold"))
+    listed = {os.path.abspath(candidates[i].path): f for i, f in match.fold_of.items()}
+    return [u for i, u in enumerate(candidates) if i in match.fold_of], match, listed
+
+
+def _fold_list_info(match: FoldMatch, candidates: list[Utterance]) -> dict:
+    """protocol.json's record of a --folds-from match: nothing unmatched goes unlisted."""
+    return {
+        "format": "EmoBox test-fold jsonl (fold N of the lists = fold N-1 here)",
+        "sources": match.sources, "entries": match.n_entries, "matched": len(match.fold_of),
+        "entries_without_clip": [{"wav": e.wav, "fold": e.fold, "source": e.source, "reason": why}
+                                 for e, why in match.entries_without_clip],
+        "clips_in_no_fold": [os.path.abspath(candidates[i].path) for i in match.clips_in_no_fold],
+    }
+
+
+def _assign_folds(clips: list[Utterance], labels: list[str], options: PrepareOptions,
+                  listed: tuple[dict[str, int], int] | None = None) -> tuple[np.ndarray, int]:
+    if listed is not None:  # --folds-from: matched before decoding; a fold may have lost every clip since
+        fold_of, n = listed
+        folds = np.array([fold_of[os.path.abspath(u.path)] for u in clips], dtype=np.int32)
+        empty = sorted(set(range(n)) - set(folds.tolist()))
+        if empty:
+            raise SplitError(f"--folds-from: test fold(s) {', '.join(str(f + 1) for f in empty)} of the lists "
+                             "hold no prepared clip (see the entries without a clip and the rejects)")
+        return folds, n
+    if options.protocol == "speaker" and options.standard_folds:
+        return standard_folds([u.corpus for u in clips], [u.speaker for u in clips])
     if options.protocol == "speaker":
         n = options.n_folds or DEFAULT_FOLDS["speaker"]
         return group_folds([f"{u.corpus}:{u.speaker}" for u in clips], n, options.seed), n
@@ -309,9 +406,22 @@ def prepare_corpora(corpora: dict[str, Path], out: Path, options: PrepareOptions
     corpora = {name: Path(root).expanduser().absolute() for name, root in corpora.items()}
     _check_out(out, overwrite)
 
-    base = IEMOCAP_4 if options.iemocap_four_class else EMOTIONS
     utterances, rejects, found = _scan(corpora, options.iemocap_four_class)
+    base = _label_base(options, {u.corpus for u in utterances})
+    if options.labels == "native":
+        utterances = [replace(u, label=u.native_label) for u in utterances]
     candidates = _label_filter(utterances, base, rejects)
+    fold_match: FoldMatch | None = None
+    fold_lists: dict | None = None
+    listed: tuple[dict[str, int], int] | None = None
+    if options.folds_from:
+        scanned = candidates
+        candidates, fold_match, fold_of = _apply_fold_lists(candidates, rejects, options.folds_from)
+        fold_lists = _fold_list_info(fold_match, scanned)
+        listed = (fold_of, fold_match.n_folds)
+    if options.standard_folds and candidates:
+        # fail before decoding when a corpus has no table; the folds are made again from what survives
+        standard_folds([u.corpus for u in candidates], [u.speaker for u in candidates])
 
     length = segment_length(options.sample_rate, options.segment_seconds)
     per_clip = 1 + options.augment_copies
@@ -357,7 +467,7 @@ def prepare_corpora(corpora: dict[str, Path], out: Path, options: PrepareOptions
         present = set(clip_labels)
         labels = tuple(l for l in base if l in present)
         label_id = label_index(labels)
-        folds, n_folds = _assign_folds(clips, clip_labels, options)
+        folds, n_folds = _assign_folds(clips, clip_labels, options, listed)
         splits = split_names(folds, 0, n_folds)
 
         n_rows = len(kept) * per_clip
@@ -380,7 +490,9 @@ def prepare_corpora(corpora: dict[str, Path], out: Path, options: PrepareOptions
                     ("sha1", clip.sha1),
                 ):
                     cols[name].append(value)
-        pq.write_table(pa.Table.from_pydict(cols, schema=MANIFEST_SCHEMA), tmp / MANIFEST_FILE)
+        # The label set travels with the manifest too, for readers that never open protocol.json.
+        manifest_schema = MANIFEST_SCHEMA.with_metadata({"ser_search.label_set": options.labels})
+        pq.write_table(pa.Table.from_pydict(cols, schema=manifest_schema), tmp / MANIFEST_FILE)
         pq.write_table(pa.Table.from_pydict({"path": [r.path for r in rejects], "corpus": [r.corpus for r in rejects],
                                              "reason": [r.reason for r in rejects]}, schema=REJECTS_SCHEMA),
                        tmp / REJECTS_FILE)
@@ -388,8 +500,9 @@ def prepare_corpora(corpora: dict[str, Path], out: Path, options: PrepareOptions
         report = PrepareReport(
             out=out, found=len(utterances), prepared=len(kept), augmented=len(kept) * options.augment_copies,
             rejected=_counts(r.kind for r in rejects), handled=_counts(handled.elements()), labels=labels,
-            class_counts={l: clip_labels.count(l) for l in labels}, protocol=options.protocol, n_folds=n_folds,
-            split_counts=_counts(splits.tolist()), found_by_corpus=found,
+            class_counts={l: clip_labels.count(l) for l in labels}, protocol=options.fold_protocol, n_folds=n_folds,
+            split_counts=_counts(splits.tolist()), found_by_corpus=found, label_set=options.labels,
+            fold_assignment=options.fold_assignment, fold_lists=fold_lists,
         )
         protocol = {
             "format_version": CORPUS_FORMAT_VERSION,
@@ -398,8 +511,16 @@ def prepare_corpora(corpora: dict[str, Path], out: Path, options: PrepareOptions
             "segment_samples": length,
             "trim_top_db": options.trim_top_db,
             "labels": list(labels),
-            "label_set": "IEMOCAP_4" if options.iemocap_four_class else "EMOTIONS",
-            "protocol": options.protocol,
+            "label_set": options.labels,  # "shared" (EMOTIONS) or "native" (each corpus's own classes)
+            "iemocap_four_class": options.iemocap_four_class,
+            **({"native_labels": {c: list(NATIVE_LABELS[c]) for c in sorted({u.corpus for u in clips})}}
+               if options.labels == "native" else {}),
+            "protocol": options.fold_protocol,
+            "fold_assignment": options.fold_assignment,
+            **({"standard_speaker_folds": {c: [list(g) for g in STANDARD_SPEAKER_FOLDS[c]]
+                                           for c in sorted({u.corpus for u in clips})}}
+               if options.protocol == "speaker" and options.standard_folds and not options.folds_from else {}),
+            **({"fold_lists": fold_lists} if fold_lists is not None else {}),
             "n_folds": n_folds,
             "default_fold": 0,
             "val_fold_rule": VAL_FOLD_RULE,

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from ser_core.audio import (AudioError, add_noise, decode_audio, fix_length, load_audio, trim_and_segment,
-                            trim_silence)
+from ser_core.audio import (MIN_AUDIO_SECONDS, AudioError, add_noise, decode_audio, fix_length, load_audio,
+                            trim_and_segment, trim_silence, wav_truncation)
 
 SR = 16000
 
@@ -70,22 +70,56 @@ def test_very_long_file_decodes_only_the_prefix(tmp_path: Path) -> None:
     assert len(load_audio(path, SR, max_seconds=None)) == 120 * SR
 
 
-def test_truncated_wav_decodes_what_is_there_or_is_rejected(tmp_path: Path) -> None:
+def test_truncated_wav_is_rejected_with_what_is_missing(tmp_path: Path) -> None:
     full = write(tmp_path / "full.wav", tone(2.0, 22050), 22050, "PCM_16")
     data = full.read_bytes()
     half = tmp_path / "half.wav"
     half.write_bytes(data[: len(data) // 2])
-    try:
-        wave = load_audio(half, SR)
-    except AudioError as exc:
-        assert exc.reason
-    else:
-        assert 0 < len(wave) < 2 * SR
-        assert np.isfinite(wave).all()
+    with pytest.raises(AudioError, match=r"^truncated: the header declares 2\.000 s \(88200 bytes\) of audio, "
+                                         r"the file holds 1\.000 s \(44078 bytes\)$") as err:
+        load_audio(half, SR)
+    assert err.value.kind == "truncated"
+    # cut right after the header: libsndfile reads the 50 samples there as if they were the clip
+    after_header = tmp_path / "after_header.wav"
+    after_header.write_bytes(data[:44 + 100])
+    assert sf.info(str(after_header)).frames == 50
+    with pytest.raises(AudioError, match=r"^truncated: .* the file holds 0\.002 s \(100 bytes\)$"):
+        load_audio(after_header, SR)
     head = tmp_path / "head.wav"  # cut inside the header: nothing to decode
     head.write_bytes(data[:30])
     with pytest.raises(AudioError, match="^unreadable: "):
         load_audio(head, SR)
+
+
+@pytest.mark.parametrize("subtype,frames", [("PCM_U8", 16001), ("PCM_24", 16000), ("FLOAT", 16000)])
+def test_complete_wavs_are_not_taken_for_truncated(tmp_path: Path, subtype: str, frames: int) -> None:
+    # odd-sized data chunks (one pad byte), extra chunks (fact, PEAK) before the data
+    path = write(tmp_path / "ok.wav", tone(frames / SR, SR), SR, subtype)
+    assert wav_truncation(path) is None
+    assert len(load_audio(path, SR)) == frames
+    # a chunk after the data (a LIST tag appended by an editor) leaves the data whole
+    with_tail = tmp_path / "tail.wav"
+    with_tail.write_bytes(path.read_bytes() + b"LIST" + (4).to_bytes(4, "little") + b"INFO")
+    assert wav_truncation(with_tail) is None and len(load_audio(with_tail, SR)) == frames
+
+
+def test_streamed_wav_with_unknown_data_size_is_read(tmp_path: Path) -> None:
+    data = bytearray(write(tmp_path / "w.wav", tone(1.0, SR), SR, "PCM_16").read_bytes())
+    assert data[36:40] == b"data"
+    data[40:44] = (0xFFFFFFFF).to_bytes(4, "little")  # what a writer on a pipe puts there
+    (tmp_path / "streamed.wav").write_bytes(bytes(data))
+    assert wav_truncation(tmp_path / "streamed.wav") is None
+    assert len(load_audio(tmp_path / "streamed.wav", SR)) == SR
+
+
+def test_big_endian_rifx_truncation_is_seen(tmp_path: Path) -> None:
+    path = tmp_path / "be.wav"
+    sf.write(path, tone(1.0, SR), SR, subtype="PCM_16", endian="BIG")
+    data = path.read_bytes()
+    assert data[:4] == b"RIFX"
+    path.write_bytes(data[: len(data) // 4])
+    cut = wav_truncation(path)
+    assert cut is not None and cut.declared_bytes == 2 * SR and cut.bytes_per_second == 2 * SR
 
 
 # ------------------------------------------------------------------ rejected kinds
@@ -175,6 +209,24 @@ def test_trimming_can_be_disabled() -> None:
 def test_segment_length_in_samples_overrides_seconds() -> None:
     seg, valid = trim_and_segment(tone(1.0, SR), SR, segment_seconds=3.5, segment_samples=12345)
     assert seg.shape == (12345,) and valid == 12345
+
+
+def test_too_little_audio_after_trimming_is_rejected() -> None:
+    assert MIN_AUDIO_SECONDS == 0.1
+    short = int(0.09 * SR)  # a 90 ms clip: shorter than the minimum
+    with pytest.raises(AudioError, match=r"^too short: 0\.090 s of non-silent audio after trimming "
+                                         r"\(minimum 0\.1 s\)$") as err:
+        trim_and_segment(tone(short / SR, SR), SR, segment_seconds=3.5)
+    assert err.value.kind == "too short"
+    # trimming is what counts: 2 s of silence around 90 ms of tone is no longer
+    padded = np.concatenate([np.zeros(SR, np.float32), tone(short / SR, SR), np.zeros(SR, np.float32)])
+    with pytest.raises(AudioError, match="too short"):
+        trim_and_segment(padded, SR, segment_seconds=3.5, top_db=None, min_seconds=2.5)
+    seg, valid = trim_and_segment(tone(0.1, SR), SR, segment_seconds=3.5)
+    assert valid == int(0.1 * SR) and seg.shape == (56000,)
+    # a segment shorter than the minimum only needs to be filled
+    seg, valid = trim_and_segment(tone(0.05, SR), SR, segment_samples=400)
+    assert valid == 400
 
 
 def test_fix_length_pads_and_cuts() -> None:

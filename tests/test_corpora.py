@@ -407,3 +407,35 @@ def test_iemocap_labels_without_any_audio_raise(tmp_path):
     with pytest.raises(CorpusError, match="no recognisable utterance") as err:
         get_adapter("iemocap").scan(tmp_path)
     assert "found 5 labelled utterance(s) in 1 EmoEvaluation file(s), 0 of them with audio" in str(err.value)
+
+
+# ---------------------------------------------------------------- native labels (prepare --labels native)
+
+def test_native_label_maps_are_documented_and_cover_every_code():
+    doc = label_maps.__doc__ or ""
+    assert "Native label sets" in doc and "L → boredom" in doc
+    for name, mapping in label_maps.NATIVE_MAPS.items():
+        shared = getattr(label_maps, {"cremad": "CREMAD"}.get(name, name.upper()))
+        assert set(mapping) == set(shared), name  # the same codes; only their classes differ
+        assert {v for v in mapping.values() if v is not None} == set(label_maps.NATIVE_LABELS[name])
+
+
+def test_every_adapter_gives_its_native_label(tmp_path):
+    def native(name: str, root: Path) -> dict[str, tuple[str | None, str | None]]:
+        return {u.path.stem: (u.label, u.native_label) for u in get_adapter(name).scan(root)}
+
+    assert native("ravdess", make_tree(tmp_path / "r", ["Actor_01/03-01-02-01-01-01-01.wav",
+                                                        "Actor_01/03-02-03-01-01-01-01.wav"])) == {
+        "03-01-02-01-01-01-01": ("calm", "calm"), "03-02-03-01-01-01-01": (None, None)}  # song stays excluded
+    assert native("tess", make_tree(tmp_path / "t", ["YAF_ps/YAF_back_ps.wav"])) == {
+        "YAF_back_ps": ("surprise", "surprise")}
+    assert native("savee", make_tree(tmp_path / "s", ["ALL/DC_su01.wav"])) == {"DC_su01": ("surprise", "surprise")}
+    assert native("cremad", make_tree(tmp_path / "c", ["AudioWAV/1001_DFA_NEU_XX.wav"])) == {
+        "1001_DFA_NEU_XX": ("neutral", "neutral")}
+    assert native("emodb", make_tree(tmp_path / "e", ["wav/03a01La.wav", "wav/03a01Wa.wav"])) == {
+        "03a01La": (None, "boredom"), "03a01Wa": ("angry", "angry")}
+    # IEMOCAP's native set is its 4-class standard whatever iemocap_four_class says
+    assert native("iemocap", make_iemocap(tmp_path / "i")) == {
+        "Ses01F_impro01_F000": ("neutral", "neutral"), "Ses01F_impro01_M000": ("happy", "happy"),
+        "Ses01F_impro01_F001": (None, None), "Ses01F_impro01_M001": ("fear", None),
+        "Ses02M_script01_1_F000": ("surprise", None), "Ses02M_script01_1_M000": ("happy", "happy")}

@@ -201,7 +201,15 @@ def build_bad_corpus(root: Path, emodb: Path) -> dict[str, str]:
     expect["11a01Wd.wav"] = "non-finite samples"
     data = real[0].read_bytes()
     (root / "11a02Wa.wav").write_bytes(data[: len(data) // 2])
-    expect["11a02Wa.wav"] = "truncated"
+    expect["11a02Wa.wav"] = "truncated: the header declares "
+    (root / "11a02Wc.wav").write_bytes(data[:44 + 100])  # cut just after its header: 50 samples
+    expect["11a02Wc.wav"] = "truncated: the header declares "
+    sf.write(root / "11a03Wa.wav", _tone(0.05, 16000), 16000)  # a 50 ms blip
+    expect["11a03Wa.wav"] = "too short: "
+    (root / "13a01Wa.wav").mkdir()  # a folder named like a clip
+    expect["13a01Wa.wav"] = "not a readable file: a directory"
+    (root / "13a01Wb.wav").symlink_to(root / "gone.wav")
+    expect["13a01Wb.wav"] = "not a readable file: a dangling or looping symbolic link"
     (root / "11a02Wb.wav").write_text("not audio at all\n" * 10)
     expect["11a02Wb.wav"] = "unreadable: "
     shutil.copy(real[1], root / "12a01Fa.wav")  # same bytes, different name
@@ -226,9 +234,7 @@ def test_bad_files_are_handled_or_rejected_never_dropped(tmp_path: Path, emodb_d
     prepared = set(Path(p).name for p in c.manifest.loc[~c.manifest["augmented"], "path"])
 
     for name, what in expect.items():
-        if what == "truncated":
-            assert (name in prepared) != (name in reason), name
-        elif what.startswith("handled: "):
+        if what.startswith("handled: "):
             assert name in prepared and name not in reason, name
             assert report.handled.get(what.removeprefix("handled: "), 0) >= 1, what
         else:
@@ -236,10 +242,12 @@ def test_bad_files_are_handled_or_rejected_never_dropped(tmp_path: Path, emodb_d
             assert reason[name].startswith(what), (name, reason[name])
     assert "README.txt" not in reason  # not an audio file: not the adapter's business
     # every recognised file is accounted for: prepared or rejected
-    unrecognised = sum(1 for r in rejects["reason"] if r.startswith("name does not follow"))
+    unrecognised = sum(1 for r in rejects["reason"] if r.startswith(("name does not follow", "not a readable file")))
     assert report.found == report.prepared + len(rejects) - unrecognised
     assert sum(report.rejected.values()) == len(rejects)
     assert report.rejected["empty"] == 2 and report.rejected["unrecognised file name"] == 1
+    assert report.rejected["truncated"] == 2 and report.rejected["too short"] == 1
+    assert report.rejected["not a readable file"] == 2
 
     m = c.manifest
     long_row = m.index[(m["path"].str.endswith("10a02Wa.wav")) & ~m["augmented"]][0]

@@ -16,9 +16,54 @@ def corpus_root(root: Path, corpus: str) -> Path:
     return root
 
 
+# Every reason for an entry with an audio name that is not a file starts with this (prepare
+# counts them under it).
+NOT_A_FILE = "not a readable file"
+
+
+def not_a_file_reason(path: Path) -> str | None:
+    """Why an entry named like audio cannot be read as a file (a directory, a dangling or
+    looping symlink, a FIFO, a socket, a device), or None for a regular file (a symlink to one
+    included). Such entries are listed as rejects, never skipped without a word."""
+    if path.is_file():
+        return None
+    if path.is_symlink():
+        if path.is_dir():
+            return f"{NOT_A_FILE}: a symbolic link to a directory"
+        try:
+            target = path.readlink()
+        except OSError:
+            target = None
+        return f"{NOT_A_FILE}: a dangling or looping symbolic link" + (f" (to {target})" if target else "")
+    if path.is_dir():
+        return f"{NOT_A_FILE}: a directory"
+    if path.is_fifo():
+        return f"{NOT_A_FILE}: a named pipe"
+    if path.is_socket():
+        return f"{NOT_A_FILE}: a socket"
+    if path.is_block_device() or path.is_char_device():
+        return f"{NOT_A_FILE}: a device"
+    return f"{NOT_A_FILE}: not a regular file"
+
+
+def wav_entries(root: Path) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """(files, unusable) for every entry under `root` named *.wav, any depth, any suffix case
+    (re-packagings write .WAV), in path order: the regular files, and (entry, reason) for the
+    entries with a .wav name that are not (see `not_a_file_reason`)."""
+    files: list[Path] = []
+    unusable: list[tuple[Path, str]] = []
+    for p in sorted(q for q in root.rglob("*") if q.suffix.lower() == ".wav"):
+        why = not_a_file_reason(p)
+        if why is None:
+            files.append(p)
+        else:
+            unusable.append((p, why))
+    return files, unusable
+
+
 def wav_files(root: Path) -> list[Path]:
-    """Every .wav under `root`, any depth, any suffix case (re-packagings write .WAV), in path order."""
-    return sorted(p for p in root.rglob("*") if p.suffix.lower() == ".wav" and p.is_file())
+    """Every regular .wav file under `root` (see `wav_entries`, which also says what else was there)."""
+    return wav_entries(root)[0]
 
 
 def duplicate_reason(first: Path, key: str) -> str:
@@ -47,7 +92,10 @@ class WavCorpusAdapter:
         self._begin_scan(root)
         found: list[Utterance] = []
         first_seen: dict[str, Path] = {}  # re-packagings often ship a second copy of the tree
-        for path in wav_files(root):
+        files, unusable = wav_entries(root)
+        for path, why in unusable:
+            self._reject(path, why)
+        for path in files:
             parsed = self._parse(path)
             if parsed is None:
                 continue

@@ -20,6 +20,9 @@ class Utterance:
     raw_label: str          # the corpus's own label, as written in its files
     label: str | None       # mapped onto ser_core.labels.EMOTIONS; None = unmappable (excluded, counted)
     session: str | None = None  # IEMOCAP session (leave-one-session-out); None elsewhere
+    # The corpus's own class (label_maps.NATIVE_MAPS), used by `prepare --labels native`;
+    # None = not one of the corpus's native classes (excluded, counted).
+    native_label: str | None = None
 
 
 class CorpusAdapter(Protocol):

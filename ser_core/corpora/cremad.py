@@ -92,4 +92,5 @@ class CremaDAdapter(WavCorpusAdapter):
             gender=self._genders.get(actor),
             raw_label=emotion,
             label=CREMAD[emotion],
+            native_label=CREMAD[emotion],
         )

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ._scan import WavCorpusAdapter
 from .base import Utterance
-from .label_maps import EMODB
+from .label_maps import EMODB, EMODB_NATIVE
 
 _CORPUS = "emodb"
 _EXAMPLE = "wav/03a01Fa.wav (speaker 03, sentence a01, emotion letter F, version a)"
@@ -49,4 +49,5 @@ class EmoDBAdapter(WavCorpusAdapter):
             gender=SPEAKER_GENDER[speaker],
             raw_label=letter,
             label=EMODB[letter],
+            native_label=EMODB_NATIVE[letter],
         )

@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from ._scan import corpus_root, duplicate_reason, wav_files
+from ._scan import corpus_root, duplicate_reason, wav_entries
 from .base import CorpusError, Utterance
 from .label_maps import IEMOCAP, IEMOCAP_FOUR_CLASS
 
@@ -63,7 +63,10 @@ class IemocapAdapter:
         labels = self._read_labels(root)
 
         audio: dict[str, Path] = {}
-        for path in wav_files(root):
+        files, unusable = wav_entries(root)
+        for path, why in unusable:
+            self._reject(path, why)
+        for path in files:
             if _is_dialog_recording(path):
                 continue
             utt_id = path.stem
@@ -92,6 +95,7 @@ class IemocapAdapter:
                 raw_label=lab.code,
                 label=mapping[lab.code],
                 session=f"Session{int(m['session'])}",
+                native_label=IEMOCAP_FOUR_CLASS[lab.code],  # IEMOCAP's own standard: 4 classes
             ))
         if not found:
             seen = (f"found {len(labels)} labelled utterance(s) in {len(_label_files(root))} "

@@ -57,8 +57,26 @@ hap and exc → happy, sad → sad, ang → angry; every other code (fea, dis, s
 
 A code that is in none of these tables is not a label at all: the adapter reports the file in
 `adapter.unrecognised` instead of guessing.
+
+**Native label sets** (`prepare --labels native`): each corpus keeps its own classes, named as
+in the shared set where they coincide so that cross-corpus runs still match classes by name.
+They differ from the shared mapping in two places only:
+
+| corpus    | native classes                                                   | differs from shared |
+|-----------|------------------------------------------------------------------|---------------------|
+| RAVDESS   | neutral calm happy sad angry fear disgust surprise (8)           | no                  |
+| TESS      | neutral happy sad angry fear disgust surprise (7)                | no                  |
+| SAVEE     | neutral happy sad angry fear disgust surprise (7)                | no                  |
+| CREMA-D   | neutral happy sad angry fear disgust (6)                         | no                  |
+| EmoDB     | neutral happy sad angry fear disgust boredom (7)                 | L → boredom         |
+| IEMOCAP   | neutral happy sad angry (4; hap + exc → happy)                   | the 4-class standard: fea, dis, sur → None |
+| synthetic | the generator's emotions (ser_core.labels.EMOTIONS)              | no                  |
+
+RAVDESS song files and IEMOCAP's fru/oth/xxx stay None (excluded and counted) in both sets.
 """
 from __future__ import annotations
+
+from ..labels import EMOTIONS, ordered
 
 RAVDESS: dict[str, str | None] = {
     "01": "neutral",
@@ -129,4 +147,25 @@ IEMOCAP: dict[str, str | None] = {
 IEMOCAP_FOUR_CLASS: dict[str, str | None] = {
     code: (label if label in ("neutral", "happy", "sad", "angry") else None)
     for code, label in IEMOCAP.items()
+}
+
+
+# ---------------------------------------------------------------- native label sets
+
+EMODB_NATIVE: dict[str, str | None] = {**EMODB, "L": "boredom"}  # Langeweile: EmoDB's 7th class
+
+# Native = shared for every other corpus but IEMOCAP, whose own standard is the 4-class one.
+NATIVE_MAPS: dict[str, dict[str, str | None]] = {
+    "ravdess": RAVDESS,
+    "tess": TESS,
+    "savee": SAVEE,
+    "cremad": CREMAD,
+    "emodb": EMODB_NATIVE,
+    "iemocap": IEMOCAP_FOUR_CLASS,
+}
+
+# corpus -> its native classes, in ser_core.labels.LABEL_ORDER.
+NATIVE_LABELS: dict[str, tuple[str, ...]] = {
+    **{name: ordered({v for v in mapping.values() if v is not None}) for name, mapping in NATIVE_MAPS.items()},
+    "synthetic": EMOTIONS,
 }

@@ -62,4 +62,5 @@ class RavdessAdapter(WavCorpusAdapter):
             gender="male" if actor_no % 2 else "female",
             raw_label=emotion if speech else f"song:{emotion}",
             label=RAVDESS[emotion] if speech else None,
+            native_label=RAVDESS[emotion] if speech else None,
         )

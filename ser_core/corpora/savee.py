@@ -54,4 +54,5 @@ class SaveeAdapter(WavCorpusAdapter):
             gender="male",
             raw_label=emotion,
             label=SAVEE[emotion],
+            native_label=SAVEE[emotion],
         )

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ..labels import EMOTIONS
 from ..synthetic import MARKER_NAME, README_NAME
+from ._scan import not_a_file_reason
 from .base import CorpusError, Utterance
 
 _SPEAKER_DIR = re.compile(r"spk(\d{2})_(female|male)")
@@ -32,7 +33,13 @@ class SyntheticAdapter:
             raise CorpusError(f"synthetic corpus: {root} does not exist or is not a directory")
         self.unrecognised = []
         utterances: list[Utterance] = []
-        for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        for path in sorted(root.rglob("*")):
+            if not path.is_file():
+                # folders are the layout; anything else named like a clip is listed, not skipped
+                why = not_a_file_reason(path) if path.suffix.lower() == ".wav" else None
+                if why is not None:
+                    self.unrecognised.append((path, why))
+                continue
             rel = path.relative_to(root)
             if rel.parts in ((README_NAME,), (MARKER_NAME,)):
                 continue
@@ -44,6 +51,7 @@ class SyntheticAdapter:
             utterances.append(Utterance(
                 path=path, corpus=self.name, speaker=speaker, gender=gender,
                 raw_label=emotion, label=emotion if emotion in EMOTIONS else None,
+                native_label=emotion if emotion in EMOTIONS else None,  # its own classes are the shared ones
             ))
         if not utterances:
             raise CorpusError(

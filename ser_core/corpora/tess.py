@@ -45,4 +45,5 @@ class TessAdapter(WavCorpusAdapter):
             gender="female",
             raw_label=emotion,
             label=TESS[emotion],
+            native_label=TESS[emotion],
         )
