@@ -119,6 +119,41 @@ class OptimConfig(_Strict):
     batch_size: int = Field(32, gt=0, le=4096)
     epochs: int = Field(20, gt=0)
     grad_clip: float | None = Field(5.0, gt=0.0)
+    # The training recipe (ser_core.schedules, ser_core.losses); every default is today's
+    # behaviour: constant lr, hard labels, unweighted classes, no weight averaging.
+    schedule: Literal["constant", "cosine", "onecycle", "step"] = Field(
+        "constant", description="learning-rate schedule, stepped after every optimizer step (ser_core.schedules)")
+    warmup_epochs: float = Field(0.0, ge=0.0, description="linear warm-up length in epochs (onecycle: its "
+                                                          "rising phase; 0 = 30 % of the run)")
+    step_epochs: int = Field(10, gt=0, description="step schedule: epochs between decays")
+    step_gamma: float = Field(0.1, gt=0.0, le=1.0, description="step schedule: lr factor per decay")
+    label_smoothing: float = Field(0.0, ge=0.0, le=0.5, description="ε spread over the protocol's classes")
+    class_weights: Literal["none", "balanced"] = Field(
+        "none", description="balanced: loss weights n / (k · n_c) from the training split's counts")
+    ema_decay: float = Field(0.0, ge=0.0, lt=1.0, description="per-step decay of the weights' moving average "
+                                                            "that validation and test use; 0 = off")
+
+    @model_validator(mode="after")
+    def _warmup_fits(self) -> "OptimConfig":
+        if self.warmup_epochs >= self.epochs:
+            raise ValueError(f"optim.warmup_epochs ({self.warmup_epochs}) must be shorter than "
+                             f"optim.epochs ({self.epochs})")
+        return self
+
+
+class AugmentConfig(_Strict):
+    """Training-batch augmentation (ser_core.augment); all off by default. Mask widths are in
+    frequency bins and frames (Park et al.'s F and T); a count of 0 turns its masks off."""
+
+    freq_masks: int = Field(0, ge=0, le=10, description="SpecAugment frequency masks per clip")
+    freq_mask_width: int = Field(8, ge=0, description="largest frequency-mask width, in bins")
+    time_masks: int = Field(0, ge=0, le=10, description="SpecAugment time masks per clip")
+    time_mask_width: int = Field(20, ge=0, description="largest time-mask width, in frames")
+    time_shift: float = Field(0.0, ge=0.0, le=0.5, description="largest circular shift, as a fraction "
+                                                               "of the clip's valid frames")
+    time_crop: float = Field(0.0, ge=0.0, le=0.5, description="largest share of the valid frames a "
+                                                              "random crop removes")
+    mixup_alpha: float = Field(0.0, ge=0.0, le=4.0, description="mixup's Beta(α, α); 0 = off")
 
 
 class TrainConfig(_Strict):
@@ -127,12 +162,20 @@ class TrainConfig(_Strict):
     model: ModelConfig = Field(default_factory=ModelConfig)
     loss: LossConfig = Field(default_factory=LossConfig)
     optim: OptimConfig = Field(default_factory=OptimConfig)
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
     seed: int = 0
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
     amp: bool = Field(True, description="bf16 autocast on CUDA (ignored on CPU)")
     variable_length: bool = Field(True, description="mask padding frames (true clip lengths)")
     feature_cache: Literal["auto", "on", "off"] = Field(
-        "auto", description="keep every split's spectrograms on the device (auto: when they fit)")
+        "auto", description="auto/on: raw spectrograms from the node's shared cache (ser_core.feature_cache), "
+                            "copied to a GPU when they fit (on: always); off: computed per batch from the waveforms")
+    feature_cache_dir: Path | None = Field(
+        None, description="directory of the shared spectrogram cache (default: $SER_SEARCH_FEATURE_CACHE, else "
+                          "<prepared>/feature-cache when writable, else a node-local temporary directory)")
+    normalization: Literal["global", "speaker"] = Field(
+        "global", description="global: per-frequency statistics of the training split; speaker: each speaker's "
+                              "own clips' statistics for that speaker's rows (transductive per speaker, label-free)")
     fastpath: bool = Field(True, description="train with ser_core.fastpath's faster equivalents of the "
                                              "stock modules (same maths; false = stock PyTorch)")
     output: Path | None = Field(None, description="where `ser-search train` writes checkpoint + metrics")

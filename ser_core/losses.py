@@ -27,12 +27,43 @@ Call ``loss_fn.to(device)`` once after building: it keeps the same Parameter
 objects, so the center optimizer made in ``__init__`` stays valid. With an fp16
 GradScaler, call ``scaler.unscale_(center_opt)`` before ``before_center_step()``
 and ``scaler.step(center_opt)`` instead of ``center_opt.step()``.
+
+Targets beyond hard labels (the training recipe; all off by default, and then every family
+computes exactly what it computed before these existed):
+
+- ``loss_fn(logits, z, y, soft)``: ``soft`` (B, C) is a target distribution per row, e.g.
+  mixup's λ'·one_hot(y_i) + (1 - λ')·one_hot(y_j) (ser_core.augment); ``y`` is then each row's
+  dominant label (λ' >= 0.5). Mixup (Zhang et al., ICLR 2018) interpolates inputs and their
+  one-hot targets, and the loss is taken against the interpolated target:
+  CE and focal use it as a soft target, BCE / L1 / SmoothL1 regress onto it in place of the
+  one-hot vector.
+- **center / supcon / triplet under mixup**: their cross-entropy part uses the soft target;
+  their embedding term uses the dominant label ``y``. These terms have no target vector that
+  could be interpolated — their targets are class identities (which center a clip is pulled
+  to, which clips are its positives) — so the mixup paper's rule has nothing to act on there.
+  The dominant label is the class that makes up most of the mixed input; with the small α the
+  field uses (0.2-0.4), λ' is close to 1 for most batches, so the term sees nearly clean
+  clips, while a second, unmixed forward pass just for the term would double the step's cost.
+  SpecAugment (Park et al., Interspeech 2019) changes only the input, never the label, so
+  every family trains on masked clips with their own labels.
+- ``label_smoothing`` ε: the target becomes (1 - ε)·t + ε/K on the K classes the protocol
+  uses (not the label set's C: a class the corpus lacks never receives mass), for every
+  family's target: the CE part of CE/focal/center/supcon/triplet, and the regression target of
+  BCE/L1/SmoothL1. The embedding terms keep their hard labels.
+- ``class_weights`` w (C,): each row is weighted by w of its target, Σ_c w_c·t_c, and the
+  batch mean is taken over those weights (PyTorch's weighted cross-entropy mean, which this
+  equals for hard labels: Σ_i w_{y_i} ℓ_i / Σ_i w_{y_i}); for CE and focal inside the sum
+  over classes, for BCE/L1/SmoothL1 on each row's loss. Embedding terms are unweighted: they
+  shape the geometry of z, and their batch means are over anchors, not over targets.
+  ``class_balanced_weights`` gives n / (k·n_c) from the training split's counts.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
+
+import numpy as np
 
 import torch
 import torch.nn.functional as F
@@ -90,7 +121,9 @@ class LossFamily(nn.Module):
     uses_embedding: ClassVar[bool]
     params: ClassVar[dict[str, LossParam]] = {}
 
-    def __init__(self, *, num_classes: int, embed_dim: int, **params: float) -> None:
+    def __init__(self, *, num_classes: int, embed_dim: int, label_smoothing: float = 0.0,
+                 class_weights: Tensor | None = None, active_classes: Tensor | None = None,
+                 **params: float) -> None:
         super().__init__()
         for what, value, least in (("num_classes", num_classes, 2), ("embed_dim", embed_dim, 1)):
             if isinstance(value, bool) or not isinstance(value, int) or value < least:
@@ -108,17 +141,93 @@ class LossFamily(nn.Module):
         self.hparams: dict[str, float] = {
             k: spec.check(self.name, k, params.get(k, spec.default)) for k, spec in self.params.items()
         }
+        self._set_targets(label_smoothing, class_weights, active_classes)
 
-    def forward(self, logits: Tensor, z: Tensor | None, y: Tensor) -> Tensor:
-        """Scalar loss. ``z`` may be None for families with ``uses_embedding = False``."""
+    def _set_targets(self, label_smoothing: float, class_weights: Tensor | None,
+                     active_classes: Tensor | None) -> None:
+        """Smoothing and weights; buffers that are not saved (they follow from the config and the
+        training split), so the state_dict is the same with and without them."""
+        where = f"loss {self.name!r}"
+        if isinstance(label_smoothing, bool) or not isinstance(label_smoothing, (int, float)) \
+                or not 0.0 <= label_smoothing < 1.0:
+            raise LossConfigError(f"{where}: label_smoothing must be a number in [0, 1), got {label_smoothing!r}")
+        self.label_smoothing = float(label_smoothing)
+        c = self.num_classes
+        active = torch.ones(c, dtype=torch.bool) if active_classes is None else torch.as_tensor(active_classes)
+        if active.shape != (c,) or active.dtype != torch.bool or not bool(active.any()):
+            raise LossConfigError(f"{where}: active_classes must be a bool mask of shape ({c},) with a class set")
+        # ε/K on each of the K classes in use: what smoothing adds to a target row
+        self.register_buffer("_smooth_mass", active.float() / float(active.sum()), persistent=False)
+        if class_weights is not None:
+            w = torch.as_tensor(class_weights, dtype=torch.float32)
+            if w.shape != (c,) or not bool(torch.isfinite(w).all()) or bool((w < 0).any()) or not bool((w > 0).any()):
+                raise LossConfigError(f"{where}: class_weights must be {c} finite non-negative numbers, "
+                                      f"not all 0; got {w.tolist()}")
+            self.register_buffer("class_weights", w, persistent=False)
+        else:
+            self.class_weights = None
+        # plain hard labels: the families' original code path, bit for bit
+        self._plain = self.label_smoothing == 0.0 and class_weights is None
+
+    def forward(self, logits: Tensor, z: Tensor | None, y: Tensor, soft: Tensor | None = None) -> Tensor:
+        """Scalar loss. ``z`` may be None for families with ``uses_embedding = False``.
+        ``soft``: per-row target distributions (B, C) such as mixup's, with ``y`` each row's
+        dominant label (module docstring)."""
         self._check_inputs(logits, z, y)
+        if soft is not None and (soft.shape != logits.shape or not soft.is_floating_point()):
+            raise LossConfigError(f"loss {self.name!r}: soft targets must be floating point of shape "
+                                  f"{tuple(logits.shape)}, got {soft.dtype} {tuple(soft.shape)}")
         with torch.autocast(device_type=logits.device.type, enabled=False):
             logits32 = _at_least_f32(logits)
             z32 = _at_least_f32(z) if (self.uses_embedding and z is not None) else None
-            return self._compute(logits32, z32, y.long())
+            if soft is None and self._plain:
+                return self._compute(logits32, z32, y.long())
+            target = F.one_hot(y.long(), self.num_classes).to(logits32.dtype) if soft is None \
+                else soft.to(logits32.dtype)
+            return self._compute_soft(logits32, z32, y.long(), target)
 
     def _compute(self, logits: Tensor, z: Tensor | None, y: Tensor) -> Tensor:
         raise NotImplementedError
+
+    def _compute_soft(self, logits: Tensor, z: Tensor | None, y: Tensor, target: Tensor) -> Tensor:
+        """The loss against target distributions `target` (B, C) (unsmoothed: one-hot rows or
+        mixup's mixtures), with label smoothing and class weights; y = the dominant labels."""
+        raise NotImplementedError
+
+    # --- shared pieces of the soft path
+
+    def _smoothed(self, target: Tensor) -> Tensor:
+        if self.label_smoothing == 0.0:
+            return target
+        eps = self.label_smoothing
+        return target * (1.0 - eps) + self._smooth_mass.to(target.dtype) * eps
+
+    def _row_weights(self, target: Tensor) -> Tensor | None:
+        """Σ_c w_c·t_c per row (t unsmoothed), or None without class weights."""
+        if self.class_weights is None:
+            return None
+        return target @ self.class_weights.to(target.dtype)
+
+    def _weighted_mean(self, per_row: Tensor, target: Tensor) -> Tensor:
+        w = self._row_weights(target)
+        if w is None:
+            return per_row.mean()
+        return (per_row * w).sum() / w.sum()
+
+    def _soft_ce(self, logits: Tensor, target: Tensor, focal_gamma: float = 0.0) -> Tensor:
+        """Σ_i Σ_c w_c·t̃_ic·ℓ_ic / Σ_i Σ_c w_c·t_ic with ℓ = -(1 - p)^γ log p and t̃ the smoothed
+        target: for hard labels exactly F.cross_entropy(weight=w, label_smoothing=ε) when every
+        class is in use (γ = 0), and Lin et al.'s α-weighted focal loss for γ > 0."""
+        logp = F.log_softmax(logits, dim=1)
+        ell = -logp
+        if focal_gamma:
+            one_minus_p = (-torch.expm1(logp)).clamp(min=torch.finfo(logp.dtype).tiny)
+            ell = one_minus_p.pow(focal_gamma) * ell
+        t = self._smoothed(target)
+        if self.class_weights is None:
+            return (t * ell).sum(dim=1).mean()
+        w = self.class_weights.to(logits.dtype)
+        return (t * ell * w).sum() / (target @ w).sum()
 
     def center_optimizer(self) -> torch.optim.Optimizer | None:
         """The centers' own optimizer; None for families without centers."""
@@ -178,6 +287,9 @@ class CrossEntropyLoss(LossFamily):
     def _compute(self, logits: Tensor, z: Tensor | None, y: Tensor) -> Tensor:
         return F.cross_entropy(logits, y)
 
+    def _compute_soft(self, logits: Tensor, z: Tensor | None, y: Tensor, target: Tensor) -> Tensor:
+        return self._soft_ce(logits, target)
+
 
 class FocalLoss(LossFamily):
     """Focal loss (Lin et al. 2017), mean over batch: -(1 - p_t)^γ log p_t.
@@ -196,6 +308,10 @@ class FocalLoss(LossFamily):
         logpt = F.log_softmax(logits, dim=1).gather(1, y[:, None]).squeeze(1)
         one_minus_pt = (-torch.expm1(logpt)).clamp(min=torch.finfo(logpt.dtype).tiny)
         return -(one_minus_pt.pow(self.hparams["gamma"]) * logpt).mean()
+
+    def _compute_soft(self, logits: Tensor, z: Tensor | None, y: Tensor, target: Tensor) -> Tensor:
+        # Σ_c t_c (1 - p_c)^γ (-log p_c): the focal term of every class the target puts mass on
+        return self._soft_ce(logits, target, focal_gamma=self.hparams["gamma"])
 
 
 class CenterLoss(LossFamily):
@@ -246,6 +362,15 @@ class CenterLoss(LossFamily):
     def center_optimizer(self) -> torch.optim.Optimizer:
         return self._center_opt
 
+    def _apply(self, fn, recurse=True):  # noqa: ANN001, ANN202 - nn.Module's own signature
+        # A move to the trial's device may replace the Parameter instead of moving its data
+        # (the meta device, or torch.__future__'s overwrite-on-conversion): the centers' SGD,
+        # built with the loss, must step the live centers, not a stale copy.
+        super()._apply(fn, recurse)
+        for group in self._center_opt.param_groups:
+            group["params"] = [self.centers]
+        return self
+
     def before_center_step(self) -> None:
         """Undo λ on the centers' gradient (call once per backward, before the step)."""
         grad = self.centers.grad
@@ -254,7 +379,12 @@ class CenterLoss(LossFamily):
         grad.mul_(1.0 / self.center_lambda)
 
     def _compute(self, logits: Tensor, z: Tensor | None, y: Tensor) -> Tensor:
-        ce = F.cross_entropy(logits, y)
+        return self._with_centers(F.cross_entropy(logits, y), z, y)
+
+    def _compute_soft(self, logits: Tensor, z: Tensor | None, y: Tensor, target: Tensor) -> Tensor:
+        return self._with_centers(self._soft_ce(logits, target), z, y)  # centers: dominant labels
+
+    def _with_centers(self, ce: Tensor, z: Tensor | None, y: Tensor) -> Tensor:
         if self.center_lambda == 0.0:
             return ce
         assert z is not None
@@ -281,8 +411,13 @@ class SupConLoss(LossFamily):
     }
 
     def _compute(self, logits: Tensor, z: Tensor | None, y: Tensor) -> Tensor:
+        return self._with_supcon(F.cross_entropy(logits, y), z, y)
+
+    def _compute_soft(self, logits: Tensor, z: Tensor | None, y: Tensor, target: Tensor) -> Tensor:
+        return self._with_supcon(self._soft_ce(logits, target), z, y)  # positives: dominant labels
+
+    def _with_supcon(self, ce: Tensor, z: Tensor | None, y: Tensor) -> Tensor:
         assert z is not None
-        ce = F.cross_entropy(logits, y)
         zn = F.normalize(z, dim=1)
         sim = zn @ zn.T / self.hparams["temperature"]
         eye = torch.eye(len(y), dtype=torch.bool, device=y.device)
@@ -316,8 +451,13 @@ class TripletLoss(LossFamily):
     }
 
     def _compute(self, logits: Tensor, z: Tensor | None, y: Tensor) -> Tensor:
+        return self._with_triplet(F.cross_entropy(logits, y), z, y)
+
+    def _compute_soft(self, logits: Tensor, z: Tensor | None, y: Tensor, target: Tensor) -> Tensor:
+        return self._with_triplet(self._soft_ce(logits, target), z, y)  # triplets: dominant labels
+
+    def _with_triplet(self, ce: Tensor, z: Tensor | None, y: Tensor) -> Tensor:
         assert z is not None
-        ce = F.cross_entropy(logits, y)
         zn = F.normalize(z, dim=1)
         # |a-b|² = 2 - 2 a·b for unit vectors; clamp keeps sqrt's gradient finite at 0.
         dist = (2.0 - 2.0 * (zn @ zn.T)).clamp(min=1e-12).sqrt()
@@ -355,6 +495,10 @@ class L1Loss(_OneHotLoss):
     def _compute(self, logits: Tensor, z: Tensor | None, y: Tensor) -> Tensor:
         return F.l1_loss(F.softmax(logits, dim=1), self._one_hot(logits, y))
 
+    def _compute_soft(self, logits: Tensor, z: Tensor | None, y: Tensor, target: Tensor) -> Tensor:
+        per_row = F.l1_loss(F.softmax(logits, dim=1), self._smoothed(target), reduction="none").mean(dim=1)
+        return self._weighted_mean(per_row, target)
+
 
 class SmoothL1Loss(_OneHotLoss):
     """SmoothL1(softmax(logits), one_hot(y)), β = 1, mean over all B·C entries.
@@ -369,6 +513,11 @@ class SmoothL1Loss(_OneHotLoss):
     def _compute(self, logits: Tensor, z: Tensor | None, y: Tensor) -> Tensor:
         return F.smooth_l1_loss(F.softmax(logits, dim=1), self._one_hot(logits, y), beta=1.0)
 
+    def _compute_soft(self, logits: Tensor, z: Tensor | None, y: Tensor, target: Tensor) -> Tensor:
+        per_row = F.smooth_l1_loss(F.softmax(logits, dim=1), self._smoothed(target), beta=1.0,
+                                   reduction="none").mean(dim=1)
+        return self._weighted_mean(per_row, target)
+
 
 class BCELoss(_OneHotLoss):
     """Per-class binary cross-entropy of sigmoid(logits) vs one_hot(y), mean over B·C.
@@ -381,6 +530,10 @@ class BCELoss(_OneHotLoss):
 
     def _compute(self, logits: Tensor, z: Tensor | None, y: Tensor) -> Tensor:
         return F.binary_cross_entropy_with_logits(logits, self._one_hot(logits, y))
+
+    def _compute_soft(self, logits: Tensor, z: Tensor | None, y: Tensor, target: Tensor) -> Tensor:
+        per_row = F.binary_cross_entropy_with_logits(logits, self._smoothed(target), reduction="none").mean(dim=1)
+        return self._weighted_mean(per_row, target)
 
 
 LOSS_FAMILIES: dict[str, type[LossFamily]] = {
@@ -414,6 +567,29 @@ def loss_parameters(name: str) -> dict[str, tuple[float, float | None, float | N
     return {k: (p.default, p.low, p.high) for k, p in _family(name).params.items()}
 
 
-def build_loss(name: str, *, num_classes: int, embed_dim: int, **params: float) -> LossFamily:
-    """The named family with validated hyperparameters (missing ones take their default)."""
-    return _family(name)(num_classes=num_classes, embed_dim=embed_dim, **params)
+def build_loss(name: str, *, num_classes: int, embed_dim: int, label_smoothing: float = 0.0,
+               class_weights: Tensor | None = None, active_classes: Tensor | None = None,
+               **params: float) -> LossFamily:
+    """The named family with validated hyperparameters (missing ones take their default), label
+    smoothing ε over `active_classes` (default: all) and optional class weights (module docstring)."""
+    return _family(name)(num_classes=num_classes, embed_dim=embed_dim, label_smoothing=label_smoothing,
+                         class_weights=class_weights, active_classes=active_classes, **params)
+
+
+def class_balanced_weights(train_labels: np.ndarray | Tensor, num_classes: int) -> Tensor:
+    """Inverse-frequency weights n / (k·n_c) over the k classes present in the training labels
+    (scikit-learn's "balanced" class_weight, King & Zeng 2001): every class then carries the
+    same total weight, so a rare emotion counts as much as a frequent one, as UA scores them.
+    A class absent from training gets weight 0: it is never a target there."""
+    from sklearn.utils.class_weight import compute_class_weight
+
+    y = np.asarray(train_labels.cpu() if isinstance(train_labels, Tensor) else train_labels).astype(np.int64)
+    if y.ndim != 1 or len(y) == 0:
+        raise LossConfigError("class_balanced_weights: needs a non-empty 1-D array of training labels")
+    if y.min() < 0 or y.max() >= num_classes:
+        raise LossConfigError(f"class_balanced_weights: labels must lie in [0, {num_classes}), "
+                              f"got min {y.min()}, max {y.max()}")
+    present = np.unique(y)
+    w = np.zeros(num_classes)
+    w[present] = compute_class_weight("balanced", classes=present, y=y)
+    return torch.as_tensor(w, dtype=torch.float32)

@@ -1,7 +1,8 @@
 """Predict emotions of arbitrary audio files with a checkpoint written by `ser-search train`.
 
 Files go through the same decoding, trimming and segmenting as the prepared corpus the model
-was trained on, so a prediction sees what training saw."""
+was trained on, and the model gets each clip's true length in frames as it did in training and
+evaluation (padding masked), so a prediction sees what training saw."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -13,7 +14,7 @@ import torch
 
 from .audio import AudioError, load_audio, trim_and_segment
 from .config import TrainConfig
-from .features import FeatureNormalizer, FrontendConfig, build_frontend
+from .features import FeatureNormalizer, FrontendConfig, build_frontend, num_frames
 from .train import build_model, load_checkpoint
 
 
@@ -43,27 +44,43 @@ class Predictor:
         self.model.load_state_dict(state["model"])
         self.model.eval()
 
-    def _waveform(self, path: Path) -> np.ndarray:
+    def _waveform(self, path: Path) -> tuple[np.ndarray, int]:
+        """The clip as the prepared corpus holds it, and its samples of speech before the padding
+        (the manifest's `valid_samples`)."""
         sr = self.frontend_cfg.sample_rate
         audio = load_audio(path, sr, max_seconds=self.preprocessing.get("max_source_seconds", 60.0))
-        seg, _ = trim_and_segment(audio, sr, segment_samples=self.segment_samples,
-                                  top_db=self.preprocessing.get("trim_top_db", 30.0))
-        return seg
+        return trim_and_segment(audio, sr, segment_samples=self.segment_samples,
+                                top_db=self.preprocessing.get("trim_top_db", 30.0))
+
+    def _lengths(self, valid_samples: list[int]) -> torch.Tensor | None:
+        """True lengths in frames, exactly as training and evaluation compute them (train.py's
+        `_valid_frames`); None for a model trained on whole padded segments."""
+        if not self.config.variable_length:
+            return None
+        return torch.as_tensor([num_frames(self.frontend_cfg, int(s)) for s in valid_samples], dtype=torch.long)
 
     @torch.no_grad()
     def predict(self, paths: list[Path]) -> list[Prediction]:
         out: list[Prediction] = []
-        good: list[tuple[Path, np.ndarray]] = []
+        good: list[tuple[Path, np.ndarray, int]] = []
         for p in paths:
             try:
-                good.append((Path(p), self._waveform(Path(p))))
+                good.append((Path(p), *self._waveform(Path(p))))
             except AudioError as e:
                 out.append(Prediction(Path(p), None, {}, error=str(e)))
         if good:
-            x = torch.from_numpy(np.stack([w for _, w in good]).astype(np.float32))
-            logits, _ = self.model(self.normalizer(self.frontend(x)))
+            x = torch.from_numpy(np.stack([w for _, w, _ in good]).astype(np.float32))
+            lengths = self._lengths([v for _, _, v in good])
+            feats = self.frontend(x)
+            normalizer = self.normalizer
+            if self.config.normalization == "speaker":
+                # trained on per-speaker statistics: the files of one call are taken as one
+                # speaker and normalised with their own (over real frames, as in training)
+                normalizer = FeatureNormalizer(self.frontend_cfg.n_features).fit(
+                    [feats if lengths is None else (feats, lengths)])
+            logits, _ = self.model(normalizer(feats), lengths)
             probs = torch.softmax(logits.float()[:, self._class_index], dim=1).numpy()
-            for (p, _), row in zip(good, probs):
+            for (p, _, _), row in zip(good, probs):
                 out.append(Prediction(p, self.classes[int(row.argmax())],
                                       {lab: float(v) for lab, v in zip(self.classes, row)}))
         order = {Path(p): i for i, p in enumerate(paths)}

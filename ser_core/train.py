@@ -1,17 +1,23 @@
 """Training and evaluating one trial, top to bottom.
 
-`fit` is the whole story of a trial: load the prepared corpus as one tensor, turn it into
-spectrograms in batches on the trial's device (once: the waveforms are fixed, noisy copies
-included, so the features are too), fit the per-frequency normaliser on the training split,
-then train with index slices of that tensor — no per-sample Python in an epoch. A callback
+`prepare_trial` sets up what a trial trains on: the split, the targets, and the spectrograms —
+the raw spectrograms of every clip come from the node's shared cache (ser_core.feature_cache:
+computed once per node and frontend, since the waveforms, noisy copies included, are fixed), the
+normaliser is fitted on the training split (or per speaker), and every batch is gathered and
+normalised with tensor ops. `fit` reads top to bottom: the model, the loss, the optimisers, then
+the epochs over index slices — no per-sample Python in an epoch. A callback
 receives every epoch's metrics and can ask for a resumable checkpoint, so the same loop runs
 under Ray Tune, in a test or from the CLI.
 """
 from __future__ import annotations
 
 import copy
+import ctypes
+import ctypes.util
+import gc
 import math
 import random
+import sys
 import time
 from dataclasses import dataclass, field, fields
 from typing import Any, Callable, Protocol
@@ -20,13 +26,17 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import Tensor, nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from .config import ModelConfig, TrainConfig
 from .fastpath import accelerate, keep_freed_memory
-from .features import FeatureNormalizer, build_frontend, num_frames
-from .losses import LossFamily, build_loss
+from .feature_cache import cache_dir, cache_key, corpus_identity, open_or_build
+from .features import FeatureNormalizer, SpeakerNormalizer, build_frontend, group_statistics, num_frames
+from .losses import LossFamily, build_loss, class_balanced_weights
 from .metrics import ClassificationReport, classification_report, compactness
 from .models import MODELS
+from .augment import BatchAugment
+from .schedules import build_schedule, steps_per_epoch
 from .protocols import EvaluationSplit
 
 
@@ -133,9 +143,10 @@ class SplitFeatures:
     so neither do their spectrograms) and sliced every epoch. Not cached: computed per batch
     from the split's waveform tensor, for corpora whose spectrograms would not fit."""
 
-    def __init__(self, waves: Tensor, frontend: nn.Module, normalizer: FeatureNormalizer | None,
-                 batch: int = 128) -> None:
+    def __init__(self, waves: Tensor, frontend: nn.Module, normalizer: "FeatureNormalizer | SpeakerNormalizer | None",
+                 batch: int = 128, rows: Tensor | None = None) -> None:
         self.waves, self.frontend, self.normalizer, self.batch = waves, frontend, normalizer, batch
+        self.rows = rows  # corpus row of each position: what a SpeakerNormalizer looks speakers up by
         self._raw: Tensor | None = None
         self.cache: Tensor | None = None
 
@@ -169,25 +180,82 @@ class SplitFeatures:
                 pass
         return self._raw
 
+    def _normalize(self, feats: Tensor, idx: Tensor | slice, inplace: bool = False) -> Tensor:
+        if isinstance(self.normalizer, SpeakerNormalizer):
+            return self.normalizer(feats, self.rows[idx], inplace=inplace)
+        return self.normalizer(feats, inplace=inplace)
+
     @torch.no_grad()
     def build_cache(self) -> None:
-        self.cache = self.normalizer(self.spectrograms(), inplace=True)
+        self.cache = self._normalize(self.spectrograms(), slice(None), inplace=True)
         self._raw, self.waves = None, None
 
     def __getitem__(self, idx: Tensor | slice) -> Tensor:
         if self.cache is not None:
             return self.cache[idx]
         with torch.no_grad():
-            return self.normalizer(self.frontend(self.waves[idx]))
+            return self._normalize(self.frontend(self.waves[idx]), idx)
+
+
+class RowFeatures:
+    """One split's rows of the node's shared raw spectrograms (ser_core.feature_cache), normalised
+    per batch: a gathered batch minus a mean vector, over a std vector (per speaker: the rows'
+    speakers' vectors, gathered) — tensor ops on the batch, nothing per sample. With `on_device`
+    the split's rows are copied to the device once and normalised there in place (a GPU trial
+    whose features fit); otherwise every batch is gathered from the mapping, so the trials of a
+    node share one copy of the features in the page cache."""
+
+    def __init__(self, raw: Tensor, rows: Tensor, normalizer: "FeatureNormalizer | SpeakerNormalizer",
+                 device: torch.device, on_device: bool, chunk: int = 256) -> None:
+        self.raw, self.rows, self.normalizer, self.device = raw, rows, normalizer, device
+        self.cache: Tensor | None = None
+        if on_device:
+            n_frames = raw.shape[1:]
+            self.cache = torch.empty((len(rows), *n_frames), dtype=raw.dtype, device=device)
+            for s in range(0, len(rows), chunk):
+                part = self.cache[s:s + chunk]
+                part.copy_(raw.index_select(0, rows[s:s + chunk]), non_blocking=False)
+                self._normalize(part, rows[s:s + chunk], inplace=True)
+            self.raw = None
+
+    def _normalize(self, feats: Tensor, rows: Tensor, inplace: bool) -> Tensor:
+        if isinstance(self.normalizer, SpeakerNormalizer):
+            return self.normalizer(feats, rows, inplace=inplace)
+        return self.normalizer(feats, inplace=inplace)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @torch.no_grad()
+    def __getitem__(self, idx: Tensor | slice) -> Tensor:
+        if self.cache is not None:
+            return self.cache[idx]
+        rows = self.rows[idx.cpu() if isinstance(idx, Tensor) else idx]
+        batch = self.raw.index_select(0, rows)  # a fresh tensor: normalised in place
+        if self.device.type != "cpu":
+            batch = batch.to(self.device, non_blocking=True)
+        return self._normalize(batch, rows, inplace=True)
+
+
+def keep_on_device(setting: str, nbytes: int, device_type: str, free_bytes: int | None,
+                   share: float = 0.25, cpu_limit: int = 2 * 1024**3) -> bool:
+    """Whether a trial keeps its normalised features (`nbytes`) on its device for the whole run.
+
+    A pure function of the setting, the sizes and the device's free memory (`free_bytes`, e.g.
+    torch.cuda.mem_get_info's first value; None on CPU), so the CUDA decision is tested on CPU.
+    "on"/"off" decide outright; "auto" keeps them on a GPU when they take under `share` of its
+    free memory (packed trials share the GPU, and the model and activations need the rest), and
+    in RAM on a CPU under `cpu_limit`."""
+    if setting != "auto":
+        return setting == "on"
+    if device_type == "cuda":
+        return free_bytes is not None and nbytes < share * free_bytes
+    return nbytes < cpu_limit
 
 
 def _use_feature_cache(setting: str, nbytes: int, device: torch.device) -> bool:
-    if setting != "auto":
-        return setting == "on"
-    if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        return nbytes < 0.25 * free  # packed trials share the GPU
-    return nbytes < 2 * 1024**3
+    free = torch.cuda.mem_get_info(device)[0] if device.type == "cuda" and setting == "auto" else None
+    return keep_on_device(setting, nbytes, device.type, free)
 
 
 @torch.no_grad()
@@ -207,10 +275,54 @@ def _predict(model: nn.Module, loss_fn: LossFamily, x: "SplitFeatures", y: Tenso
     return total, torch.cat(preds), torch.cat(embs)
 
 
-def fit(cfg: TrainConfig, corpus: CorpusLike, on_epoch: EpochCallback | None = None,
-        resume: dict[str, Any] | None = None) -> FitResult:
-    """Train one configuration; the best epoch by validation UA is evaluated on test."""
-    gen = seed_everything(cfg.seed)
+def _release_earlier_trials() -> None:
+    """Give back what an earlier trial in this process left: a reused Ray actor runs trial after
+    trial, and fastpath.keep_freed_memory makes glibc keep up to 1 GiB of freed heap (measured: a
+    reused CPU actor's private memory grew 0.7 -> 2.3 GB over five trials without this). Objects
+    in reference cycles are collected first, then the free heap is returned (malloc_trim)."""
+    gc.collect()
+    if sys.platform == "linux":
+        try:
+            ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
+        except (OSError, AttributeError):  # not glibc
+            pass
+
+
+class _PhaseClock:
+    """Seconds per setup phase into a caller's dict (nothing when it passed none)."""
+
+    def __init__(self, into: dict[str, float] | None) -> None:
+        self.into, self.t = into, time.perf_counter()
+
+    def lap(self, phase: str) -> None:
+        now = time.perf_counter()
+        if self.into is not None:
+            self.into[phase] = self.into.get(phase, 0.0) + now - self.t
+        self.t = now
+
+
+@dataclass
+class TrialData:
+    """Everything a trial trains on, ready on its device: what `prepare_trial` sets up before the
+    first step (device, frontend, split, targets, class mask, spectrograms, normaliser, lengths)."""
+
+    device: torch.device
+    autocast: Callable[[], Any]          # bf16 autocast on CUDA when amp, a no-op context otherwise
+    frontend_cfg: Any                    # the frontend config with the corpus's sample rate
+    protocol: EvaluationSplit
+    num_classes: int
+    class_mask: Tensor                   # classes the protocol scores (cross-corpus: the shared ones)
+    normalizer: FeatureNormalizer
+    feats: dict[str, SplitFeatures]      # "train" / "val" / "test"
+    ys: dict[str, Tensor]
+    lens: dict[str, Tensor | None]       # true lengths in frames, None when fixed-length
+
+
+def prepare_trial(cfg: TrainConfig, corpus: CorpusLike, timings: dict[str, float] | None = None) -> TrialData:
+    """Set up one trial's tensors on its device; call after seeding (model init draws after it).
+    `timings`, when given, receives each phase's seconds (what a trial pays before its first step)."""
+    clock = _PhaseClock(timings)
+    _release_earlier_trials()
     device = resolve_device(cfg.device)
     if cfg.fastpath and device.type == "cpu":
         keep_freed_memory()  # before the first large tensor: no page faults per step (fastpath.py)
@@ -234,38 +346,162 @@ def fit(cfg: TrainConfig, corpus: CorpusLike, on_epoch: EpochCallback | None = N
     num_classes = len(corpus.labels)
     # Predictions are restricted to the classes the protocol uses (cross-corpus: the shared ones).
     class_mask = torch.as_tensor([lab in protocol.classes for lab in corpus.labels], device=device)
+    clock.lap("protocol")
 
-    # Each split's waveforms become one tensor on the device; spectrograms are computed there in
-    # batches, once when they fit (then an epoch only slices them), else per batch.
     frontend = build_frontend(frontend_cfg).to(device)
-    ys, lens, waves = {}, {}, {}
+    ys, lens, lens_cpu = {}, {}, {}
     for name, rows in splits.items():
-        waves[name] = torch.from_numpy(np.ascontiguousarray(corpus.waveforms[rows])).to(device)
         ys[name] = targets[rows].to(device)
-        lf = _valid_frames(corpus, rows, frontend_cfg, cfg.variable_length)
-        lens[name] = None if lf is None else lf.to(device)
+        lens_cpu[name] = _valid_frames(corpus, rows, frontend_cfg, cfg.variable_length)
+        lens[name] = None if lens_cpu[name] is None else lens_cpu[name].to(device)
     n_frames = num_frames(frontend_cfg, corpus.waveforms.shape[1])
-    cache = _use_feature_cache(cfg.feature_cache, sum(len(r) for r in splits.values()) * frontend_cfg.n_features
-                               * n_frames * 4, device)
-    normalizer = FeatureNormalizer(frontend_cfg.n_features).to(device)
+    nbytes = sum(len(r) for r in splits.values()) * frontend_cfg.n_features * n_frames * 4
     # Small frontend batches on CPU stay in cache (measured ~4x fewer page faults than 64).
     fbatch = 128 if device.type == "cuda" else 16
-    feats = {name: SplitFeatures(waves[name], frontend, normalizer, batch=fbatch) for name in splits}
-    # Statistics from the training split only, over each clip's real frames (not its padding).
-    normalizer.fit(feats["train"].raw_batches(lens["train"], keep=cache))
-    for name in ("val", "test"):
+    normalizer = FeatureNormalizer(frontend_cfg.n_features).to(device)
+    group_of_row = _speaker_groups(corpus) if cfg.normalization == "speaker" else None
+    identity = None if cfg.feature_cache == "off" else corpus_identity(corpus)
+
+    if identity is not None:
+        # The node's raw spectrograms of every manifest row, computed once per node and mapped by
+        # every trial (ser_core/feature_cache.py); each trial normalises its rows per batch.
+        raw = torch.from_numpy(_shared_spectrograms(cfg, corpus, frontend_cfg, frontend, device, identity, fbatch))
+        clock.lap("feature_cache")
+        rows_t = {name: torch.as_tensor(rows, dtype=torch.long) for name, rows in splits.items()}
+        # Statistics from the training split only, over each clip's real frames (not its padding).
+        normalizer.fit(_row_batches(raw, rows_t["train"], lens_cpu["train"], fbatch))
+        norm = normalizer if group_of_row is None else _fit_speaker_normalizer(
+            lambda name: _row_batches(raw, rows_t[name], lens_cpu[name], 64), splits, corpus, group_of_row,
+            frontend_cfg.n_features).to(device)
+        clock.lap("normalizer")
+        # On a GPU the trial's rows move to the device when they fit; on a CPU the shared mapping
+        # already is RAM, and a private copy would be what sharing avoids.
+        on_device = device.type != "cpu" and _use_feature_cache(cfg.feature_cache, nbytes, device)
+        feats = {name: RowFeatures(raw, rows_t[name], norm, device, on_device) for name in splits}
+        clock.lap("normalize")
+    else:
+        # No shared cache (feature_cache = "off", or a corpus without an identity): each split's
+        # waveforms become one tensor on the device; spectrograms are computed there in batches,
+        # once when they fit (then an epoch only slices them), else per batch.
+        waves = {name: torch.from_numpy(np.ascontiguousarray(corpus.waveforms[rows])).to(device)
+                 for name, rows in splits.items()}
+        clock.lap("waveforms")
+        cache = _use_feature_cache(cfg.feature_cache, nbytes, device)
+        feats = {name: SplitFeatures(waves[name], frontend, normalizer, batch=fbatch,
+                                     rows=torch.as_tensor(rows, dtype=torch.long, device=device))
+                 for name, rows in splits.items()}
+        # Statistics from the training split only, over each clip's real frames (not its padding).
+        normalizer.fit(feats["train"].raw_batches(lens["train"], keep=cache))
+        if group_of_row is not None:
+            speaker_norm = _fit_speaker_normalizer(
+                lambda name: _split_raw_batches(feats[name], lens_cpu[name], cache), splits, corpus, group_of_row,
+                frontend_cfg.n_features).to(device)
+            for f in feats.values():
+                f.normalizer = speaker_norm
+        clock.lap("spectrograms_and_normalizer")
+        for name in ("val", "test"):
+            if cache:
+                feats[name].build_cache()
         if cache:
-            feats[name].build_cache()
-    if cache:
-        feats["train"].build_cache()
-        waves.clear()
+            feats["train"].build_cache()
+            waves.clear()
+        clock.lap("normalize")
+    return TrialData(device=device, autocast=autocast, frontend_cfg=frontend_cfg, protocol=protocol,
+                     num_classes=num_classes, class_mask=class_mask, normalizer=normalizer, feats=feats,
+                     ys=ys, lens=lens)
+
+
+def _shared_spectrograms(cfg: TrainConfig, corpus: CorpusLike, frontend_cfg, frontend: nn.Module,
+                         device: torch.device, identity: dict[str, Any], batch: int) -> np.ndarray:
+    """Every manifest row's raw spectrogram from the node's cache, computed here (on this trial's
+    device, batch by batch into the cache file) when no trial on this node has yet."""
+    waves = corpus.waveforms
+    shape = (len(waves), frontend_cfg.n_features, num_frames(frontend_cfg, waves.shape[1]))
+
+    @torch.no_grad()
+    def fill(out: np.ndarray) -> None:
+        for s in range(0, len(waves), batch):
+            wave = torch.from_numpy(np.array(waves[s:s + batch], dtype=np.float32)).to(device)  # a copy: mapped read-only
+            if device.type == "cpu":
+                frontend(wave, out=torch.from_numpy(out[s:s + len(wave)]))
+            else:
+                out[s:s + len(wave)] = frontend(wave).float().cpu().numpy()
+
+    key = cache_key(frontend_cfg.model_dump(mode="json"), identity)
+    arr, _ = open_or_build(cache_dir(getattr(corpus, "root", None), cfg.feature_cache_dir), key, shape, fill)
+    return arr
+
+
+def _row_batches(raw: Tensor, rows: Tensor, lengths: Tensor | None, batch: int):
+    """(spectrograms, frame counts) of `rows` of the shared raw features, batch by batch."""
+    for s in range(0, len(rows), batch):
+        yield raw.index_select(0, rows[s:s + batch]), None if lengths is None else lengths[s:s + batch]
+
+
+def _split_raw_batches(feats: SplitFeatures, lengths: Tensor | None, keep: bool):
+    """A split's raw spectrogram batches with frame counts: slices of what a kept pass already
+    computed, else a pass of the frontend (kept when the split's features are cached)."""
+    if feats._raw is not None:
+        for s in range(0, len(feats._raw), feats.batch):
+            yield feats._raw[s:s + feats.batch], None if lengths is None else lengths[s:s + feats.batch]
+        return
+    for item in feats.raw_batches(lengths, keep=keep):
+        yield item if lengths is not None else (item, None)
+
+
+def _speaker_groups(corpus: CorpusLike) -> np.ndarray:
+    """Each manifest row's speaker as an index (manifest speakers are unique across corpora)."""
+    if "speaker" not in corpus.manifest.columns:
+        raise ValueError("normalization = \"speaker\" needs a 'speaker' column in the prepared manifest")
+    codes, _ = pd.factorize(corpus.manifest["speaker"].astype(str), sort=True)
+    return codes.astype(np.int64)
+
+
+def _fit_speaker_normalizer(batches_of: Callable[[str], Any], splits: dict[str, np.ndarray], corpus: CorpusLike,
+                            group_of_row: np.ndarray, n_features: int) -> SpeakerNormalizer:
+    """Per-speaker statistics over each speaker's ORIGINAL clips in this trial's splits (train,
+    validation and test: no labels read); noisy copies are normalised with their source speaker's
+    statistics but do not shape them, so a training speaker's statistics are taken exactly as an
+    evaluation speaker's are."""
+    augmented = corpus.manifest["augmented"].to_numpy(dtype=bool) if "augmented" in corpus.manifest.columns \
+        else np.zeros(len(corpus.manifest), dtype=bool)
+    n_groups = int(group_of_row.max()) + 1 if len(group_of_row) else 0
+
+    def items():
+        for name, rows in splits.items():
+            groups = np.where(augmented[rows], -1, group_of_row[rows])
+            offset = 0
+            for feats, lengths in batches_of(name):
+                yield feats, lengths, torch.from_numpy(groups[offset:offset + len(feats)])
+                offset += len(feats)
+
+    mean, std, _ = group_statistics(items(), n_groups, n_features)
+    return SpeakerNormalizer(mean, std, torch.from_numpy(group_of_row))
+
+
+def fit(cfg: TrainConfig, corpus: CorpusLike, on_epoch: EpochCallback | None = None,
+        resume: dict[str, Any] | None = None, timings: dict[str, float] | None = None) -> FitResult:
+    """Train one configuration; the best epoch by validation UA is evaluated on test.
+    `timings` receives the seconds of each setup phase before the first epoch (prepare_trial's,
+    then "model": model, loss, optimisers and the resumed state)."""
+    gen = seed_everything(cfg.seed)
+    data = prepare_trial(cfg, corpus, timings)
+    t_model = time.perf_counter()
+    device, autocast, frontend_cfg, protocol = data.device, data.autocast, data.frontend_cfg, data.protocol
+    num_classes, class_mask, normalizer = data.num_classes, data.class_mask, data.normalizer
+    feats, ys, lens = data.feats, data.ys, data.lens
 
     # channels-last convolutions: 1.2x per CPU step (max-pool stops dominating), tensor cores on GPU
     model = build_model(cfg.model, frontend_cfg.n_features, num_classes).to(device, memory_format=torch.channels_last)
     if cfg.fastpath:  # same maths, cheaper kernels (ser_core/fastpath.py says which and why)
         accelerate(model)
+    # The recipe's targets: label smoothing over the protocol's classes, class weights from the
+    # training split's counts (ser_core.losses says what each family does with them).
+    class_weights = (class_balanced_weights(ys["train"], num_classes) if cfg.optim.class_weights == "balanced"
+                     else None)
     loss_fn = build_loss(cfg.loss.family, num_classes=num_classes, embed_dim=model.embed_dim,
-                         **cfg.loss.params()).to(device)
+                         label_smoothing=cfg.optim.label_smoothing, class_weights=class_weights,
+                         active_classes=class_mask.cpu(), **cfg.loss.params()).to(device)
     params = list(model.parameters()) + list(loss_fn.model_parameters())
     opt_cls = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam, "sgd": torch.optim.SGD}[cfg.optim.name]
     opt_kwargs: dict[str, Any] = {"lr": cfg.optim.lr, "weight_decay": cfg.optim.weight_decay}
@@ -273,6 +509,18 @@ def fit(cfg: TrainConfig, corpus: CorpusLike, on_epoch: EpochCallback | None = N
         opt_kwargs["momentum"] = 0.9
     optimizer = opt_cls(params, **opt_kwargs)
     center_opt = loss_fn.center_optimizer()
+    bs = cfg.optim.batch_size
+    n_train = len(ys["train"])
+    # Stepped after every optimizer step; None = constant lr, the optimizer left alone (schedules.py).
+    scheduler = build_schedule(optimizer, cfg.optim.schedule, epochs=cfg.optim.epochs,
+                               steps_per_epoch=steps_per_epoch(n_train, bs), warmup_epochs=cfg.optim.warmup_epochs,
+                               step_epochs=cfg.optim.step_epochs, step_gamma=cfg.optim.step_gamma)
+    # Exponential moving average of the weights (and BatchNorm statistics), updated every step:
+    # what validation, model selection, test and the checkpoint use when on (Polyak & Juditsky 1992).
+    ema = (AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.optim.ema_decay), use_buffers=True)
+           if cfg.optim.ema_decay > 0 else None)
+    eval_model = model if ema is None else ema.module
+    augment = BatchAugment.from_config(cfg.augment)  # training batches only; all off = never called
 
     history: list[EpochReport] = []
     best = {"ua": -1.0, "epoch": 0, "state": None}
@@ -283,14 +531,20 @@ def fit(cfg: TrainConfig, corpus: CorpusLike, on_epoch: EpochCallback | None = N
         optimizer.load_state_dict(resume["optimizer"])
         if center_opt is not None and resume.get("center_optimizer") is not None:
             center_opt.load_state_dict(resume["center_optimizer"])
+        for what, live in (("scheduler", scheduler), ("ema", ema)):
+            if live is not None:
+                if resume.get(what) is None:
+                    raise ValueError(f"cannot resume: the checkpoint of epoch {resume['epoch']} has no {what} "
+                                     f"state, but the config uses one (optim.schedule / optim.ema_decay)")
+                live.load_state_dict(resume[what])
         history = [EpochReport(**h) for h in resume["history"]]
         best = {"ua": resume["best_ua"], "epoch": resume["best_epoch"], "state": resume["best_state"]}
         gen.set_state(resume["generator"])
         torch.set_rng_state(resume["torch_rng"])
         start_epoch = resume["epoch"] + 1
 
-    bs = cfg.optim.batch_size
-    n_train = len(ys["train"])
+    if timings is not None:
+        timings["model"] = time.perf_counter() - t_model
     train_seconds = sum(h.seconds for h in history)
     for epoch in range(start_epoch, cfg.optim.epochs + 1):
         t0 = time.perf_counter()
@@ -304,8 +558,11 @@ def fit(cfg: TrainConfig, corpus: CorpusLike, on_epoch: EpochCallback | None = N
                 continue
             lb = None if lens["train"] is None else lens["train"][idx]
             with autocast():
-                logits, z = model(feats["train"][idx], lb)
-                loss = loss_fn(logits.float(), z.float(), ys["train"][idx])
+                xb, yb, soft = feats["train"][idx], ys["train"][idx], None
+                if augment.enabled:  # batched, from the trial's generator (ser_core.augment)
+                    xb, lb, soft = augment(xb, lb, yb, num_classes, gen)
+                logits, z = model(xb, lb)
+                loss = loss_fn(logits.float(), z.float(), yb, soft)
             optimizer.zero_grad(set_to_none=True)
             if center_opt is not None:
                 center_opt.zero_grad(set_to_none=True)
@@ -316,6 +573,10 @@ def fit(cfg: TrainConfig, corpus: CorpusLike, on_epoch: EpochCallback | None = N
             if center_opt is not None:
                 loss_fn.before_center_step()
                 center_opt.step()
+            if scheduler is not None:
+                scheduler.step()
+            if ema is not None:
+                ema.update_parameters(model)
             loss_sum += loss.detach() * len(idx)
         train_loss = float(loss_sum) / n_train  # the epoch's one host sync
         if not math.isfinite(train_loss):
@@ -323,13 +584,13 @@ def fit(cfg: TrainConfig, corpus: CorpusLike, on_epoch: EpochCallback | None = N
                 f"non-finite training loss ({train_loss}) in epoch {epoch} with loss family "
                 f"{cfg.loss.family!r}, lr={cfg.optim.lr}; the trial was stopped"
             )
-        val_sum, val_pred, _ = _predict(model, loss_fn, feats["val"], ys["val"], lens["val"], 256, autocast,
-                                           class_mask)
+        val_sum, val_pred, _ = _predict(eval_model, loss_fn, feats["val"], ys["val"], lens["val"], 256, autocast,
+                                        class_mask)
         val_rep = classification_report(ys["val"].cpu().numpy(), val_pred.cpu().numpy(), num_classes)
         seconds = time.perf_counter() - t0
         train_seconds += seconds
         if val_rep.ua > best["ua"]:
-            best = {"ua": val_rep.ua, "epoch": epoch, "state": _cpu_state(model)}
+            best = {"ua": val_rep.ua, "epoch": epoch, "state": _cpu_state(eval_model)}
         report = EpochReport(epoch, train_loss, float(val_sum) / len(ys["val"]), val_rep.ua, val_rep.wa,
                              seconds, best_val_ua=best["ua"])
         history.append(report)
@@ -343,10 +604,12 @@ def fit(cfg: TrainConfig, corpus: CorpusLike, on_epoch: EpochCallback | None = N
                 "history": [_history_row(h) for h in history], "best_ua": best["ua"],
                 "best_epoch": best["epoch"], "best_state": best["state"],
                 "generator": gen.get_state(), "torch_rng": torch.get_rng_state(),
+                "scheduler": None if scheduler is None else copy.deepcopy(scheduler.state_dict()),
+                "ema": None if ema is None else _cpu_state(ema),
             }
 
         if epoch == cfg.optim.epochs:
-            report.final = _final_evaluation(cfg, corpus, frontend_cfg, model, loss_fn, normalizer, best,
+            report.final = _final_evaluation(cfg, corpus, frontend_cfg, eval_model, loss_fn, normalizer, best,
                                              feats, ys, lens, history, train_seconds, autocast, protocol,
                                              class_mask)
         if on_epoch is not None:
@@ -363,7 +626,8 @@ def _history_row(h: EpochReport) -> dict[str, Any]:
 
 def _final_evaluation(cfg, corpus, frontend_cfg, model, loss_fn, normalizer, best, feats, ys, lens,
                       history, train_seconds, autocast, protocol: EvaluationSplit, class_mask: Tensor) -> FitResult:
-    """Evaluate the best epoch's weights on validation and test (test is read only here)."""
+    """Evaluate the best epoch's weights on validation and test (test is read only here); with
+    optim.ema_decay those are the moving average's weights, which `model` is then."""
     num_classes = len(corpus.labels)
     model.load_state_dict(best["state"])
     _, val_pred, val_z = _predict(model, loss_fn, feats["val"], ys["val"], lens["val"], 256, autocast, class_mask)

@@ -373,3 +373,33 @@ def test_frontend_writes_into_out_as_it_returns(kind: str) -> None:
     assert got.data_ptr() == cache[1].data_ptr()
     assert torch.equal(cache[1:4], expected)
     assert torch.isnan(cache[0]).all() and torch.isnan(cache[4]).all()
+
+
+def test_group_statistics_equal_numpy_per_group_over_real_frames() -> None:
+    """Per-speaker statistics (normalization = "speaker"): each group's mean/std over its rows'
+    valid frames, rows marked -1 left out, merged across batches that split a group."""
+    from ser_core.features import SpeakerNormalizer, group_statistics
+
+    rng = np.random.default_rng(4)
+    feats = [(rng.normal(3.0, 2.0, (4, 8, 12)) + np.arange(4)[:, None, None]).astype(np.float32),
+             rng.normal(-1.0, 0.5, (3, 8, 12)).astype(np.float32)]
+    lengths = [np.array([12, 5, 0, 9]), np.array([3, 12, 7])]
+    groups = [np.array([0, 1, 0, -1]), np.array([1, 2, 0])]
+    mean, std, count = group_statistics(
+        ((torch.from_numpy(f), torch.from_numpy(n), torch.from_numpy(g)) for f, n, g in zip(feats, lengths, groups)),
+        n_groups=4, n_features=8)
+    for g in range(3):
+        cols = np.concatenate([f[i, :, :n[i]] for f, n, gs in zip(feats, lengths, groups)
+                               for i in range(len(gs)) if gs[i] == g], axis=1).astype(np.float64)
+        np.testing.assert_allclose(mean[g].numpy(), cols.mean(axis=1), rtol=1e-9)
+        np.testing.assert_allclose(std[g].numpy(), cols.std(axis=1), rtol=1e-9)
+        assert count[g] == cols.shape[1]
+    assert count[3] == 0 and torch.all(std[3] == 1) and torch.all(mean[3] == 0)  # a group with no frames
+    # the normaliser applies each row's own group's vectors, gathered for the batch
+    norm = SpeakerNormalizer(mean, std, group_of_row=torch.tensor([2, 0, 1]))
+    x = torch.from_numpy(feats[1])
+    out = norm(x, torch.tensor([0, 2, 1]))
+    expected = (x - mean[[2, 1, 0]].float()[:, :, None]) / std[[2, 1, 0]].float()[:, :, None]
+    torch.testing.assert_close(out, expected)
+    with pytest.raises(ValueError, match="group_statistics"):
+        group_statistics([(torch.zeros(2, 7, 3), None, torch.tensor([0, 1]))], n_groups=2, n_features=8)

@@ -483,3 +483,131 @@ def test_finite_under_bfloat16_autocast(name: str) -> None:
             assert torch.isfinite(p.grad).all()
     if name == "center":
         assert loss_fn.centers.grad is not None and loss_fn.centers.grad.dtype == torch.float32
+
+
+# ---------------------------------------------------------------- recipe targets: mixup, smoothing, weights
+
+def _mixed(y: torch.Tensor, pair: torch.Tensor, lam: float, c: int) -> torch.Tensor:
+    oh = torch.nn.functional.one_hot(y, c).double()
+    return lam * oh + (1 - lam) * oh[pair]
+
+
+def test_soft_cross_entropy_is_the_mixture_of_the_two_labels_losses() -> None:
+    """Mixup's loss (Zhang et al. 2018): CE against λ·e_i + (1-λ)·e_j equals
+    λ·CE(y_i) + (1-λ)·CE(y_j) per row, since CE is linear in its target."""
+    logits, _, y = random_batch(b=8, c=4, seed=5)
+    pair = torch.tensor([3, 2, 1, 0, 7, 6, 5, 4])
+    lam = 0.7
+    loss_fn = build_loss("cross_entropy", num_classes=4, embed_dim=5)
+    got = loss_fn(logits, None, y, _mixed(y, pair, lam, 4))
+    want = lam * np_ce(logits.numpy(), y.numpy()) + (1 - lam) * np_ce(logits.numpy(), y[pair].numpy())
+    assert got.item() == pytest.approx(want, abs=1e-12)
+    # one-hot soft targets are the hard-label loss
+    assert loss_fn(logits, None, y, _mixed(y, pair, 1.0, 4)).item() == pytest.approx(loss_fn(logits, None, y).item())
+
+
+@pytest.mark.parametrize("eps", [0.0, 0.1, 0.3])
+def test_label_smoothing_and_class_weights_match_torch_cross_entropy(eps: float) -> None:
+    logits, _, y = random_batch(b=10, c=4, seed=6)
+    w = torch.tensor([1.0, 2.5, 0.5, 3.0])
+    for weights in (None, w):
+        got = build_loss("cross_entropy", num_classes=4, embed_dim=5, label_smoothing=eps,
+                         class_weights=weights)(logits, None, y)
+        want = torch.nn.functional.cross_entropy(logits, y, label_smoothing=eps,
+                                                 weight=None if weights is None else weights.double())
+        assert got.item() == pytest.approx(want.item(), abs=1e-12)
+
+
+def test_label_smoothing_spreads_only_over_the_classes_in_use() -> None:
+    """EmoDB has no 'calm': smoothing must not teach the model to expect it."""
+    logits, _, y = random_batch(b=6, c=3, seed=7)
+    y = torch.tensor([0, 1, 0, 1, 0, 1])
+    active = torch.tensor([True, True, False])
+    eps = 0.2
+    got = build_loss("cross_entropy", num_classes=3, embed_dim=5, label_smoothing=eps,
+                     active_classes=active)(logits, None, y)
+    ls = np_log_softmax(logits.numpy())
+    t = np.zeros((6, 3))
+    t[np.arange(6), y.numpy()] = 1 - eps
+    t[:, :2] += eps / 2  # K = 2 classes in use
+    assert got.item() == pytest.approx(float(np.mean(-(t * ls).sum(axis=1))), abs=1e-12)
+
+
+def test_focal_with_class_weights_is_alpha_balanced_focal() -> None:
+    """Hard labels with weights w: Σ w_y (1-p_y)^γ (-log p_y) / Σ w_y (Lin et al.'s α_t, with the
+    weighted mean of PyTorch's weighted CE, so γ = 0 stays exactly CE)."""
+    gamma, w = 2.0, np.array([0.5, 1.0, 2.0])
+    ls = np_log_softmax(LOGITS)
+    terms = [w[Y[i]] * (1 - math.exp(ls[i, Y[i]])) ** gamma * -ls[i, Y[i]] for i in range(len(Y))]
+    loss = build_loss("focal", num_classes=3, embed_dim=2, gamma=gamma, class_weights=torch.tensor(w))
+    assert loss(t64(LOGITS), None, ty(Y)).item() == pytest.approx(sum(terms) / w[Y].sum(), abs=1e-12)
+    focal0 = build_loss("focal", num_classes=3, embed_dim=2, gamma=0.0, class_weights=torch.tensor(w))
+    ce = build_loss("cross_entropy", num_classes=3, embed_dim=2, class_weights=torch.tensor(w))
+    soft = _mixed(ty(Y), torch.tensor([1, 0, 3, 2]), 0.6, 3)
+    assert focal0(t64(LOGITS), None, ty(Y), soft).item() == pytest.approx(ce(t64(LOGITS), None, ty(Y), soft).item())
+
+
+@pytest.mark.parametrize("name,fn", [
+    ("bce", lambda lg, t: torch.nn.functional.binary_cross_entropy_with_logits(lg, t)),
+    ("l1", lambda lg, t: torch.nn.functional.l1_loss(torch.softmax(lg, 1), t)),
+    ("smooth_l1", lambda lg, t: torch.nn.functional.smooth_l1_loss(torch.softmax(lg, 1), t, beta=1.0)),
+])
+def test_one_hot_families_regress_onto_the_soft_target(name, fn) -> None:
+    logits, _, y = random_batch(b=8, c=4, seed=8)
+    soft = _mixed(y, torch.tensor([1, 0, 3, 2, 5, 4, 7, 6]), 0.8, 4)
+    loss_fn = build_loss(name, num_classes=4, embed_dim=5)
+    assert loss_fn(logits, None, y, soft).item() == pytest.approx(fn(logits, soft).item(), abs=1e-12)
+    # label smoothing moves the regression target; class weights weigh each row by its target's weight
+    eps, w = 0.1, torch.tensor([1.0, 3.0, 1.0, 0.5], dtype=torch.float64)
+    smooth = build_loss(name, num_classes=4, embed_dim=5, label_smoothing=eps)
+    assert smooth(logits, None, y).item() == pytest.approx(
+        fn(logits, torch.nn.functional.one_hot(y, 4).double() * (1 - eps) + eps / 4).item(), abs=1e-12)
+    weighted = build_loss(name, num_classes=4, embed_dim=5, class_weights=w)
+    rows = torch.stack([fn(logits[i:i + 1], soft[i:i + 1]) for i in range(8)])
+    rw = soft @ w
+    assert weighted(logits, None, y, soft).item() == pytest.approx(float((rows * rw).sum() / rw.sum()), abs=1e-12)
+
+
+@pytest.mark.parametrize("name", sorted(EMBEDDING))
+def test_embedding_terms_under_mixup_use_the_dominant_label(name: str) -> None:
+    """The CE part takes the soft target, the embedding term the dominant labels y: the loss
+    with soft targets minus the loss with hard y is exactly the CE difference."""
+    logits, z, y = random_batch(b=8, c=4, d=5, seed=9)
+    soft = _mixed(y, torch.tensor([2, 3, 0, 1, 6, 7, 4, 5]), 0.65, 4)
+    params = {"center": {"center_lambda": 0.5}, "supcon": {"supcon_weight": 1.0}, "triplet": {"triplet_weight": 1.0}}
+    loss_fn = build_loss(name, num_classes=4, embed_dim=5, **params[name])
+    if name == "center":
+        with torch.no_grad():
+            loss_fn.centers.copy_(torch.randn(4, 5, generator=torch.Generator().manual_seed(1)))
+    ce = build_loss("cross_entropy", num_classes=4, embed_dim=5)
+    term_hard = loss_fn(logits, z, y) - ce(logits, None, y)
+    term_soft = loss_fn(logits, z, y, soft) - ce(logits, None, y, soft)
+    assert term_hard.item() > 0
+    assert term_soft.item() == pytest.approx(term_hard.item(), abs=1e-12)
+
+
+def test_class_balanced_weights_from_counts() -> None:
+    from ser_core.losses import class_balanced_weights
+
+    y = np.array([0, 0, 0, 0, 1, 1, 3, 3])  # class 2 absent from training
+    w = class_balanced_weights(y, 4)
+    assert w.tolist() == pytest.approx([8 / (3 * 4), 8 / (3 * 2), 0.0, 8 / (3 * 2)])
+    assert (w[torch.as_tensor(y)]).sum().item() == pytest.approx(len(y))  # the batch's total weight stays n
+    counts = np.bincount(y, minlength=4)
+    assert np.allclose((w.numpy() * counts)[counts > 0], len(y) / 3)  # every present class weighs the same
+    with pytest.raises(LossConfigError, match=r"labels must lie in \[0, 4\)"):
+        class_balanced_weights(np.array([0, 4]), 4)
+
+
+def test_recipe_target_errors_are_clear() -> None:
+    logits, _, y = random_batch(b=4, c=3)
+    with pytest.raises(LossConfigError, match=r"soft targets must be floating point of shape \(4, 3\)"):
+        build_loss("cross_entropy", num_classes=3, embed_dim=2)(logits, None, y, torch.ones(4, 2))
+    with pytest.raises(LossConfigError, match="label_smoothing must be a number in"):
+        build_loss("cross_entropy", num_classes=3, embed_dim=2, label_smoothing=1.0)
+    with pytest.raises(LossConfigError, match="class_weights must be 3 finite non-negative"):
+        build_loss("focal", num_classes=3, embed_dim=2, class_weights=torch.tensor([1.0, -1.0, 1.0]))
+    # smoothing and weights are not saved with the loss: they follow from config and data
+    plain = build_loss("center", num_classes=3, embed_dim=2)
+    recipe = build_loss("center", num_classes=3, embed_dim=2, label_smoothing=0.1, class_weights=torch.ones(3))
+    assert plain.state_dict().keys() == recipe.state_dict().keys()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -211,3 +210,127 @@ def test_fastpath_switch_decides_which_modules_train(corpus, synthetic_prepared,
     fit(tiny_config(synthetic_prepared, optim={"epochs": 1, "batch_size": 32}, device="cpu"), corpus)
     assert allocator == [True]
     assert {fastpath.Dropout, fastpath.TransformerEncoderLayer} <= trained[0]
+
+
+# ---------------------------------------------------------------- the training recipe (issue 14)
+
+# fit's numbers before the recipe axes existed (HEAD cb900d3, torch 2.13.0+cpu, AVX2, one thread,
+# this file's synthetic corpus): with every recipe setting at its default, fit must give them
+# bit for bit, because the recipe code must not run, draw a random number or reorder an op.
+BEFORE_RECIPE = {
+    "ce_transformer": {"train_loss": [2.147775173187256, 1.9866830110549927],
+                       "val_loss": [2.025895595550537, 1.9672949314117432],
+                       "val_ua": [0.15625, 0.1875], "test_ua": 0.1328125, "best_epoch": 2},
+    "center_birnn": {"train_loss": [2.0889151096343994, 2.0657031536102295],
+                     "val_loss": [2.079623222351074, 2.070739507675171],
+                     "val_ua": [0.125, 0.125], "test_ua": 0.125, "best_epoch": 1},
+}
+
+
+def test_recipe_off_trains_bit_identically_to_before(corpus, synthetic_prepared):
+    configs = {
+        "ce_transformer": tiny_config(synthetic_prepared, device="cpu"),
+        "center_birnn": tiny_config(synthetic_prepared, device="cpu",
+                                    model={"name": "cnn_birnn", "rnn_hidden": 32, "embed_dim": 32},
+                                    loss={"family": "center", "center_lambda": 0.1}),
+    }
+    reference_machine = (torch.__version__.startswith("2.13.0")
+                         and torch.backends.cpu.get_cpu_capability() == "AVX2")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the recorded run's thread count: reductions split the same way
+    try:
+        for name, cfg in configs.items():
+            r = fit(cfg, corpus)
+            got = {"train_loss": [h.train_loss for h in r.history], "val_loss": [h.val_loss for h in r.history],
+                   "val_ua": [h.val_ua for h in r.history], "test_ua": r.test.ua, "best_epoch": r.best_epoch}
+            if reference_machine:
+                assert got == BEFORE_RECIPE[name], name
+            else:  # other kernels round differently; the same maths stays within float noise
+                assert got["train_loss"] == pytest.approx(BEFORE_RECIPE[name]["train_loss"], rel=1e-4), name
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _recipe_config(prepared, epochs: int = 3, **optim):
+    return tiny_config(
+        prepared, device="cpu", loss={"family": "center", "center_lambda": 0.05},
+        optim={"epochs": epochs, "batch_size": 32, "schedule": "cosine", "warmup_epochs": 0.5,
+               "label_smoothing": 0.1, "class_weights": "balanced", "ema_decay": 0.9, **optim},
+        augment={"freq_masks": 2, "freq_mask_width": 6, "time_masks": 2, "time_mask_width": 10,
+                 "time_shift": 0.2, "time_crop": 0.2, "mixup_alpha": 0.4})
+
+
+def test_augmentation_sees_training_batches_only(corpus, synthetic_prepared, monkeypatch):
+    """Every training step's batch goes through the augmentation; validation and test never do."""
+    from ser_core.augment import BatchAugment
+    from ser_core.schedules import steps_per_epoch
+
+    seen = []
+    real = BatchAugment.__call__
+
+    def spy(self, x, lengths, y, num_classes, gen):
+        seen.append(len(x))
+        out = real(self, x, lengths, y, num_classes, gen)
+        assert not torch.equal(out[0], x) and out[2] is not None  # the batch is changed, mixup targets made
+        return out
+
+    monkeypatch.setattr(BatchAugment, "__call__", spy)
+    cfg = _recipe_config(synthetic_prepared, epochs=2)
+    fit(cfg, corpus)
+    n_train = len(corpus.split_indices(0)["train"])
+    bs = cfg.optim.batch_size
+    per_epoch = n_train - (n_train % bs if n_train % bs < 2 else 0)
+    assert len(seen) == 2 * steps_per_epoch(n_train, bs)
+    assert sum(seen) == 2 * per_epoch  # training rows only: no validation or test batch
+
+
+def test_recipe_resume_equals_uninterrupted_run(corpus, synthetic_prepared):
+    """The checkpoint carries the schedule's and the moving average's state: a run resumed after
+    epoch 1 gives the uninterrupted run's numbers; the lr follows the warm-up + cosine formula."""
+    from ser_core.schedules import steps_per_epoch
+
+    cfg = _recipe_config(synthetic_prepared)
+    states = {}
+    full = fit(cfg, corpus, on_epoch=lambda r, state: states.__setitem__(r.epoch, state()))
+    assert states[1]["scheduler"] is not None and states[1]["ema"] is not None
+    spe = steps_per_epoch(len(corpus.split_indices(0)["train"]), cfg.optim.batch_size)
+    n, w, k = 3 * spe, round(0.5 * spe), spe  # after epoch 1 the next step is k = spe
+    want = cfg.optim.lr * (1 + math.cos(math.pi * (k - w) / (n - w))) / 2
+    assert states[1]["optimizer"]["param_groups"][0]["lr"] == pytest.approx(want, rel=1e-9)
+    resumed = fit(cfg, corpus, resume=states[1])
+    assert [h.train_loss for h in resumed.history] == pytest.approx([h.train_loss for h in full.history], rel=1e-6)
+    assert [h.val_ua for h in resumed.history] == [h.val_ua for h in full.history]
+    assert resumed.test.ua == full.test.ua
+    for key, value in full.checkpoint["model"].items():
+        assert torch.allclose(resumed.checkpoint["model"][key].float(), value.float(), atol=1e-6), key
+    # a checkpoint without the scheduler's state cannot resume a scheduled run silently
+    with pytest.raises(ValueError, match="no scheduler state"):
+        fit(cfg, corpus, resume={**states[1], "scheduler": None})
+
+
+def test_ema_weights_are_what_validation_and_test_use(corpus, synthetic_prepared):
+    """With optim.ema_decay the validated, selected and saved weights are the moving average's,
+    not the live model's; evaluating those weights reproduces the reported validation UA."""
+    from ser_core.train import _predict, build_model, prepare_trial
+    from ser_core.metrics import classification_report
+    from ser_core.losses import build_loss
+
+    cfg = tiny_config(synthetic_prepared, device="cpu", optim={"epochs": 2, "batch_size": 32, "ema_decay": 0.8})
+    seen = []
+    result = fit(cfg, corpus, on_epoch=lambda r, state: seen.append((r, state())))
+    data = prepare_trial(cfg, corpus)
+    model = build_model(cfg.model, data.frontend_cfg.n_features, data.num_classes)
+    loss_fn = build_loss("cross_entropy", num_classes=data.num_classes, embed_dim=model.embed_dim)
+    for report, state in seen[:-1]:  # the last epoch's live model was replaced by the best weights
+        ema = {k.removeprefix("module."): v for k, v in state["ema"].items() if k.startswith("module.")}
+        assert set(ema) == set(state["model"])
+        assert any(not torch.equal(ema[k], state["model"][k]) for k in ema)  # the average is not the model
+        model.load_state_dict(ema)
+        _, pred, _ = _predict(model, loss_fn, data.feats["val"], data.ys["val"], data.lens["val"], 256,
+                              data.autocast, data.class_mask)
+        assert classification_report(data.ys["val"].numpy(), pred.numpy(), data.num_classes).ua == report.val_ua
+        if state["best_epoch"] == report.epoch:
+            assert all(torch.equal(state["best_state"][k], ema[k]) for k in ema)
+    best_epoch_state = seen[result.best_epoch - 1][1]
+    ema_best = {k.removeprefix("module."): v for k, v in best_epoch_state["ema"].items() if k.startswith("module.")}
+    assert all(torch.equal(result.checkpoint["model"][k], ema_best[k]) for k in ema_best)

@@ -1,0 +1,139 @@
+"""One copy of a prepared corpus's spectrograms per node, shared by every trial that needs them.
+
+Why: the waveforms of a prepared corpus (noisy copies included) never change, so neither do their
+spectrograms under one frontend configuration; yet every trial of a sweep used to compute all of
+them again and hold its own ~GB copy. Here the first trial on a node computes the RAW (not
+normalised) spectrogram of every manifest row once, into a `.npy` file beside the prepared corpus
+(or a configured directory); every later trial maps that file read-only, so N trials on a node
+share one copy in the page cache, and each normalises the rows it trains on per batch.
+
+Safe when trials ask at once: one `fcntl.flock` per cache file, so one trial computes while the
+others wait, and the result is written to a temporary file and renamed into place (atomic on one
+file system), so a reader never maps a half-written file. Never stale: the file name is a hash of
+the frontend's validated configuration and the corpus's identity (its `prepared_id` — manifest
+and protocol — the waveforms' shape, waveforms.npy's size and mtime, and a digest of a sample of
+rows), so a changed corpus or frontend gets a new file; the header's shape and dtype, and a JSON
+sidecar holding the full key, are checked on every open.
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+CACHE_FORMAT = 1
+CACHE_SUBDIR = "feature-cache"
+ENV_DIR = "SER_SEARCH_FEATURE_CACHE"  # a node-local directory, e.g. when the prepared dir is read-only
+DIGEST_ROWS = 64  # rows hashed in full for the identity: catches a corpus edited in memory after load
+
+
+class FeatureCacheError(RuntimeError):
+    """A cache file that exists under the expected name but does not hold what its key says."""
+
+
+def corpus_identity(corpus: Any) -> dict[str, Any] | None:
+    """What names a corpus's waveforms, or None for a corpus without an identity (not loaded from
+    a prepared directory: such a corpus is never cached, its spectrograms are computed in the trial)."""
+    root, prepared_id = getattr(corpus, "root", None), getattr(corpus, "prepared_id", None)
+    if root is None or prepared_id is None:
+        return None
+    waves = corpus.waveforms
+    ident: dict[str, Any] = {"prepared_id": str(prepared_id), "shape": [int(n) for n in waves.shape],
+                             "dtype": str(waves.dtype)}
+    try:
+        st = (Path(root) / "waveforms.npy").stat()
+        ident.update(waveforms_size=st.st_size, waveforms_mtime_ns=st.st_mtime_ns)
+    except OSError:  # a corpus handed over from another node: its directory may not exist here
+        pass
+    rows = np.unique(np.linspace(0, len(waves) - 1, min(len(waves), DIGEST_ROWS)).astype(np.int64))
+    ident["rows_digest"] = hashlib.sha256(np.ascontiguousarray(waves[rows]).tobytes()).hexdigest()[:16]
+    return ident
+
+
+def cache_key(frontend: dict[str, Any], identity: dict[str, Any]) -> dict[str, Any]:
+    return {"format": CACHE_FORMAT, "frontend": frontend, "corpus": identity}
+
+
+def key_name(key: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(key, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:24]
+
+
+def cache_dir(corpus_root: Path | None, configured: Path | None = None) -> Path:
+    """Where the cache lives: `configured` (the config's feature_cache_dir), else $SER_SEARCH_FEATURE_CACHE,
+    else <prepared>/feature-cache when the prepared directory is writable here, else a per-user
+    directory under the system's temporary directory (node-local)."""
+    if configured is not None:
+        return Path(configured)
+    if os.environ.get(ENV_DIR):
+        return Path(os.environ[ENV_DIR])
+    if corpus_root is not None and Path(corpus_root).is_dir():
+        target = Path(corpus_root) / CACHE_SUBDIR
+        if (target.is_dir() and os.access(target, os.W_OK | os.X_OK)) or \
+                (not target.exists() and os.access(corpus_root, os.W_OK | os.X_OK)):
+            return target
+    return Path(tempfile.gettempdir()) / f"ser-search-feature-cache-{os.getuid()}"
+
+
+def _open(path: Path, meta_path: Path, key: dict[str, Any], shape: tuple[int, ...]) -> np.ndarray:
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as e:
+        raise FeatureCacheError(f"feature cache {path}: its key file {meta_path} is unreadable ({e})") from None
+    if meta != key:
+        raise FeatureCacheError(f"feature cache {path}: its key file does not match (another corpus or frontend "
+                                f"under a colliding name)")
+    try:
+        # copy-on-write mapping: reads share the page cache; the file itself is never written
+        arr = np.load(path, mmap_mode="c")
+    except (OSError, ValueError) as e:
+        raise FeatureCacheError(f"feature cache {path}: unreadable ({e})") from None
+    if arr.dtype != np.float32 or arr.shape != tuple(shape):
+        raise FeatureCacheError(f"feature cache {path}: holds {arr.dtype} {arr.shape}, expected float32 {shape}")
+    return arr
+
+
+def open_or_build(directory: Path, key: dict[str, Any], shape: tuple[int, ...],
+                  fill: Callable[[np.ndarray], None]) -> tuple[np.ndarray, bool]:
+    """The cached array for `key`, mapped read-only, and whether this call computed it.
+
+    `fill` receives a writable float32 array of `shape` (a fresh file's mapping) and must write
+    every row. Only one process per file runs it at a time; the others wait on the lock and then
+    map the finished file. A file that fails its checks is rebuilt under the lock."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    name = key_name(key)
+    path, meta_path = directory / f"{name}.npy", directory / f"{name}.json"
+    if path.exists():  # the fast path: renamed into place whole, so existing means finished
+        with contextlib.suppress(FeatureCacheError):
+            return _open(path, meta_path, key, shape), False
+    with open(directory / f"{name}.lock", "a+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, even if fill raises
+        if path.exists():
+            try:
+                return _open(path, meta_path, key, shape), False
+            except FeatureCacheError:
+                path.unlink()  # under the lock: nobody else is writing it
+        tmp = directory / f".{name}.{os.getpid()}.tmp.npy"
+        try:
+            out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=tuple(shape))
+            fill(out)
+            out.flush()
+            del out
+            with open(tmp, "rb") as fh:
+                os.fsync(fh.fileno())
+            meta_tmp = directory / f".{name}.{os.getpid()}.tmp.json"
+            meta_tmp.write_text(json.dumps(key, sort_keys=True), encoding="utf-8")
+            os.replace(meta_tmp, meta_path)  # the key first: a finished .npy always has its key
+            os.replace(tmp, path)
+        finally:
+            for leftover in directory.glob(f".{name}.{os.getpid()}.tmp.*"):
+                leftover.unlink(missing_ok=True)
+        return _open(path, meta_path, key, shape), True

@@ -1,0 +1,279 @@
+"""The node's shared spectrogram cache (ser_core/feature_cache.py) and what fit builds on it:
+computed once, shared by concurrent askers, never stale, the same features as computing them in
+the trial; the GPU-copy decision as a pure function; per-speaker normalisation."""
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import os
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from ser_core.config import TrainConfig
+from ser_core.corpus import PreparedCorpus
+from ser_core.feature_cache import (cache_dir, cache_key, corpus_identity, key_name,
+                                    open_or_build)
+from ser_core.features import FeatureNormalizer, FrontendConfig, build_frontend
+from ser_core.train import RowFeatures, fit, keep_on_device, prepare_trial, seed_everything
+
+TINY_MODEL = {"name": "cnn_transformer", "channels": [8, 16, 16, 16], "d_model": 32, "n_heads": 2,
+              "n_layers": 1, "ff_dim": 64}
+
+
+def _config(prepared: Path, **overrides) -> TrainConfig:
+    raw = {"data": {"prepared": str(prepared)}, "model": TINY_MODEL, "frontend": {"n_mels": 40},
+           "optim": {"epochs": 1, "batch_size": 32}, "seed": 3}
+    raw.update(overrides)
+    return TrainConfig.model_validate(raw)
+
+
+@pytest.fixture()
+def private_prepared(synthetic_prepared, tmp_path) -> Path:
+    """A copy of the session's prepared corpus, so this test's cache files are its own."""
+    out = tmp_path / "prepared"
+    shutil.copytree(synthetic_prepared, out, ignore=shutil.ignore_patterns("feature-cache"))
+    return out
+
+
+# ----------------------------------------------------------------------------- open_or_build
+
+
+def _fill_counter(log: Path, value: float, delay: float = 0.0):
+    def fill(out: np.ndarray) -> None:
+        with open(log, "a") as fh:
+            fh.write(f"{os.getpid()}\n")
+        time.sleep(delay)
+        out[:] = value
+    return fill
+
+
+def test_computed_once_then_mapped(tmp_path):
+    log = tmp_path / "fills"
+    key = {"format": 1, "frontend": {"kind": "mel"}, "corpus": {"prepared_id": "a"}}
+    first, built = open_or_build(tmp_path / "c", key, (3, 2, 4), _fill_counter(log, 1.5))
+    again, built_again = open_or_build(tmp_path / "c", key, (3, 2, 4), _fill_counter(log, 9.0))
+    assert built and not built_again
+    assert log.read_text().count("\n") == 1
+    assert isinstance(again, np.memmap) and np.all(again == 1.5)
+    # a new key is a new file, never the old one's contents
+    other, built_other = open_or_build(tmp_path / "c", key | {"frontend": {"kind": "stft"}}, (3, 2, 4),
+                                       _fill_counter(log, 2.0))
+    assert built_other and np.all(other == 2.0)
+    assert len(list((tmp_path / "c").glob("*.npy"))) == 2
+    assert not list((tmp_path / "c").glob(".*tmp*"))  # nothing half-written left behind
+
+
+def test_a_file_that_does_not_match_its_key_is_rebuilt(tmp_path):
+    key = {"format": 1, "corpus": {"prepared_id": "b"}}
+    open_or_build(tmp_path, key, (2, 2, 2), _fill_counter(tmp_path / "log", 1.0))
+    name = key_name(key)
+    np.save(tmp_path / f"{name}.npy", np.zeros((5, 2, 2), np.float32))  # wrong shape under the name
+    arr, built = open_or_build(tmp_path, key, (2, 2, 2), _fill_counter(tmp_path / "log", 3.0))
+    assert built and arr.shape == (2, 2, 2) and np.all(arr == 3.0)
+    (tmp_path / f"{name}.json").write_text(json.dumps({"format": 1, "corpus": {"prepared_id": "other"}}))
+    arr, built = open_or_build(tmp_path, key, (2, 2, 2), _fill_counter(tmp_path / "log", 4.0))
+    assert built and np.all(arr == 4.0)
+
+
+def _ask(directory: str, log: str, value: float, q) -> None:
+    key = {"format": 1, "corpus": {"prepared_id": "concurrent"}}
+    arr, built = open_or_build(Path(directory), key, (4, 3, 5), _fill_counter(Path(log), value, delay=1.0))
+    q.put((built, float(arr.sum())))
+
+
+def test_two_processes_asking_at_once_compute_once(tmp_path):
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    procs = [ctx.Process(target=_ask, args=(str(tmp_path / "c"), str(tmp_path / "log"), v, q)) for v in (1.0, 2.0)]
+    for p in procs:
+        p.start()
+    outcomes = [q.get(timeout=120) for _ in procs]
+    for p in procs:
+        p.join(timeout=60)
+    assert sorted(b for b, _ in outcomes) == [False, True]  # one computed, the other waited and mapped it
+    assert outcomes[0][1] == outcomes[1][1]                 # both read the one finished file
+    assert (tmp_path / "log").read_text().count("\n") == 1
+
+
+# ----------------------------------------------------------------------------- identity and location
+
+
+def test_identity_changes_with_the_corpus_and_is_absent_without_one(private_prepared):
+    corpus = PreparedCorpus.load(private_prepared)
+    ident = corpus_identity(corpus)
+    assert ident is not None and ident["prepared_id"] == corpus.prepared_id
+    assert corpus_identity(corpus.in_memory()) == ident  # the object-store copy shares the file
+    mel = FrontendConfig(n_mels=40).model_dump(mode="json")
+    stft = FrontendConfig(kind="stft").model_dump(mode="json")
+    assert key_name(cache_key(mel, ident)) != key_name(cache_key(stft, ident))
+    # a rewritten waveforms file (same bytes, new mtime) and an edited row each name a new cache
+    wav = private_prepared / "waveforms.npy"
+    os.utime(wav, ns=(wav.stat().st_atime_ns, wav.stat().st_mtime_ns + 10**9))
+    assert corpus_identity(PreparedCorpus.load(private_prepared)) != ident
+    edited = corpus.in_memory()
+    edited.waveforms[0] *= 0.5
+    assert corpus_identity(edited)["rows_digest"] != ident["rows_digest"]
+
+    class Bare:  # handed over without a prepared directory: nothing to key a cache by
+        waveforms, manifest = corpus.waveforms, corpus.manifest
+    assert corpus_identity(Bare()) is None
+
+
+def test_cache_dir_prefers_config_then_env_then_a_writable_prepared_dir(tmp_path, monkeypatch):
+    monkeypatch.delenv("SER_SEARCH_FEATURE_CACHE", raising=False)
+    assert cache_dir(tmp_path) == tmp_path / "feature-cache"
+    assert cache_dir(tmp_path, tmp_path / "mine") == tmp_path / "mine"
+    monkeypatch.setenv("SER_SEARCH_FEATURE_CACHE", str(tmp_path / "env"))
+    assert cache_dir(tmp_path) == tmp_path / "env"
+    monkeypatch.delenv("SER_SEARCH_FEATURE_CACHE")
+    assert cache_dir(tmp_path / "does-not-exist").name.startswith("ser-search-feature-cache")
+    if os.geteuid() != 0:  # root writes anywhere
+        ro = tmp_path / "ro"
+        ro.mkdir()
+        ro.chmod(0o555)
+        assert cache_dir(ro).name.startswith("ser-search-feature-cache")
+
+
+# ----------------------------------------------------------------------------- what fit trains on
+
+
+def test_trial_features_from_the_shared_cache_equal_the_in_trial_ones(private_prepared):
+    """Shared raw spectrograms normalised per batch are the features fit computed in the trial
+    (feature_cache = "off"), the normaliser's statistics are the same, and a second trial maps
+    the file the first one wrote instead of computing it again."""
+    corpus = PreparedCorpus.load(private_prepared)
+    seed_everything(0)
+    own = prepare_trial(_config(private_prepared, feature_cache="off"), corpus)
+    timings: dict[str, float] = {}
+    shared = prepare_trial(_config(private_prepared), corpus, timings)
+    assert isinstance(shared.feats["train"], RowFeatures) and shared.feats["train"].cache is None  # CPU: no copy
+    files = list((private_prepared / "feature-cache").glob("*.npy"))
+    assert len(files) == 1 and "feature_cache" in timings
+    torch.testing.assert_close(shared.normalizer.mean, own.normalizer.mean, rtol=1e-6, atol=1e-5)
+    torch.testing.assert_close(shared.normalizer.std, own.normalizer.std, rtol=1e-6, atol=1e-5)
+    for name in ("train", "val", "test"):
+        idx = torch.arange(len(own.feats[name]))
+        torch.testing.assert_close(shared.feats[name][idx], own.feats[name][idx], rtol=1e-5, atol=1e-4)
+    mtime = files[0].stat().st_mtime_ns
+    prepare_trial(_config(private_prepared), corpus.in_memory())  # the object-store copy of a sweep
+    assert files[0].stat().st_mtime_ns == mtime
+    assert list((private_prepared / "feature-cache").glob("*.npy")) == files
+
+
+def test_fit_on_the_shared_cache_trains_like_the_per_batch_path(private_prepared):
+    corpus = PreparedCorpus.load(private_prepared)
+    shared = fit(_config(private_prepared, optim={"epochs": 2, "batch_size": 32}), corpus)
+    per_batch = fit(_config(private_prepared, optim={"epochs": 2, "batch_size": 32}, feature_cache="off"), corpus)
+    assert [h.train_loss for h in shared.history] == pytest.approx([h.train_loss for h in per_batch.history],
+                                                                   rel=1e-4)
+
+
+def test_keep_on_device_is_a_function_of_free_memory_and_sizes():
+    gib = 1024**3
+    assert keep_on_device("auto", 1 * gib, "cuda", 8 * gib)          # an eighth of the free memory
+    assert not keep_on_device("auto", 3 * gib, "cuda", 8 * gib)      # over the quarter packed trials leave
+    assert not keep_on_device("auto", 1, "cuda", None)               # free memory unknown: per batch
+    assert keep_on_device("on", 100 * gib, "cuda", 1 * gib)          # forced
+    assert not keep_on_device("off", 1, "cuda", 80 * gib)
+    assert keep_on_device("auto", gib, "cpu", None) and not keep_on_device("auto", 3 * gib, "cpu", None)
+    assert keep_on_device("auto", 2 * gib, "cuda", 16 * gib, share=0.5)
+
+
+def test_row_features_copied_to_the_device_equal_the_per_batch_ones():
+    """The GPU branch (rows copied once, normalised in place) and the mapped branch give the same
+    batches; run on the CPU device, which takes the same code path."""
+    torch.manual_seed(0)
+    raw = torch.randn(20, 6, 9) * 10 + 3
+    rows = torch.tensor([3, 7, 1, 19, 4, 0, 11])
+    norm = FeatureNormalizer(6).fit([raw[rows]])
+    mapped = RowFeatures(raw, rows, norm, torch.device("cpu"), on_device=False)
+    copied = RowFeatures(raw, rows, norm, torch.device("cpu"), on_device=True, chunk=3)
+    assert copied.cache is not None and copied.raw is None
+    idx = torch.tensor([6, 0, 2])
+    torch.testing.assert_close(mapped[idx], copied[idx])
+    torch.testing.assert_close(mapped[idx], norm(raw[rows[idx]]))
+    torch.testing.assert_close(mapped[1:4], norm(raw[rows[1:4]]))
+    assert torch.equal(raw, raw.clone())  # the shared rows are never normalised in place
+
+
+# ----------------------------------------------------------------------------- per-speaker normalisation
+
+
+def _real_frame_moments(data, corpus, name: str):
+    """Per speaker of a split: per-frequency mean and std of its normalised ORIGINAL clips over
+    their real frames."""
+    feats = data.feats[name][torch.arange(len(data.feats[name]))].double()
+    lengths = data.lens[name]
+    rows = data.protocol.rows[name]
+    speakers = corpus.manifest["speaker"].to_numpy()[rows]
+    originals = ~corpus.manifest["augmented"].to_numpy(dtype=bool)[rows]
+    out = {}
+    for spk in np.unique(speakers):
+        pick = np.flatnonzero((speakers == spk) & originals)
+        cols = torch.cat([feats[i, :, :int(lengths[i])] for i in pick], dim=1)
+        out[spk] = (cols.mean(dim=1), cols.std(dim=1, unbiased=False))
+    return out
+
+
+@pytest.mark.parametrize("cache", ["auto", "off"])
+def test_speaker_normalisation_standardises_each_speaker_over_its_real_frames(private_prepared, cache):
+    corpus = PreparedCorpus.load(private_prepared)
+    data = prepare_trial(_config(private_prepared, normalization="speaker", feature_cache=cache), corpus)
+    for name in ("train", "val", "test"):  # test speakers too, with their own statistics
+        moments = _real_frame_moments(data, corpus, name)
+        assert moments
+        for spk, (mean, std) in moments.items():
+            torch.testing.assert_close(mean, torch.zeros_like(mean), atol=1e-3, rtol=0, msg=f"{name} {spk}")
+            torch.testing.assert_close(std, torch.ones_like(std), atol=1e-3, rtol=0, msg=f"{name} {spk}")
+
+
+def test_global_normalisation_is_unchanged(private_prepared):
+    """Default mode: one per-frequency mean/std from the training split for every row; a test
+    speaker is not standardised on its own (its mean over real frames is not ~0)."""
+    corpus = PreparedCorpus.load(private_prepared)
+    data = prepare_trial(_config(private_prepared), corpus)
+    rows = data.protocol.rows["train"]
+    frontend = build_frontend(FrontendConfig(n_mels=40, sample_rate=corpus.sample_rate))
+    with torch.no_grad():
+        raw = frontend(torch.from_numpy(np.array(corpus.waveforms[rows])))
+    expected = FeatureNormalizer(40).fit([(raw, data.lens["train"])])
+    torch.testing.assert_close(data.normalizer.mean, expected.mean, rtol=1e-6, atol=1e-5)
+    torch.testing.assert_close(data.normalizer.std, expected.std, rtol=1e-6, atol=1e-5)
+    idx = torch.arange(len(rows))
+    torch.testing.assert_close(data.feats["train"][idx], expected(raw), rtol=1e-5, atol=1e-4)
+    worst = max(float(m.abs().max()) for m, _ in _real_frame_moments(data, corpus, "test").values())
+    assert worst > 0.05
+
+
+def test_predict_on_a_speaker_normalised_model_uses_the_files_own_statistics(private_prepared):
+    """A model trained with normalization = "speaker" never saw globally normalised features:
+    predict takes the files of one call as one speaker and standardises them with their own
+    statistics (over real frames), not the training split's."""
+    from ser_core.predict import Predictor
+
+    corpus = PreparedCorpus.load(private_prepared)
+    result = fit(_config(private_prepared, normalization="speaker"), corpus)
+    predictor = Predictor(result.checkpoint | {"preprocessing": corpus.protocol})
+    m = corpus.manifest
+    test = m.iloc[corpus.evaluation_split(0).rows["test"]]
+    speaker = test["speaker"].iloc[0]
+    paths = [Path(p) for p in test[test["speaker"] == speaker]["path"].head(4)]
+    got = np.array([[p.probabilities[c] for c in predictor.classes] for p in predictor.predict(paths)])
+
+    waves = [predictor._waveform(p) for p in paths]
+    with torch.no_grad():
+        feats = predictor.frontend(torch.from_numpy(np.stack([w for w, _ in waves]).astype(np.float32)))
+        lengths = predictor._lengths([v for _, v in waves])
+        own = FeatureNormalizer(feats.shape[1]).fit([(feats, lengths)])
+
+        @torch.no_grad()
+        def probs(norm):
+            logits, _ = predictor.model(norm(feats), lengths)
+            return torch.softmax(logits.float()[:, predictor._class_index], dim=1).numpy()
+    np.testing.assert_allclose(got, probs(own), rtol=1e-5, atol=1e-6)
+    assert not np.allclose(got, probs(predictor.normalizer), atol=1e-4)  # not the training split's statistics
