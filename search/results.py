@@ -49,8 +49,8 @@ def _schema(name: str, fields: list[tuple[str, pa.DataType]]) -> pa.Schema:
 
 
 TRIALS_SCHEMA = _schema("trials", [
-    ("sweep", _S), ("trial_id", _S), ("stage", _S), ("status", _S),
-    ("config_key", _S), ("model", _S), ("loss_family", _S), ("frontend", _S),
+    ("sweep", _S), ("trial_id", _S), ("stage", _S), ("status", _S), ("source_sweep", _S),
+    ("config_key", _S), ("prepared_id", _S), ("model", _S), ("loss_family", _S), ("frontend", _S),
     *[(c, _F) for c in LOSS_PARAM_COLUMNS],
     ("lr", _F), ("batch_size", _I), ("seed", _I), ("fold", _I),
     ("train_corpora", _S), ("eval_corpora", _S), ("classes", _S), ("classes_dropped", _S),
@@ -81,24 +81,31 @@ class ResultsError(ValueError):
 # ---------------------------------------------------------------------------- rows
 
 
-def config_key(cfg: TrainConfig) -> str:
+def config_key(cfg: TrainConfig, prepared_id: str | None = None) -> str:
     """Short hash of everything that defines a configuration except what a protocol repeats
     it over — the seed, the test fold and the held-out corpus of leave-one-corpus-out — so
     those repeats group together (and the leaderboard's mean is the cross-validated one).
     Where and how things run (device, fastpath, paths of the prepared corpus and outputs) is
     left out too: the same setting on another node is the same configuration. Named training
-    and evaluation corpora stay in: a cross-corpus design is a different experiment."""
+    and evaluation corpora stay in: a cross-corpus design is a different experiment. So does
+    `prepared_id` (PreparedCorpus.prepared_id) when given: two preparations of one corpus
+    (speaker vs utterance folds, 2.5 s vs 3.5 s segments) are two experiments, whatever path
+    they were prepared into."""
     d = cfg.model_dump(mode="json", exclude={"seed": True, "device": True, "output": True, "fastpath": True,
                                              "data": {"prepared", "fold", "leave_out"}})
     # which corpus is held out is a repeat; holding one out at all is a different design
     d["data"]["leave_one_corpus_out"] = cfg.data.leave_out is not None
+    if prepared_id is not None:  # absent: the key of rows written before corpora had an identity
+        d["prepared_id"] = prepared_id
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def config_columns(cfg: TrainConfig, corpora: Sequence[str] | None = None) -> dict[str, Any]:
+def config_columns(cfg: TrainConfig, corpora: Sequence[str] | None = None,
+                   prepared_id: str | None = None) -> dict[str, Any]:
     """The trials-row columns a TrainConfig determines; a family's unused parameters are None.
     With `corpora` (those in the prepared data) the training and evaluation corpora are
-    written out even where the config leaves them implicit ("every corpus")."""
+    written out even where the config leaves them implicit ("every corpus"); `prepared_id`
+    (the prepared corpus the trial ran on) is recorded and enters the config_key."""
     d = cfg.data
     if corpora:
         try:
@@ -109,7 +116,8 @@ def config_columns(cfg: TrainConfig, corpora: Sequence[str] | None = None) -> di
         train_c = d.train_corpora or None
         eval_c = d.eval_corpora or ([d.leave_out] if d.leave_out else None) or train_c
     return {
-        "config_key": config_key(cfg),
+        "config_key": config_key(cfg, prepared_id),
+        "prepared_id": prepared_id,
         "model": cfg.model.name,
         "loss_family": cfg.loss.family,
         "frontend": cfg.frontend.kind,
@@ -291,6 +299,34 @@ def read_epochs(results: str | Path) -> pd.DataFrame:
 
 def read_confusion(results: str | Path) -> pd.DataFrame:
     return _read_all(*_filesystem(results), "confusion", str(results))
+
+
+def explain_no_trials(results: str | Path) -> tuple[bool, str]:
+    """Why `read_trials(results)` holds no trial, as (started, message). started: a sweep is
+    there (its sweep.toml, or epochs of running trials) but no trial has finished yet, which is
+    no error. Otherwise no sweep
+    is there: the message says where sweeps were looked for and names any folder one level
+    below that holds sweeps (e.g. the demo's `--out` instead of its `results/`)."""
+    fs, root = _filesystem(results)
+    shown = str(results).rstrip("/") or str(results)
+    root = root.rstrip("/")
+
+    def dirs(path: str) -> list[str]:
+        return sorted(i.path for i in fs.get_file_info(pafs.FileSelector(path)) if i.type == pafs.FileType.Directory)
+
+    def has(path: str, name: str) -> bool:
+        return _exists(fs, f"{path}/{name}")
+
+    if fs.get_file_info(root).type != pafs.FileType.Directory:
+        return False, f"no sweep found: {shown} is not a results directory"
+    started = [d for d in [root, *dirs(root)] if has(d, "sweep.toml") or has(d, "epochs.parquet")]
+    if started:
+        names = ", ".join(d.rsplit("/", 1)[-1] for d in started)
+        return True, f"no trial has finished yet in {shown} (sweep: {names})"
+    below = [d for d in dirs(root) if any(has(s, "trials.parquet") for s in dirs(d))]
+    hint = ("; sweeps are in " + ", ".join(f"{shown}/{d.rsplit('/', 1)[-1]}" for d in below)) if below else ""
+    return False, (f"no sweep found in {shown}: looked for {shown}/trials.parquet and {shown}/*/trials.parquet "
+                   f"(pass the --results directory of `ser-search sweep`){hint}")
 
 
 # ---------------------------------------------------------------------------- store

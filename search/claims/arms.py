@@ -1,0 +1,251 @@
+"""From trials to claim rows: which runs form each arm, how they pair, one row per design cell.
+
+A claim compares two arms inside **one sweep lineage** (a search sweep and the confirmations of
+it), **one model** and **one prepared corpus** (`prepared_id`), within one protocol (training ->
+evaluation corpora). Different sweeps search different spaces with their own budgets; pairing an
+arm of one with an arm of another (both confirmed with seeds 1..N) would compare runs that share
+nothing but a seed number. So the rows are one per (claim, lineage, protocol, model, prepared_id)
+x metric, and a pair never crosses them.
+
+Inside a cell:
+1. Only `stage == "confirm"`, `status == "completed"` trials count (search-stage and pruned
+   trials ran other budgets).
+2. Each arm's configuration (`config_key`) is the one with the best mean **validation** UA (then
+   WA, then key) among the cell's runs of that arm; test numbers never take part, or the verdict
+   would be tuned on the test set.
+3. The two configurations' test metrics pair by (seed, fold, held-out corpus); a unit repeated
+   by two confirmations of the lineage is averaged; a pair lacking the metric on either side is
+   left out. Differences are oriented so positive means "arm a is better" (b - a for
+   compactness, where lower is tighter).
+4. search.claims.stats gives the design-aware interval (seeds with one fold, fold means with
+   several), the p-value of "difference = 0", the verdict against 0 and E, and for undecided
+   rows how many more units would likely decide them; p-values are Holm-adjusted over the rows
+   of the report.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from .model import LOWER_IS_BETTER, Arm, Claim, ClaimsError
+from .stats import ALPHA, MAX_UNITS, POWER, design_interval, holm, more_units_needed, verdict
+
+if TYPE_CHECKING:  # pandas is imported lazily so `ser-search --help` stays fast
+    import pandas as pd
+
+COLUMNS = ("claim", "statement", "sweep", "protocol", "model", "prepared_id", "metric", "arm_a", "arm_b",
+           "stated_effect", "n_folds", "n_seeds", "n_pairs", "unit", "mean_diff", "ci_low", "ci_high", "p_value",
+           "p_holm", "verdict", "more_pairs_needed", "config_a", "config_b", "confirm_sweeps", "note")
+PAIR_KEYS = ("seed", "fold", "held_out")
+CELL_KEYS = ("lineage", "protocol", "model", "prepared_id")
+CONFIRM_SUFFIX = "-confirm"
+
+
+def lineage(sweep: Any, stage: Any, source_sweep: Any) -> str:
+    """The search sweep a trial row belongs to: its recorded `source_sweep`; for rows written
+    before that column, a confirm sweep `<name>-confirm` belongs to `<name>`, any other sweep
+    to itself."""
+    if isinstance(source_sweep, str) and source_sweep:
+        return source_sweep
+    name = sweep if isinstance(sweep, str) else ""
+    if stage == "confirm" and name.endswith(CONFIRM_SUFFIX) and len(name) > len(CONFIRM_SUFFIX):
+        return name[: -len(CONFIRM_SUFFIX)]
+    return name
+
+
+def _missing(v: Any) -> bool:
+    import pandas as pd  # noqa: PLC0415
+
+    return v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v))
+
+
+def _protocol(train: Any, evaluate: Any) -> str:
+    if _missing(train) and _missing(evaluate):
+        return "within"  # rows written before the corpora were recorded
+    if train == evaluate:
+        return f"within {train}"
+    return f"{'(all but the evaluation corpora)' if _missing(train) else train} -> {evaluate}"
+
+
+def confirmed_runs(trials: pd.DataFrame) -> pd.DataFrame:
+    """The confirmed, completed trials with the columns the pairing needs (lineage, protocol,
+    held-out corpus, cell keys); a row without a config key stands alone."""
+    required = {"stage", "status", "loss_family", "frontend", "seed", "val_ua"}
+    missing = sorted(required - set(trials.columns))
+    if missing:
+        raise ClaimsError(f"trials table lacks column(s) {missing}; is it from read_trials()?")
+    df = trials[(trials["stage"] == "confirm") & (trials["status"] == "completed")].copy()
+    for c in ("sweep", "source_sweep", "config_key", "prepared_id", "fold", "model", "val_wa", "train_corpora",
+              "eval_corpora"):
+        if c not in df.columns:
+            df[c] = None
+    if "trial_id" not in df.columns:
+        df["trial_id"] = [f"row{i}" for i in range(len(df))]
+    df["config_key"] = df["config_key"].astype("object").where(df["config_key"].notna(),
+                                                               "trial:" + df["trial_id"].astype(str))
+    df["lineage"] = [lineage(s, st, src) for s, st, src in zip(df["sweep"], df["stage"], df["source_sweep"])]
+    df["protocol"] = [_protocol(t, e) for t, e in zip(df["train_corpora"], df["eval_corpora"])]
+    df["held_out"] = df["eval_corpora"].astype("object").where(df["eval_corpora"].notna(), "")
+    df["prepared_id"] = df["prepared_id"].astype("object").where(df["prepared_id"].notna(), "")
+    df["model"] = df["model"].astype("object").where(df["model"].notna(), "")
+    df["fold"] = df["fold"].astype("float64").fillna(-1.0)  # no fold recorded: one fold
+    df["sweep"] = df["sweep"].astype("object").where(df["sweep"].notna(), "")
+    return df
+
+
+def _arm_mask(df: pd.DataFrame, arm: Arm) -> pd.Series:
+    mask = df["loss_family"] == arm.loss_family
+    if arm.frontend is not None:
+        mask &= df["frontend"] == arm.frontend
+    if arm.model is not None:
+        mask &= df["model"] == arm.model
+    return mask
+
+
+def _choose_config(rows: pd.DataFrame) -> tuple[str | None, pd.DataFrame]:
+    """The configuration with the best mean validation UA (then WA, then key) among `rows`."""
+    if rows.empty:
+        return None, rows
+    score = rows.groupby("config_key")[["val_ua", "val_wa"]].mean().fillna(-math.inf).reset_index()
+    score = score.sort_values(["val_ua", "val_wa", "config_key"], ascending=[False, False, True], kind="stable")
+    best = str(score["config_key"].iloc[0])
+    return best, rows[rows["config_key"] == best]
+
+
+def _per_unit(rows: pd.DataFrame, metric: str) -> pd.Series:
+    return rows.dropna(subset=[metric]).groupby(list(PAIR_KEYS))[metric].mean()
+
+
+def _none_if_empty(v: Any) -> Any:
+    return None if v == "" else v
+
+
+def _row(claim: Claim, metric: str, cell: dict[str, Any], rows_a: pd.DataFrame, rows_b: pd.DataFrame,
+         confidence: float) -> dict[str, Any]:
+    import pandas as pd  # noqa: PLC0415
+
+    cfg_a, chosen_a = _choose_config(rows_a)
+    cfg_b, chosen_b = _choose_config(rows_b)
+    a = _per_unit(chosen_a, metric) if cfg_a else pd.Series(dtype="float64")
+    b = _per_unit(chosen_b, metric) if cfg_b else pd.Series(dtype="float64")
+    common = a.index.intersection(b.index).sort_values()
+    x, y = a.loc[common].to_numpy(dtype=float), b.loc[common].to_numpy(dtype=float)
+    diffs = (y - x) if metric in LOWER_IS_BETTER else (x - y)
+    folds = [int(k[1]) for k in common]
+    seeds = [int(k[0]) for k in common]
+    res = design_interval(folds, seeds, diffs.tolist(), confidence)
+    word = verdict(res.ci_low, res.ci_high, claim.stated_effect)
+    more = more_units_needed(res, claim.stated_effect) if word == "inconclusive" else None
+    confirms = sorted(set(chosen_a["sweep"]) | set(chosen_b["sweep"]))
+    return {
+        "claim": claim.claim, "statement": claim.statement, "sweep": _none_if_empty(cell.get("lineage", "")),
+        "protocol": cell.get("protocol"), "model": _none_if_empty(cell.get("model", claim.model or "")),
+        "prepared_id": _none_if_empty(cell.get("prepared_id", "")), "metric": metric,
+        "arm_a": claim.arm_a.label(), "arm_b": claim.arm_b.label(), "stated_effect": claim.stated_effect,
+        "n_folds": res.n_folds, "n_seeds": res.n_seeds, "n_pairs": res.n_pairs, "unit": res.unit,
+        "mean_diff": res.mean_diff, "ci_low": res.ci_low, "ci_high": res.ci_high, "p_value": res.p_value,
+        "p_holm": math.nan, "verdict": word, "more_pairs_needed": more, "config_a": cfg_a, "config_b": cfg_b,
+        "confirm_sweeps": ",".join(s for s in confirms if s) or None,
+        "note": _note(claim, word, res, more, cfg_a, cfg_b),
+    }
+
+
+def _note(claim: Claim, word: str, res: Any, more: int | None, cfg_a: str | None, cfg_b: str | None) -> str:
+    """Why an undecided row is undecided, and what would decide it, in a sentence."""
+    missing = [f"arm {side} ({arm.label()})" for side, arm, cfg in (("a", claim.arm_a, cfg_a),
+                                                                     ("b", claim.arm_b, cfg_b)) if cfg is None]
+    if missing:
+        hint = f"; `ser-search confirm --for-claims` the sweep of {claim.sweep}" if claim.sweep else ""
+        return f"{' and '.join(missing)} {'have' if len(missing) > 1 else 'has'} no confirmed run{hint}"
+    if res.n_pairs == 0:
+        return "the two arms share no (seed, fold, held-out corpus) with the metric: nothing to pair"
+    if not res.has_interval:
+        return "one seed only: no interval; confirm with more seeds"  # several folds always give one
+    if res.sd == 0.0 and math.isnan(res.ci_low):
+        return (f"all {res.n_units} {res.unit} differences are equal: no spread to build an interval on "
+                "(the test set's granularity); confirm with more seeds")
+    if word != "inconclusive":
+        return ""
+    if more is None:
+        if max(abs(res.mean_diff), abs(res.mean_diff - claim.stated_effect)) == 0:
+            return "the mean difference is exactly 0 = E: no number of runs would separate them"
+        return f"more than {MAX_UNITS} more {res.unit}s would be needed at the observed spread"
+    return (f"about {more} more {res.unit}{'s' if more != 1 else ''} would likely decide it "
+            f"({POWER:.0%} power, two-sided alpha {ALPHA} at the observed spread)")
+
+
+def evaluate_claims(trials: pd.DataFrame, claims: Sequence[Claim] | None = None,
+                    confidence: float = 0.95) -> pd.DataFrame:
+    """One row per (claim, sweep lineage, protocol, model, prepared corpus) x metric, columns
+    COLUMNS, from the confirmed, completed trials; `claims=None` checks the papers' claims
+    (the shipped papers.toml). A claim whose arms no lineage has confirmed still gets a row per
+    metric (n_pairs 0, inconclusive) saying so. p_holm adjusts p_value over every row returned."""
+    import pandas as pd  # noqa: PLC0415
+
+    from .file import papers_claims  # noqa: PLC0415
+
+    claims = papers_claims() if claims is None else tuple(claims)
+    runs = confirmed_runs(trials)
+    out: list[dict[str, Any]] = []
+    for claim in claims:
+        for metric in claim.metrics:
+            if metric not in trials.columns:
+                raise ClaimsError(f"claim {claim.claim}: trials table lacks column {metric!r}")
+        if not (math.isfinite(claim.stated_effect) and claim.stated_effect >= 0):
+            raise ClaimsError(f"claim {claim.claim}: stated effect must be a finite number >= 0 (name the arm "
+                              f"said to be better as arm a), got {claim.stated_effect}")
+        mask_a, mask_b = _arm_mask(runs, claim.arm_a), _arm_mask(runs, claim.arm_b)
+        mine = runs[mask_a | mask_b]
+        cells = list(mine.groupby(list(CELL_KEYS), sort=True, dropna=False)) if len(mine) else []
+        if not cells:
+            empty = runs.iloc[0:0]
+            cells_rows = [({}, empty, empty)]
+        else:
+            cells_rows = [(dict(zip(CELL_KEYS, key)), g[mask_a.loc[g.index]], g[mask_b.loc[g.index]])
+                          for key, g in cells]
+        for cell, rows_a, rows_b in cells_rows:
+            for metric in claim.metrics:
+                out.append(_row(claim, metric, cell, rows_a, rows_b, confidence))
+    table = pd.DataFrame(out, columns=list(COLUMNS))
+    table["p_holm"] = holm(table["p_value"].tolist()) if len(table) else []
+    table["more_pairs_needed"] = pd.array(table["more_pairs_needed"].tolist(), dtype="Int64")
+    for c in ("n_folds", "n_seeds", "n_pairs"):
+        table[c] = table[c].astype("int64")
+    table.attrs["confidence"] = confidence
+    return table
+
+
+def check_arms_held(trials: pd.DataFrame, claims: Sequence[Claim], where: str) -> None:
+    """Every arm of every claim must be held by some trial (any stage) under `where`; an arm no
+    sweep holds is a typo or the wrong results directory, and is named with what is there."""
+    for c in ("loss_family", "frontend", "model"):
+        if c not in trials.columns:
+            raise ClaimsError(f"trials table lacks column {c!r}; is it from read_trials()?")
+    problems = []
+    for claim in claims:
+        for side, arm in (("a", claim.arm_a), ("b", claim.arm_b)):
+            if not _arm_mask(trials, arm).any():
+                fixed = ", ".join(f"{k}={v!r}" for k, v in arm.cell().items())
+                problems.append(f"  {claim.origin or 'claim ' + claim.claim}.{side}: no sweep under {where} holds "
+                                f"a trial with {fixed}")
+    if problems:
+        held = sorted({"/".join(str(v) for v in r) for r in
+                       trials[["loss_family", "frontend", "model"]].dropna().itertuples(index=False, name=None)})
+        shown = ", ".join(held[:20]) + (f", ... ({len(held)} in all)" if len(held) > 20 else "")
+        raise ClaimsError("claims name arms the results do not hold:\n" + "\n".join(problems)
+                          + f"\n  the trials there hold (loss_family/frontend/model): {shown or 'none'}")
+
+
+def claim_arms(claims: Sequence[Claim] | None = None) -> list[dict[str, str]]:
+    """Every arm the claims compare, in first-mention order: what `ser-search confirm
+    --for-claims` confirms, so no claim lacks an arm. An arm tied to a model (the
+    CNN-Transformer claims) carries `model`, so a sweep over several models confirms that
+    model's configuration; an arm without one matches any model."""
+    from .file import papers_claims  # noqa: PLC0415
+
+    seen: dict[tuple[tuple[str, str], ...], None] = {}
+    for c in papers_claims() if claims is None else claims:
+        for arm in (c.arm_a, c.arm_b):
+            seen.setdefault(tuple(arm.cell().items()), None)
+    return [dict(cell) for cell in seen]
