@@ -2,8 +2,10 @@
 
 One self-contained HTML page per results directory (plotly.js inlined, opens offline): the
 leaderboard, the spread of val/test UA per loss family x frontend with the confirmed seeds'
-intervals, learning curves with ASHA's stops, parallel coordinates and Optuna importances, the
-best trial's confusion matrix, and center-loss vs softmax embeddings with their compactness.
+intervals and a matrix of their pairwise differences, the claims report (each row's paired
+interval against 0 and the stated effect), learning curves with ASHA's stops, parallel
+coordinates and Optuna importances, the best trial's confusion matrix, and center-loss vs
+softmax embeddings with their compactness.
 `--serve` rebuilds the page when the Parquet files change and the open page reloads itself,
 so a sweep can be watched while it runs.
 
@@ -34,9 +36,11 @@ from .dashboard_data import (
     DashboardData,
     asha_rungs,
     best_trial,
+    claims_view,
     confirmed_intervals,
-    interval_overlaps,
+    is_missing,
     load_results,
+    pairwise_differences,
     param_importances,
     search_trials,
     sweep_facts,
@@ -148,24 +152,103 @@ def _families(data: DashboardData, f: Figures) -> str:
     single = intervals[intervals["test_ua_n"] < 2]["group"].tolist()
     if single:
         out.append(note(f"Fewer than two confirmed seeds for {', '.join(single)}: no interval there.", "warn"))
-    statements = []
-    for metric, name in (("test_ua", "test UA"), ("val_ua", "validation UA")):
-        for o in interval_overlaps(intervals, metric):
-            span = f"[{o.a_interval[0]:.3f}, {o.a_interval[1]:.3f}] vs [{o.b_interval[0]:.3f}, {o.b_interval[1]:.3f}]"
-            if o.overlaps:
-                statements.append(f"{o.a} and {o.b}: the 95 % intervals of {name} overlap ({span}), so the "
-                                  "confirmed seeds do not show that one family is better than the other.")
-            else:
-                ahead = o.a if o.a_interval[0] > o.b_interval[1] else o.b
-                statements.append(f"{o.a} and {o.b}: the 95 % intervals of {name} do not overlap ({span}); "
-                                  f"{ahead} is ahead beyond seed-to-seed variation.")
-    if statements:
-        out.append("<h3>Do the families differ?</h3><ul class=\"overlap\">"
-                   + "".join(f"<li>{esc(s)}</li>" for s in statements) + "</ul>")
-    else:
-        out.append(note("Intervals exist for only one loss family, so there is no pair of families to compare.",
-                        "warn"))
+    out.append(_pairwise(intervals, f))
     return "".join(out)
+
+
+def _pairwise(intervals: pd.DataFrame, f: Figures) -> str:
+    """One matrix per metric over the groups instead of a sentence per pair: k groups give
+    k(k-1)/2 pairs, too many to read one by one."""
+    groups = intervals.loc[(intervals["val_ua_n"] > 0) | (intervals["test_ua_n"] > 0), "group"].tolist()
+    if len(groups) < 2:
+        return note("Confirmed seeds exist for only one loss family × frontend group, so there is no pair to "
+                    "compare.", "warn")
+    pairs = {m: pairwise_differences(intervals, m) for m in ("val_ua", "test_ua")}
+    counts = []
+    for metric, name in (("test_ua", "test UA"), ("val_ua", "validation UA")):
+        p = pairs[metric]
+        known = p[p["overlaps"].notna()]
+        counts.append(f"{int((~known['overlaps'].astype(bool)).sum()) // 2} of {len(known) // 2} on {name}")
+    head = (f"Pairs of groups whose 95 % intervals do not overlap: {'; '.join(counts)} "
+            f"(pairs where both groups have an interval).")
+    return ("<h3>Pairwise differences</h3>" + note(head) + f.div(
+        figs.pairwise_figure(groups, pairs),
+        "Each cell is the row group's mean minus the column group's over confirmed seeds (blue: the row is ahead, "
+        "red: behind). * marks pairs whose 95 % intervals do not overlap, a conservative sign of a real difference; "
+        "† marks pairs where a group has fewer than two seeds, so no interval; unmarked pairs overlap, so the seeds "
+        "do not tell them apart. Hover a cell for both intervals. The claims below compare arms pair by pair "
+        "(same seed and fold), which is the sharper test."))
+
+
+def _claims(data: DashboardData, f: Figures) -> str:
+    view = claims_view(data.trials)
+    if view.message:
+        return note(view.message, "empty")
+    rows = view.rows
+    has_iv = rows["ci_low"].notna() & rows["ci_high"].notna()
+    verdicts = rows.loc[has_iv, "verdict"].astype(str).value_counts(sort=False)
+    tally = ", ".join(f"{n} {v}" for v, n in verdicts.items())
+    head = (f"{len(rows)} row(s), one per claim and metric (and per sweep, protocol and prepared corpus where "
+            f"several hold the arms): {tally or 'none with an interval'}"
+            + (f"; {int((~has_iv).sum())} without an interval (too few paired runs)" if (~has_iv).any() else "")
+            + ". The same numbers as `ser-search claims`.")
+    out = [note(head), f.div(figs.claims_figure(rows), (
+        "Each row: the mean paired difference between the claim's two arms (point) and its 95 % interval (bar). "
+        "Black line: 0, no difference. Dark red line on each row: E, the stated effect. The verdict "
+        "beside a row reads the interval against both: above E, containing E, above 0 but below E, containing 0 "
+        "but not E, below 0, or containing both (inconclusive). Hover a row for its runs and numbers."))]
+    out.append(_claims_table(rows))
+    return "".join(out)
+
+
+def _claims_table(rows: pd.DataFrame) -> str:
+    """Every row's numbers and the report's own note, sortable; optional columns of the report
+    (sweep, model, folds × seeds, Holm p, runs still needed) where it has them."""
+    def has(col: str) -> bool:
+        return col in rows.columns and rows[col].notna().any()
+
+    def word(col: str) -> Callable[[pd.Series], tuple[str, Any]]:
+        return lambda r: (_text(r[col]), _text(r[col]))
+
+    def number(col: str, show: Callable[[Any], str]) -> Callable[[pd.Series], tuple[str, Any]]:
+        return lambda r: (show(r[col]), None if pd.isna(r[col]) else float(r[col]))
+
+    spec: list[tuple[str, str, Callable[[pd.Series], tuple[str, Any]]]] = [
+        ("claim", "claim", word("claim")), ("statement", "statement", word("statement"))]
+    spec += [(c, c.replace("_", " "), word(c)) for c in ("sweep", "protocol", "model") if has(c)]
+    spec += [("metric", "metric", word("metric")), ("arm_a", "arm a", word("arm_a")), ("arm_b", "arm b", word("arm_b")),
+             ("n_pairs", "pairs", number("n_pairs", _int))]
+    if has("n_folds") and has("n_seeds"):
+        spec.append(("design", "folds × seeds", lambda r: (f"{_int(r['n_folds'])} × {_int(r['n_seeds'])}",
+                                                          None if pd.isna(r["n_folds"]) else float(r["n_folds"]))))
+    spec += [("mean_diff", "mean difference", number("mean_diff", _fmt3)),
+             ("ci", "95 % interval", lambda r: ("–" if pd.isna(r["ci_low"]) or pd.isna(r["ci_high"]) else
+                                               f"[{_fmt3(r['ci_low'])}, {_fmt3(r['ci_high'])}]",
+                                               None if pd.isna(r["ci_low"]) else float(r["ci_low"]))),
+             ("stated_effect", "E", number("stated_effect", _fmt3))]
+    if has("p_holm"):
+        spec.append(("p_holm", "p (Holm)", number("p_holm", lambda v: _fmt(v, 4))))
+    spec.append(("verdict", "verdict", word("verdict")))
+    if has("more_pairs_needed"):
+        spec.append(("more_pairs_needed", "more runs needed", number("more_pairs_needed", _int)))
+    if has("note"):
+        spec.append(("note", "note", word("note")))
+    cells = [[fn(r) for _, _, fn in spec] for _, r in rows.iterrows()]
+    return data_table("table-claims", [(k, h) for k, h, _ in spec], cells, caption=(
+        "The claims report row by row (`ser-search claims`); \"more runs needed\", where shown, is how many further "
+        "paired runs (seeds, or folds with several folds) would likely decide an inconclusive row at 80 % power."))
+
+
+def _text(v: Any) -> str:
+    return "–" if is_missing(v) else str(v)
+
+
+def _int(v: Any) -> str:
+    return "–" if is_missing(v) else str(int(v))
+
+
+def _fmt(v: Any, digits: int) -> str:
+    return "–" if is_missing(v) else f"{float(v):.{digits}f}"
 
 
 def _curves(data: DashboardData, f: Figures) -> str:
@@ -290,6 +373,7 @@ SECTIONS: list[tuple[str, str, Callable[[DashboardData, Figures], str]]] = [
     ("facts", "Sweep facts", _facts),
     ("leaderboard", "Leaderboard", _leaderboard),
     ("families", "Loss family × frontend", _families),
+    ("claims", "Claims", _claims),
     ("curves", "Learning curves", _curves),
     ("params", "Hyperparameters", _params),
     ("best", "Best trial", _best),

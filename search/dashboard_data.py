@@ -13,7 +13,7 @@ import math
 import tomllib
 import warnings
 from dataclasses import dataclass, field
-from itertools import combinations
+from itertools import permutations
 from pathlib import Path
 from typing import Any
 
@@ -126,7 +126,9 @@ def trial_status(data: DashboardData) -> pd.DataFrame:
     seen = set(zip(known["sweep"], known["trial_id"]))
     running = (data.epochs.groupby(["sweep", "trial_id"], dropna=False)["epoch"].max().reset_index()
                if len(data.epochs) else pd.DataFrame(columns=["sweep", "trial_id", "epoch"]))
-    running = running[[(s, t) not in seen for s, t in zip(running["sweep"], running["trial_id"])]]
+    # a boolean Series, not a list: an empty list would select no *columns* when no epochs exist
+    running = running[pd.Series([(s, t) not in seen for s, t in zip(running["sweep"], running["trial_id"])],
+                                index=running.index, dtype=bool)]
     extra = pd.DataFrame({"sweep": running["sweep"], "trial_id": running["trial_id"], "stage": None,
                           "status": "running", "loss_family": None, "frontend": None,
                           "epochs_run": running["epoch"]})
@@ -241,32 +243,110 @@ def confirmed_intervals(trials: pd.DataFrame) -> pd.DataFrame:
                                        *[f"{m}_{s}" for m in ("val_ua", "test_ua") for s in ("mean", "ci95", "n")]])
 
 
-@dataclass(frozen=True)
-class Overlap:
-    a: str
-    b: str
-    metric: str
-    a_interval: tuple[float, float]
-    b_interval: tuple[float, float]
-
-    @property
-    def overlaps(self) -> bool:
-        return self.a_interval[0] <= self.b_interval[1] and self.b_interval[0] <= self.a_interval[1]
+PAIRWISE_COLUMNS = ("row", "col", "diff", "row_mean", "row_low", "row_high", "row_n",
+                    "col_mean", "col_low", "col_high", "col_n", "overlaps")
 
 
-def interval_overlaps(intervals: pd.DataFrame, metric: str) -> list[Overlap]:
-    """Every pair of groups of different loss families whose `metric` interval is known (two or
-    more confirmed seeds each): overlapping intervals mean the seeds do not tell them apart."""
-    known = intervals[intervals[f"{metric}_ci95"].notna()] if len(intervals) else intervals
-    out = []
-    for (_, a), (_, b) in combinations(known.iterrows(), 2):
-        if a["loss_family"] == b["loss_family"]:
-            continue
-        ia = (a[f"{metric}_mean"] - a[f"{metric}_ci95"], a[f"{metric}_mean"] + a[f"{metric}_ci95"])
-        ib = (b[f"{metric}_mean"] - b[f"{metric}_ci95"], b[f"{metric}_mean"] + b[f"{metric}_ci95"])
-        out.append(Overlap(a["group"], b["group"], metric, (float(ia[0]), float(ia[1])),
-                           (float(ib[0]), float(ib[1]))))
-    return out
+def _interval(row: pd.Series, metric: str) -> tuple[float, float]:
+    mean, half = float(row[f"{metric}_mean"]), float(row[f"{metric}_ci95"])
+    return (mean - half, mean + half) if math.isfinite(half) else (math.nan, math.nan)
+
+
+def pairwise_differences(intervals: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Every ordered pair (row, col) of distinct groups that both have a mean of `metric` over
+    confirmed seeds: the difference row - col of the means, both 95 % intervals, and whether
+    they overlap (None when either group has fewer than two seeds, so no interval).
+
+    Two non-overlapping 95 % intervals are a conservative sign of a difference (Schenker &
+    Gentleman 2001, "On judging the significance of differences by examining the overlap
+    between confidence intervals"); overlap does not show that there is none. The paired
+    verdicts in the claims section are the sharper test."""
+    rows = []
+    known = intervals[intervals[f"{metric}_n"] > 0] if len(intervals) else intervals
+    for (_, a), (_, b) in permutations(known.iterrows(), 2):
+        ia, ib = _interval(a, metric), _interval(b, metric)
+        both = all(math.isfinite(v) for v in (*ia, *ib))
+        rows.append({
+            "row": a["group"], "col": b["group"],
+            "diff": float(a[f"{metric}_mean"]) - float(b[f"{metric}_mean"]),
+            "row_mean": float(a[f"{metric}_mean"]), "row_low": ia[0], "row_high": ia[1], "row_n": int(a[f"{metric}_n"]),
+            "col_mean": float(b[f"{metric}_mean"]), "col_low": ib[0], "col_high": ib[1], "col_n": int(b[f"{metric}_n"]),
+            "overlaps": (ia[0] <= ib[1] and ib[0] <= ia[1]) if both else None,
+        })
+    return pd.DataFrame(rows, columns=list(PAIRWISE_COLUMNS))
+
+
+# ---------------------------------------------------------------------------- claims
+
+# What tells two rows of one claim and metric apart, in the order a label names them.
+_CLAIM_CELL = ("sweep", "protocol", "model", "prepared_id")
+
+
+@dataclass
+class ClaimsView:
+    """The claims report as the dashboard draws it: every row of search.claims.evaluate_claims
+    in its own order, with a unique `label` and `why` (a short reason a row has no interval,
+    else None); `message` instead when there is nothing to evaluate."""
+
+    rows: pd.DataFrame
+    message: str | None = None
+
+
+def is_missing(v: Any) -> bool:
+    """None, pandas' NA or a float NaN: a report cell with nothing in it (strings included)."""
+    return v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v))
+
+
+def _no_interval_reason(r: pd.Series) -> str | None:
+    """Short enough to stand beside the row; the report's own `note` (where it has one) goes
+    into the hover and the table."""
+    if not (is_missing(r["ci_low"]) or is_missing(r["ci_high"])):
+        return None
+    n = 0 if is_missing(r["n_pairs"]) else int(r["n_pairs"])
+    if n == 0:
+        for side in ("a", "b"):
+            if is_missing(r.get(f"config_{side}")):
+                return f"no pairs: {r[f'arm_{side}']} not confirmed"
+        return "no pairs: no shared seed and fold"
+    return f"too few pairs: {n} paired run(s)"
+
+
+def _claim_labels(df: pd.DataFrame) -> list[str]:
+    """'claim C · metric', plus the sweep, protocol, model or prepared corpus where the report
+    holds rows that differ in them."""
+    parts = ["claim", "metric"] + [c for c in _CLAIM_CELL
+                                   if c in df.columns and df[c].dropna().astype(str).nunique() > 1]
+    labels = ["claim " + " · ".join(str(r[c]) for c in parts if not is_missing(r[c])) for _, r in df.iterrows()]
+    seen: dict[str, int] = {}
+    for i, lab in enumerate(labels):  # never two rows on one tick
+        seen[lab] = seen.get(lab, 0) + 1
+        if seen[lab] > 1:
+            labels[i] = f"{lab} ({seen[lab]})"
+    return labels
+
+
+def claims_view(trials: pd.DataFrame) -> ClaimsView:
+    """Verdicts on the shipped claims from the confirmed, completed trials (search.claims, the
+    same numbers as `ser-search claims`); a message instead of rows when no run is confirmed
+    or the trials cannot give verdicts."""
+    from .claims import ClaimsError, evaluate_claims  # noqa: PLC0415 - scipy only for this section
+
+    empty = pd.DataFrame()
+    done = (trials[(trials["stage"] == CONFIRM_STAGE) & (trials["status"] == "completed")]
+            if len(trials) else trials)
+    if done.empty:
+        return ClaimsView(empty, "No confirmed runs yet, so no claim can be checked: run `ser-search confirm "
+                                 "RESULTS_DIR --for-claims` to re-run each arm the claims compare with several seeds.")
+    try:
+        df = evaluate_claims(trials)
+    except ClaimsError as e:
+        return ClaimsView(empty, f"The claims could not be evaluated on these trials: {e}")
+    if df.empty:
+        return ClaimsView(empty, "The confirmed runs hold no arm of any claim.")
+    df = df.reset_index(drop=True)
+    df["label"] = _claim_labels(df)
+    df["why"] = [_no_interval_reason(r) for _, r in df.iterrows()]
+    return ClaimsView(df)
 
 
 # ---------------------------------------------------------------------------- importance

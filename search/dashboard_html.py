@@ -119,7 +119,6 @@ td{font-variant-numeric:tabular-nums;white-space:nowrap}
 table.facts th{background:#f3f4f7;font-weight:600;white-space:nowrap}
 table.facts td{white-space:normal}
 .grid2{display:grid;grid-template-columns:repeat(auto-fit,minmax(460px,1fr));gap:8px 18px}
-ul.overlap li{margin:3px 0;font-size:14px}
 """
 
 # Sorting, filtering and drawing; no library besides plotly.js.

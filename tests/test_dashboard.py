@@ -18,11 +18,13 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from html import escape as html_escape
 from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
 import optuna
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -31,7 +33,14 @@ import torch
 
 from search.dashboard import build_dashboard, make_server, results_version
 from search.dashboard_cli import add_dashboard_command
-from search.dashboard_data import confirmed_intervals, interval_overlaps, load_results, param_importances, sweep_facts
+from search.dashboard_data import (
+    claims_view,
+    confirmed_intervals,
+    load_results,
+    pairwise_differences,
+    param_importances,
+    sweep_facts,
+)
 from search.dashboard_embed import embedding_view, locate_checkpoint
 from search.dashboard_html import script_json
 from search.leaderboard import display_view, leaderboard
@@ -84,6 +93,8 @@ CONFIRM = {  # family, frontend -> (val UA, test UA) over three seeds
     ("cross_entropy", "mel"): ([0.55, 0.60, 0.65], [0.50, 0.55, 0.60]),
     ("triplet", "stft"): ([0.90, 0.91, 0.92], [0.88, 0.89, 0.90]),
 }
+# test-split compactness (lower = tighter) over the same seeds: claim 4a's arms
+COMPACTNESS = {("center", "mel"): [0.30, 0.32, 0.34], ("cross_entropy", "mel"): [0.40, 0.41, 0.42]}
 
 
 def make_results(root: Path) -> Path:
@@ -102,8 +113,9 @@ def make_results(root: Path) -> Path:
     c = ResultsStore(root, "s-confirm")
     for (family, frontend), (vals, tests) in CONFIRM.items():
         for seed, (v, t) in enumerate(zip(vals, tests)):
+            compact = COMPACTNESS.get((family, frontend), [None] * 3)[seed]
             c.upsert_trial(_trial(f"{family}-{seed}", family=family, frontend=frontend, val=v, test=t, seed=seed,
-                                  stage="confirm", key=f"k-{family}", epochs=2,
+                                  stage="confirm", key=f"k-{family}", epochs=2, compactness_test=compact,
                                   config_json=json.dumps({"optim": {"epochs": 2}})))
             c.upsert_epochs(_epochs(f"{family}-{seed}", [v / 2, v]))
     best = "triplet-2"  # val 0.92: the best completed trial
@@ -221,25 +233,180 @@ def test_sweep_facts_count_epochs_against_a_full_search(results):
     assert c["epochs_saved"] == 0 and c["stage"] == "confirm"
 
 
-def test_confirmed_intervals_and_overlap_statements(results, page):
+def _section_html(page: str, sid: str) -> str:
+    return page.split(f'<section id="{sid}">', 1)[1].split("</section>", 1)[0]
+
+
+def _expected_matrix(metric: int) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """From CONFIRM by hand: the groups in order, row - column mean differences, and where two
+    95 % intervals (mean ± T2·sd/√3) do not overlap, i.e. |difference| > sum of half-widths."""
+    groups = sorted(CONFIRM)
+    mean = np.array([np.mean(CONFIRM[g][metric]) for g in groups])
+    half = np.array([T2 * np.std(CONFIRM[g][metric], ddof=1) / math.sqrt(3) for g in groups])
+    diff = mean[:, None] - mean[None, :]
+    np.fill_diagonal(diff, np.nan)
+    separate = np.abs(diff) > half[:, None] + half[None, :]
+    return [f"{f} · {fe}" for f, fe in groups], diff, separate
+
+
+def test_confirmed_intervals_and_pairwise_differences(results, page):
     iv = confirmed_intervals(read_trials(results)).set_index("group")
     center = iv.loc["center · mel"]
     assert center["val_ua_mean"] == pytest.approx(0.6)
     assert center["val_ua_ci95"] == pytest.approx(T2 * 0.1 / math.sqrt(3))
     assert center["test_ua_n"] == 3 and center["n_configs"] == 1
     assert iv.loc["triplet · stft", "val_ua_ci95"] == pytest.approx(T2 * 0.01 / math.sqrt(3))
-    pairs = {(o.a, o.b): o.overlaps for o in interval_overlaps(iv.reset_index(), "val_ua")}
-    assert pairs == {("center · mel", "cross_entropy · mel"): True, ("center · mel", "triplet · stft"): False,
-                     ("cross_entropy · mel", "triplet · stft"): False}
-    text = _Page(page).sections["families"]
-    assert "center · mel and cross_entropy · mel: the 95 % intervals of validation UA overlap" in text
-    assert "center · mel and triplet · stft: the 95 % intervals of validation UA do not overlap" in text
-    assert "triplet · stft is ahead beyond seed-to-seed variation" in text
+    pairs = pairwise_differences(iv.reset_index(), "val_ua").set_index(["row", "col"])
+    assert len(pairs) == 6  # every ordered pair of the three groups
+    assert pairs["overlaps"].to_dict() == {
+        ("center · mel", "cross_entropy · mel"): True, ("cross_entropy · mel", "center · mel"): True,
+        ("center · mel", "triplet · stft"): False, ("triplet · stft", "center · mel"): False,
+        ("cross_entropy · mel", "triplet · stft"): False, ("triplet · stft", "cross_entropy · mel"): False}
+    assert pairs.loc[("triplet · stft", "center · mel"), "diff"] == pytest.approx(0.31)
+    assert pairs.loc[("center · mel", "triplet · stft"), "row_high"] == pytest.approx(0.6 + T2 * 0.1 / math.sqrt(3))
     ci = _traces(_Page(page), "confirmed seeds: mean ± 95 % CI")
     assert len(ci) == 2  # val and test panels
     assert _array(ci[0]["y"]).tolist() == pytest.approx([0.6, 0.6, 0.91])
     assert _array(ci[0]["error_y"]["array"]).tolist() == pytest.approx(
         [T2 * s / math.sqrt(3) for s in (0.1, 0.05, 0.01)])
+
+
+def test_pairwise_matrix_replaces_the_list_of_sentences(page):
+    html = _section_html(page, "families")
+    assert "Do the families differ?" not in html and "<li>" not in html and 'class="overlap"' not in html
+    heat = {t["meta"]: t for f in _Page(page).figures for t in f["data"]
+            if t["type"] == "heatmap" and t.get("meta") in ("val_ua", "test_ua")}
+    assert set(heat) == {"val_ua", "test_ua"}
+    for metric, index in (("val_ua", 0), ("test_ua", 1)):
+        groups, diff, separate = _expected_matrix(index)
+        t = heat[metric]
+        assert t["x"] == groups and t["y"] == groups
+        z = np.array([[math.nan if v is None else v for v in row] for row in t["z"]], dtype=float) \
+            if isinstance(t["z"], list) else _array(t["z"])
+        assert np.isnan(np.diag(z)).all()
+        assert z == pytest.approx(diff, nan_ok=True)
+        for i in range(len(groups)):
+            for j in range(len(groups)):
+                if i != j:
+                    assert t["text"][i][j] == f"{diff[i, j]:+.3f}" + (" *" if separate[i, j] else "")
+                    assert f"{groups[i]} − {groups[j]}: {diff[i, j]:+.3f}" in t["customdata"][i][j]
+    # one colour scale for both panels, centred on no difference
+    fig = next(f for f in _Page(page).figures if any(t.get("meta") == "val_ua" for t in f["data"]))
+    assert fig["layout"]["coloraxis"]["cmid"] == 0
+    assert heat["val_ua"]["coloraxis"] == heat["test_ua"]["coloraxis"] == "coloraxis"
+    text = _Page(page).sections["families"]
+    assert "do not overlap: 2 of 3 on test UA; 2 of 3 on validation UA" in text
+
+
+def _claims_figure(p: _Page) -> dict:
+    found = [f for f in p.figures if f["layout"].get("yaxis", {}).get("ticktext")
+             and any(t.get("legendgroup") in ("interval", "point") for t in f["data"])]
+    assert len(found) == 1
+    return found[0]
+
+
+def _drawn_intervals(fig: dict) -> dict[int, tuple[float, float, float]]:
+    """Row index -> (low, mean, high) as drawn: the point and its asymmetric error bar."""
+    out = {}
+    for t in fig["data"]:
+        if t.get("legendgroup") != "interval":
+            continue
+        x, y = _array(t["x"]), _array(t["y"])
+        plus, minus = _array(t["error_x"]["array"]), _array(t["error_x"]["arrayminus"])
+        out.update({int(yi): (xi - mi, xi, xi + pi) for xi, yi, pi, mi in zip(x, y, plus, minus)})
+    return out
+
+
+def test_claims_are_drawn_against_zero_and_the_stated_effect(results, page):
+    from search.claims import evaluate_claims
+
+    expected = evaluate_claims(read_trials(results)).reset_index(drop=True)
+    p = _Page(page)
+    fig = _claims_figure(p)
+    ticks = fig["layout"]["yaxis"]["ticktext"]
+    assert len(ticks) == len(expected) and _array(fig["layout"]["yaxis"]["tickvals"]).tolist() == list(
+        range(len(expected)))
+    assert [t.split(" · ")[:2] for t in ticks] == [[f"claim {c}", m] for c, m in zip(expected["claim"],
+                                                                                     expected["metric"])]
+    shapes = fig["layout"]["shapes"]
+    zero = [s for s in shapes if s["yref"] == "paper"]
+    assert len(zero) == 1 and zero[0]["x0"] == zero[0]["x1"] == 0 and (zero[0]["y0"], zero[0]["y1"]) == (0, 1)
+    e_lines = sorted(((s["y0"] + s["y1"]) / 2, s["x0"]) for s in shapes if s["yref"] == "y")
+    assert all(s["x0"] == s["x1"] and s["y1"] > s["y0"] for s in shapes if s["yref"] == "y")
+    assert [y for y, _ in e_lines] == pytest.approx(list(range(len(expected))))
+    assert [x for _, x in e_lines] == pytest.approx(expected["stated_effect"].tolist())
+    drawn = _drawn_intervals(fig)
+    with_iv = expected.index[expected["ci_low"].notna()].tolist()
+    assert sorted(drawn) == with_iv and with_iv  # an interval on every row that has one, none elsewhere
+    for i in with_iv:
+        assert drawn[i] == pytest.approx((expected.at[i, "ci_low"], expected.at[i, "mean_diff"],
+                                          expected.at[i, "ci_high"]))
+    # by hand from CONFIRM / COMPACTNESS: claim 1 (center vs softmax on Mel, test UA) differs by
+    # (-0.05, 0, 0.05) over the three seeds; claim 4a's compactness (b - a) by (0.10, 0.09, 0.08)
+    row = {(c, m): i for i, (c, m) in enumerate(zip(expected["claim"], expected["metric"]))}
+    h = T2 * 0.05 / math.sqrt(3)
+    assert drawn[row[("1", "test_ua")]] == pytest.approx((-h, 0.0, h), abs=1e-12)
+    h = T2 * 0.01 / math.sqrt(3)
+    assert drawn[row[("4a", "compactness_test")]] == pytest.approx((0.09 - h, 0.09, 0.09 + h))
+    # the verdict beside every row; rows without an interval say why
+    side = {a["y"]: a["text"] for a in fig["layout"]["annotations"] if a.get("xref") == "paper"}
+    assert sorted(side) == list(range(len(expected)))
+    for i, r in expected.iterrows():
+        if i in with_iv:
+            assert side[i].startswith(r["verdict"])
+        else:
+            assert side[i].startswith(("no pairs: ", "too few pairs: "))
+    assert side[row[("2", "test_ua")]] == "no pairs: center/stft not confirmed"
+    assert len(p.tables["table-claims"]) == len(expected)
+    assert BROKEN not in page
+
+
+def test_claims_with_too_few_pairs_say_why(tmp_path):
+    c = ResultsStore(tmp_path / "r", "s-confirm")
+    for family in ("center", "cross_entropy"):  # one seed each: one pair, no interval
+        c.upsert_trial(_trial(f"{family}-0", family=family, val=0.5, test=0.5, stage="confirm", key=f"k-{family}"))
+    fig = _claims_figure(_Page(build_dashboard(tmp_path / "r")))
+    assert _drawn_intervals(fig) == {}
+    point = [t for t in fig["data"] if t.get("legendgroup") == "point"]
+    assert len(point) == 1 and _array(point[0]["x"]).tolist() == [0.0, 0.0]  # claim 1, test UA and WA
+    ticks = fig["layout"]["yaxis"]["ticktext"]
+    side = {a["y"]: a["text"] for a in fig["layout"]["annotations"] if a.get("xref") == "paper"}
+    for y in _array(point[0]["y"]).astype(int):
+        assert ticks[y].startswith("claim 1 · ") and side[y] == "too few pairs: 1 paired run(s)"
+
+
+def test_trials_without_any_epochs_still_give_sweep_facts(tmp_path):
+    """Trials recorded but no epochs.parquet (e.g. only trials.parquet copied off a cluster)."""
+    s = ResultsStore(tmp_path / "r", "only-trials")
+    s.upsert_trial(_trial("a", val=0.5, test=0.4))
+    s.upsert_trial(_trial("b", "pruned", val=0.3, epochs=1))
+    html = build_dashboard(tmp_path / "r")
+    assert BROKEN not in html
+    assert "1 completed, 1 pruned by ASHA, 0 failed, 0 running" in _Page(html).sections["facts"]
+
+
+def test_claims_figure_shows_the_design_columns_when_present():
+    """What search.claims reports beyond the basic columns (folds, seeds, Holm p, the pairs an open
+    question needs, the sweep) reaches the hover and the side text, escaped."""
+    import plotly.io as pio
+
+    from search.dashboard_figures import claims_figure
+
+    rows = pd.DataFrame([{
+        "claim": "x", "statement": HOSTILE_SWEEP, "sweep": HOSTILE_TRIAL, "protocol": "within", "arm_a": "a/mel",
+        "arm_b": "b/mel", "metric": "test_ua", "n_pairs": 6, "n_folds": 3, "n_seeds": 2, "mean_diff": 0.02,
+        "ci_low": -0.01, "ci_high": 0.05, "stated_effect": 0.03, "p_value": 0.0041, "p_holm": 0.0123,
+        "verdict": "inconclusive", "more_pairs_needed": 7, "unit": "fold", "note": "about 7 more folds <b>",
+        "config_a": "s/k1", "config_b": "s/k2", "label": "claim x · test_ua", "why": None}])
+    fig = claims_figure(rows)
+    hover = fig.data[0].text[0]
+    assert "6 paired run(s) = 3 fold(s) × 2 seed(s); interval over folds" in hover
+    assert "p = 0.0041 · Holm-adjusted p = 0.0123" in hover and "about 7 more folds &lt;b&gt;" in hover
+    assert f"sweep {html_escape(HOSTILE_TRIAL)} · protocol within" in hover
+    assert fig.layout.annotations[0].text == "inconclusive · ~7 more folds"
+    assert claims_figure(rows.drop(columns=["unit"])).layout.annotations[0].text == "inconclusive · ~7 more pairs"
+    text = pio.to_json(fig)
+    assert HOSTILE_SWEEP not in text and HOSTILE_TRIAL not in text and "&lt;script&gt;alert(1)" in text
 
 
 def test_learning_curves_mark_asha_stops_and_rungs(page):
@@ -257,7 +424,7 @@ def test_learning_curves_mark_asha_stops_and_rungs(page):
 def test_best_trial_confusion_is_row_normalised_and_labelled(page):
     p = _Page(page)
     assert "Best trial by validation UA: triplet-2 of sweep s-confirm" in p.sections["best"]
-    heat = [t for f in p.figures for t in f["data"] if t["type"] == "heatmap"]
+    heat = [t for f in p.figures for t in f["data"] if t["type"] == "heatmap" and "meta" not in t]
     assert len(heat) == 2
     test = heat[1]
     assert test["x"] == LABELS and test["y"] == LABELS
@@ -284,6 +451,7 @@ def test_partial_results_give_messages_not_errors(tmp_path):
     text = _Page(build_dashboard(empty)).sections
     assert "No trials yet in" in text["facts"] and "No finished trials yet" in text["leaderboard"]
     assert "No epochs recorded yet" in text["curves"] and "No completed trial yet" in text["best"]
+    assert "No confirmed runs yet" in text["claims"]
     # only pruned trials: no confusion, no study, no checkpoint, no sweep.toml
     s = ResultsStore(tmp_path / "pruned", "p")
     s.upsert_trial(_trial("x", "pruned", val=0.3, epochs=1))
@@ -293,6 +461,8 @@ def test_partial_results_give_messages_not_errors(tmp_path):
     assert BROKEN not in html and "Traceback" not in html
     assert "No completed trial yet" in text["families"] and "No completed trial yet" in text["best"]
     assert "No Optuna study" in text["params"] and "max_epochs unknown" in text["facts"]
+    assert "No confirmed runs yet" in text["claims"] and "ser-search confirm" in text["claims"]
+    assert claims_view(read_trials(tmp_path / "pruned")).rows.empty
     # a completed trial whose checkpoint is gone, no confusion rows
     s.upsert_trial(_trial("y", val=0.5, test=0.4, family="center", center_lambda=0.1, center_lr=0.5,
                           checkpoint=str(tmp_path / "gone" / "best.pt")))
@@ -663,6 +833,13 @@ def test_browser_loads_sorts_filters_and_screenshots(browser, real_sweep, result
     known.write_text(build_dashboard(results))
     b.open(known.as_uri())
     assert b.errors() == []
+    assert b.js("return document.querySelectorAll('.js-plotly-plot').length") == \
+        b.js("return document.querySelectorAll('.plotly-div').length")
+    # the pairwise matrix and the claims are drawn (SVG text), not only embedded as JSON
+    drawn = b.js("return [...document.querySelectorAll('#families .js-plotly-plot, #claims .js-plotly-plot')]"
+                 ".map(e => e.textContent).join(' ')")
+    assert "+0.310 *" in drawn and "−0.340 *" in drawn.replace("-", "−")
+    assert "no pairs: center/stft not confirmed" in drawn and "claim 4a · compactness_test" in drawn
     before = _column(b, "table-configs", "val_ua")
     assert [float(v) for v in before[:3]] == pytest.approx([0.91, 0.62, 0.6])  # ranked: best validation first
     b.cmd("POST", f"/element/{b.element('#table-configs th[data-col=val_ua]')}/click", {})
