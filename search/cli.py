@@ -28,14 +28,25 @@ def cmd_generate(args: argparse.Namespace) -> int:
 def cmd_prepare(args: argparse.Namespace) -> int:
     from ser_core.prepare import PrepareOptions, prepare_corpora
 
+    standard = args.folds == "standard"
     options = PrepareOptions(
         sample_rate=args.sample_rate, segment_seconds=args.segment_seconds, protocol=args.protocol,
-        n_folds=args.folds, augment_copies=args.augment_copies, augment_snr_db=args.snr_db,
-        iemocap_four_class=args.iemocap_four_class, seed=args.seed,
+        n_folds=None if standard else args.folds, augment_copies=args.augment_copies, augment_snr_db=args.snr_db,
+        iemocap_four_class=args.iemocap_four_class, seed=args.seed, labels=args.labels,
+        standard_folds=standard, folds_from=tuple(args.folds_from or ()),
     )
     report = prepare_corpora(dict(args.corpus), args.out, options, overwrite=args.force)
     print(report.summary())
     return 0
+
+
+def _folds_arg(text: str) -> int | str:
+    if text == "standard":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--folds expects a number of folds or 'standard', got {text!r}") from None
 
 
 def _corpus_list(text: str) -> list[str]:
@@ -134,9 +145,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     sweep = load_sweep(args.sweep)
     if args.prepared:
         sweep = sweep.with_prepared(args.prepared)
+    if args.optuna_storage:
+        sweep = sweep.with_optuna_storage(args.optuna_storage)
     outcome = run_sweep(sweep, args.results, address=args.address, resume=args.resume)
     print(f"\n{outcome.num_trials} trials ({outcome.num_errors} errors); results in {outcome.sweep_dir}")
-    print(f"Optuna study: {outcome.study_path} (optuna-dashboard sqlite:///{outcome.study_path})\n")
+    dashboard = f" (optuna-dashboard sqlite:///{outcome.study_path})" if outcome.study_path else ""
+    print(f"Optuna study: {outcome.study_location}{dashboard}\n")
     print(render(leaderboard(read_trials(outcome.sweep_dir)), "table"))
     return 0
 
@@ -168,11 +182,18 @@ def cmd_confirm(args: argparse.Namespace) -> int:
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
-    from search.leaderboard import leaderboard, render
-    from search.results import read_trials
+    from search.leaderboard import LeaderboardError, leaderboard, render
+    from search.results import explain_no_trials, read_trials
 
     group_by = [c.strip() for c in args.group_by.split(",")] if args.group_by else None
-    print(render(leaderboard(read_trials(args.results_dir), group_by=group_by), args.format))
+    trials = read_trials(args.results_dir)
+    if not len(trials):
+        # An empty table with status 0 would read as "nothing ranked yet" when the path is wrong.
+        started, message = explain_no_trials(args.results_dir)
+        if not started:
+            raise LeaderboardError(message)  # an input error: status 2, like every other
+        print(message, file=sys.stderr)
+    print(render(leaderboard(trials, group_by=group_by), args.format))
     return 0
 
 
@@ -200,8 +221,16 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--protocol", choices=["speaker", "utterance", "session"], default="speaker",
                     help="speaker-independent k-fold (default), stratified 80/10/10 by utterance, "
                          "or IEMOCAP leave-one-session-out")
-    pr.add_argument("--folds", type=int, default=None,
-                    help="number of folds (default: 5 speaker folds, 10 utterance folds, one per session)")
+    pr.add_argument("--folds", type=_folds_arg, default=None, metavar="K|standard",
+                    help="number of folds (default: 5 speaker folds, 10 utterance folds, one per session); "
+                         "'standard' (speaker protocol): fixed leave-speakers-out folds, EmoDB 5 x 2 speakers "
+                         "(one male, one female), RAVDESS 6 x 4 actors (ser_core.splits.STANDARD_SPEAKER_FOLDS)")
+    pr.add_argument("--folds-from", type=Path, action="append", metavar="PATH",
+                    help="take the folds from a benchmark's lists: an EmoBox data/<corpus>/ folder (fold_N/"
+                         "<corpus>_test_fold_N.jsonl) or test-fold .jsonl files; repeat for several corpora")
+    pr.add_argument("--labels", choices=["shared", "native"], default="shared",
+                    help="shared: every corpus on the 8 shared classes (default); native: each corpus's own "
+                         "classes (EmoDB 7 with boredom, CREMA-D 6, IEMOCAP 4, ...)")
     pr.add_argument("--force", action="store_true", help="replace an existing prepared corpus in --out")
     pr.add_argument("--sample-rate", type=int, default=16000)
     pr.add_argument("--segment-seconds", type=float, default=3.5)
@@ -233,6 +262,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--address", help="Ray cluster address (default: start a local Ray)")
     s.add_argument("--resume", action="store_true", help="continue an interrupted sweep")
     s.add_argument("--prepared", type=Path, help="override the sweep file's data.prepared")
+    s.add_argument("--optuna-storage", metavar="URL",
+                   help="Optuna storage URL for the study (postgresql://..., sqlite:////path/optuna.db); "
+                        "overrides [sweep] optuna_storage; default: optuna.db with the results")
     s.set_defaults(func=cmd_sweep)
 
     lb = sub.add_parser("leaderboard", help="rank trials by validation UA")
@@ -296,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
 
 # Errors that are the user's input, not our bug: printed without a traceback.
 _USER_ERRORS = {"ConfigError", "SweepConfigError", "SweepError", "CorpusError", "AudioError",
-                "PrepareError", "LossConfigError", "NonFiniteLossError", "ResultsError", "ProtocolError",
+                "PrepareError", "SplitError", "LossConfigError", "NonFiniteLossError", "ResultsError", "ProtocolError",
                 "CorpusFormatError", "FileNotFoundError", "ValidationError", "LeaderboardError",
                 "ClaimsError"}
 

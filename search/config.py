@@ -66,6 +66,29 @@ class SweepSection(_Strict):
     seed: int = Field(0, description="TPE sampler seed")
     cover_choices: bool = Field(
         False, description="enqueue first trials so every choice of every categorical axis runs at least once")
+    optuna_storage: str | None = Field(
+        None, description="an Optuna RDB storage URL for the study (postgresql://..., mysql://..., "
+                          "sqlite:///path/optuna.db); default: optuna.db with the results (search/study.py)")
+
+    @field_validator("optuna_storage")
+    @classmethod
+    def _database_url(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        from sqlalchemy.engine import make_url  # noqa: PLC0415 - Optuna's dependency; only when given
+
+        try:
+            url = make_url(v)
+        except Exception:  # noqa: BLE001 - sqlalchemy raises several types; the URL itself is not echoed
+            raise ValueError("not a database URL; e.g. postgresql://user@host/db or sqlite:////abs/path/optuna.db") from None
+        dialect = url.drivername.split("+")[0]
+        if dialect not in _RDB_DIALECTS:
+            raise ValueError(f"{dialect!r} is not a database Optuna can store a study in "
+                             f"({', '.join(sorted(_RDB_DIALECTS))})")
+        if dialect == "sqlite" and url.database in (None, "", ":memory:"):
+            raise ValueError("an SQLite study needs a file: sqlite:////abs/path/optuna.db (an in-memory one "
+                             "would be lost with the driver)")
+        return v
 
     @field_validator("name")
     @classmethod
@@ -73,6 +96,41 @@ class SweepSection(_Strict):
         if set(v) == {"."}:
             raise ValueError(f"{v!r} is not a usable directory name")
         return v
+
+
+_RDB_DIALECTS = {"sqlite", "postgresql", "mysql", "mariadb", "oracle", "mssql"}
+
+
+def hide_password(url: str) -> str:
+    """A database URL as it may be printed or stored beside the results: its password as ***."""
+    from sqlalchemy.engine import make_url  # noqa: PLC0415
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - not a URL: nothing to hide
+        return url
+
+
+def resolve_sqlite(url: str, base_dir: Path) -> str:
+    """sqlite:///relative.db names a file relative to the working directory; a sweep file means
+    its own directory (like data.prepared)."""
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and not url.startswith(prefix + "/"):
+        return prefix + str((base_dir / url.removeprefix(prefix)).resolve())
+    return url
+
+
+def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
+    if isinstance(value, dict) and value:
+        for key, v in value.items():
+            _flatten(f"{prefix}.{key}" if prefix else str(key), v, out)
+    else:
+        out[prefix] = value
+
+
+def changed_settings(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """Dotted keys whose value differs between two `SweepConfig.settings()` (or that only one has)."""
+    return sorted(k for k in old.keys() | new.keys() if k not in old or k not in new or old[k] != new[k])
 
 
 class SchedulerSection(_Strict):
@@ -92,6 +150,8 @@ class SchedulerSection(_Strict):
 class ResourcesSection(_Strict):
     cpus_per_trial: float = Field(1.0, gt=0.0)
     gpus_per_trial: float = Field(0.0, ge=0.0, description="used only on clusters with GPUs; 0 = CPU only")
+    reuse_actors: bool = Field(True, description="run a later trial in a finished trial's Ray actor (Tune's "
+                               "reuse_actors): no process start, imports or first-optimizer cost per trial")
 
     @field_validator("gpus_per_trial")
     @classmethod
@@ -324,6 +384,44 @@ class SweepConfig(_Strict):
         n = max(len(c) for c in categorical.values())
         return [{name: choices[i % len(choices)] for name, choices in categorical.items()} for i in range(n)]
 
+    def settings(self) -> dict[str, Any]:
+        """The sweep as validated, one dotted key per setting (`scheduler.max_epochs`,
+        `base.model.d_model`, `space.lr.high`): what a resume compares with the stored run, so
+        a comment or a reformatted table is no change but every value that shapes a trial is.
+        [base] is taken as the TrainConfig it gives (an explicit default equals an omitted one);
+        a storage URL's password is left out."""
+        d = self.model_dump(mode="json", exclude={"space", "base"})
+        if d["sweep"].get("optuna_storage"):
+            d["sweep"]["optuna_storage"] = hide_password(d["sweep"]["optuna_storage"])
+        d["space"] = {name: axis.value if isinstance(axis, FixedAxis) else axis.model_dump(mode="json")
+                      for name, axis in self.space.items()}
+        base = TrainConfig.model_validate({**copy.deepcopy(self.base), "data": _PLACEHOLDER_DATA})
+        d["base"] = base.model_dump(mode="json", exclude={"data"})
+        flat: dict[str, Any] = {}
+        _flatten("", d, flat)
+        return flat
+
+    def as_raw(self) -> dict[str, Any]:
+        """The sweep as a sweep file's data, overrides included (--prepared, a demo's shorter
+        budget): what ran, for sweep.json; `SweepConfig.model_validate` reads it back. A storage
+        URL's password is left out."""
+        d = self.model_dump(mode="json", exclude={"space", "base"}, exclude_none=True)
+        if d["sweep"].get("optuna_storage"):
+            d["sweep"]["optuna_storage"] = hide_password(d["sweep"]["optuna_storage"])
+        d["space"] = {name: axis.value if isinstance(axis, FixedAxis) else axis.model_dump(mode="json", exclude_none=True)
+                      for name, axis in self.space.items()}
+        d["base"] = copy.deepcopy(self.base)
+        return d
+
+    def with_optuna_storage(self, url: str) -> "SweepConfig":
+        """The same sweep with its study in another storage (the CLI's --optuna-storage)."""
+        try:
+            section = SweepSection.model_validate({**self.sweep.model_dump(), "optuna_storage": url})
+        except ValidationError as e:
+            raise SweepConfigError(format_validation_error(e, "--optuna-storage")) from None
+        section.optuna_storage = resolve_sqlite(section.optuna_storage, Path.cwd())
+        return self.model_copy(update={"sweep": section})
+
     def with_prepared(self, prepared: Path | str) -> "SweepConfig":
         """The same sweep on another prepared corpus (the CLI's --prepared)."""
         data = self.data.model_copy(update={"prepared": Path(prepared).expanduser().resolve()})
@@ -342,6 +440,8 @@ def parse_sweep(text: str, *, source: str = "<string>", base_dir: Path | None = 
         raise SweepConfigError(format_validation_error(e, source)) from None
     if not cfg.data.prepared.is_absolute():
         cfg.data.prepared = ((base_dir or Path.cwd()) / cfg.data.prepared).resolve()
+    if cfg.sweep.optuna_storage:
+        cfg.sweep.optuna_storage = resolve_sqlite(cfg.sweep.optuna_storage, base_dir or Path.cwd())
     cfg._source_text = text
     return cfg
 

@@ -14,15 +14,32 @@ because the scheduler stopped it.
 Optuna's storage is written at once, Tune's experiment snapshot every few seconds: a restored
 sweep may replay a trial Optuna already holds as finished. Its replayed results and outcome
 are ignored; Optuna keeps the first.
+
+After a killed driver (`restore`):
+- the study is re-opened where this driver keeps it (`search.study.bound`): the searcher's
+  pickled state carries no storage, since its URL may hold a password and the study may now be
+  another machine's copy of it (object-store results);
+- a trial Optuna asked after the last snapshot is RUNNING in the study but unknown to Tune, so
+  nothing would ever finish it: it is told FAIL with the reason, and a `cover_choices` point it
+  had taken (Optuna keeps it as `fixed_params`) is enqueued again, so the point still runs.
+
+An errored trial is not told FAIL when Tune reports the error: a resume after a killed driver
+retries errored trials (`resume_errored`), and Optuna cannot reopen a finished trial, so a retry
+that completes would stay FAIL there while Parquet says completed. It stays RUNNING (TPE ignores
+RUNNING and FAIL trials alike) with a mark, until the sweep ends (`search.study.finish_study`).
 """
 from __future__ import annotations
 
 import logging
+import pickle
 from typing import Any
 
+import optuna
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState
 from ray.tune.search.optuna import OptunaSearch
+
+from .study import ERROR_ATTR, FAILED_ATTR, REQUEUED_ATTR, TUNE_ID_ATTR, bound
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +50,68 @@ class PruningAwareOptunaSearch(OptunaSearch):
         self._max_epochs = max_epochs
         self._epoch_key = epoch_key
         self._reported_steps: dict[str, set[int]] = {}
+
+    def suggest(self, trial_id: str) -> dict | None:
+        params = super().suggest(trial_id)
+        if trial_id in self._ot_trials:  # lets Optuna's trials be matched with Tune's and Parquet's rows
+            self._ot_trials[trial_id].set_user_attr(TUNE_ID_ATTR, trial_id)
+        return params
+
+    # Pickled (into Tune's tuner.pkl and every snapshot, both stored with the results) without
+    # the study's storage: its URL may hold a password, and the study may live elsewhere when
+    # the state is read back (another machine's temporary copy). Trials are kept by storage id.
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_storage"] = state["_ot_study"] = None
+        state["_ot_trials"] = {tid: t._trial_id for tid, t in self._ot_trials.items()}
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        if bound(self._study_name) is not None:
+            self._reopen()
+
+    def save(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "wb") as f:
+            pickle.dump(self.__getstate__(), f)
+
+    def restore(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "rb") as f:
+            self.__dict__.update(pickle.load(f))
+        self._reopen()
+        self._fail_lost_trials()
+
+    def _reopen(self) -> None:
+        """Open the study where this driver keeps it (search.study.bound) and its trials by id
+        (the storage is the same database, or a copy of it)."""
+        location = bound(self._study_name)
+        if location is None:
+            raise RuntimeError(f"no Optuna storage is bound for study {self._study_name!r} in this driver "
+                               "(search.study.bind); the searcher's state does not carry one")
+        storage = location.storage()
+        sampler = self._sampler or optuna.samplers.TPESampler(seed=self._seed)
+        study = optuna.load_study(study_name=self._study_name, storage=storage, sampler=sampler,
+                                  pruner=optuna.pruners.NopPruner())
+        self._storage, self._ot_study = storage, study
+        self._ot_trials = {tid: optuna.Trial(study, t if isinstance(t, int) else t._trial_id)
+                           for tid, t in self._ot_trials.items()}
+
+    def _fail_lost_trials(self) -> None:
+        known = {t._trial_id for t in self._ot_trials.values()}
+        study = self._ot_study
+        for lost in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            if lost._trial_id in known:
+                continue
+            reason = ("asked after the last experiment snapshot of a driver that died: Tune does not know it, "
+                      "so no trial would ever finish it")
+            study._storage.set_trial_user_attr(lost._trial_id, FAILED_ATTR, reason)
+            study.tell(lost.number, state=TrialState.FAIL, skip_if_finished=True)
+            point = lost.system_attrs.get("fixed_params")
+            if point:  # a cover_choices point: ask it again
+                study.enqueue_trial(point, user_attrs={REQUEUED_ATTR: lost.number})
+            logger.warning("Optuna trial %d (Tune trial %s) %s; told FAIL%s", lost.number,
+                           lost.user_attrs.get(TUNE_ID_ATTR, "unknown"), reason,
+                           f", its point {point} enqueued again" if point else "")
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         # Report intermediate values against our own epoch counter, which stays correct
@@ -54,6 +133,13 @@ class PruningAwareOptunaSearch(OptunaSearch):
         self._completed_trials.add(trial_id)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        if error and trial_id not in self._completed_trials:
+            # FAIL is told when the sweep ends (module doc): a resume may still retry this trial.
+            try:
+                self._ot_trials[trial_id].set_user_attr(ERROR_ATTR, True)
+            except UpdateFinishedTrialError:
+                self._already_finished(trial_id)
+            return
         epochs = None if not result else result.get(self._epoch_key)
         stopped_early = (not error) and epochs is not None and int(epochs) < self._max_epochs
         if not stopped_early or trial_id in self._completed_trials:

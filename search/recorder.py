@@ -18,10 +18,10 @@ from ray.tune import Callback
 
 from ser_core.config import TrainConfig
 
-from .trainable import BEST_FILE
-from .results import ResultsStore, config_columns, confusion_rows
+from .trainable import BEST_FILE, FINAL_JSON, final_metrics
+from .results import LOSS_PARAM_COLUMNS, ResultsStore, config_columns, confusion_rows
 
-# Keys of the final report that are copied verbatim into the trial row.
+# Keys of the final report (the best epoch's evaluation: trainable.final_metrics) copied into the trial row.
 _FINAL_KEYS = ("best_epoch", "val_ua", "val_wa", "val_f1_macro", "val_precision_macro",
                "val_recall_macro", "test_ua", "test_wa", "test_f1_macro", "test_precision_macro",
                "test_recall_macro", "compactness_val", "compactness_test", "train_seconds")
@@ -38,9 +38,12 @@ def _finite_or_none(v: Any) -> Any:
 class ParquetRecorder(Callback):
     def __init__(self, name: str, to_config: Callable[[dict[str, Any]], TrainConfig], results: str,
                  gpu_fraction: float, stage: str = "search", echo: bool = True,
-                 corpora: Sequence[str] | None = None) -> None:
+                 corpora: Sequence[str] | None = None, prepared_id: str | None = None,
+                 source_sweep: str | None = None) -> None:
         self.name = name
         self.corpora = tuple(corpora) if corpora else None  # in the prepared data: names implicit corpora
+        self.prepared_id = prepared_id  # PreparedCorpus.prepared_id of the data the trials run on
+        self.source_sweep = source_sweep  # the search sweep this one belongs to (itself, or the one confirmed)
         self.to_config = to_config
         self.results = results
         self.gpu_fraction = gpu_fraction
@@ -86,7 +89,7 @@ class ParquetRecorder(Callback):
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         last = trial.last_result or {}
-        finished = last.get("test_ua") is not None
+        finished = final_metrics(last) is not None
         self._write(trial, "completed" if finished else "pruned", None)
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
@@ -101,23 +104,25 @@ class ParquetRecorder(Callback):
         last = trial.last_result or {}
         try:
             # getattr: a recorder pickled by an older version (a restored sweep) has no corpora
-            columns = config_columns(self.to_config(dict(trial.config)), getattr(self, "corpora", None))
+            columns = config_columns(self.to_config(dict(trial.config)), getattr(self, "corpora", None),
+                                     getattr(self, "prepared_id", None))
         except Exception as e:  # noqa: BLE001 - a bad axis combination must still leave a row
-            columns = {"config_json": json.dumps(dict(trial.config), sort_keys=True, default=str)}
-            error = error or f"invalid trial configuration: {e}"
-            status = "error"
+            columns = _invalid_config_columns(dict(trial.config)) | {"prepared_id": getattr(self, "prepared_id", None)}
+            # the validation message itself, not Ray's wrapping of the trial's identical failure
+            error, status = f"invalid trial configuration: {_invalid_config_text(e)}", "error"
         row: dict[str, Any] = {
             "sweep": self.name, "trial_id": trial.trial_id, "status": status,
-            "stage": self.stage, **columns,
+            "stage": self.stage, "source_sweep": getattr(self, "source_sweep", None), **columns,
             "epochs_run": last.get("epoch"), "node": last.get("node"),
             "gpu_fraction": self.gpu_fraction, "error": error,
             "started_at": self._started.get(trial.trial_id), "finished_at": _now(),
         }
         if status == "completed":
-            row.update({k: _finite_or_none(last.get(k)) for k in _FINAL_KEYS})
+            best = final_metrics(last) or {}
+            row.update({k: _finite_or_none(best.get(k)) for k in _FINAL_KEYS})
             if trial.checkpoint is not None:
                 row["checkpoint"] = f"{trial.checkpoint.path}/{BEST_FILE}"
-            final = json.loads(last["final_json"])
+            final = json.loads(last[FINAL_JSON])
             row["classes"] = ",".join(final.get("classes") or final["labels"])
             dropped = final.get("classes_dropped") or {}
             row["classes_dropped"] = "; ".join(f"{k}: {v}" for k, v in dropped.items()) or None
@@ -146,10 +151,13 @@ class ParquetRecorder(Callback):
 
     @staticmethod
     def _line(row: dict[str, Any]) -> str:
-        parts = [f"{row['status']:<9}", f"{row['trial_id']}", f"{row['loss_family']}/{row['frontend']}"]
+        # .get throughout: an invalid configuration's row has only the columns its params name
+        parts = [f"{row['status']:<9}", f"{row['trial_id']}", f"{row.get('loss_family')}/{row.get('frontend')}"]
         if row.get("center_lambda") is not None:
-            parts.append(f"λ={row['center_lambda']:.3g} α={row['center_lr']:.3g}")
-        parts.append(f"lr={row['lr']:.2g}")
+            parts.append(f"λ={row['center_lambda']:.3g}" + (f" α={row['center_lr']:.3g}"
+                                                          if row.get("center_lr") is not None else ""))
+        if row.get("lr") is not None:
+            parts.append(f"lr={row['lr']:.2g}")
         if row.get("val_ua") is not None:
             parts.append(f"val_ua={row['val_ua']:.3f}")
         if row.get("test_ua") is not None:
@@ -158,6 +166,21 @@ class ParquetRecorder(Callback):
         if row.get("error"):
             parts.append(f"error: {row['error'].splitlines()[0][:160]}")
         return "  " + "  ".join(parts)
+
+
+def _invalid_config_columns(params: dict[str, Any]) -> dict[str, Any]:
+    """The columns a trial's params give directly (the short axes: loss_family, frontend, lr,
+    ...) when they do not make a valid TrainConfig; the params themselves go to config_json."""
+    direct = {"model", "loss_family", "frontend", "lr", "batch_size", "seed", *LOSS_PARAM_COLUMNS}
+    columns = {k: v for k, v in params.items() if k in direct and v is not None}
+    return columns | {"config_json": json.dumps(params, sort_keys=True, default=str)}
+
+
+def _invalid_config_text(exc: Exception) -> str:
+    """One line: what the validation found (a SweepConfigError lists it below a header line
+    that repeats the params, which config_json already holds)."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    return "; ".join(lines[1:]) if len(lines) > 1 else (lines[0] if lines else type(exc).__name__)
 
 
 def _error_text(trial) -> str:

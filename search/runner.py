@@ -3,8 +3,11 @@
 
 Layout of a sweep's results directory (`<results>/<sweep-name>/`):
   trials.parquet, epochs.parquet, confusion.parquet   the results (search.results)
-  optuna.db                                            the Optuna study (optuna-dashboard can open it)
-  sweep.toml                                           the sweep file as it ran
+  optuna.db                                            the Optuna study (optuna-dashboard can open it;
+                                                       or in a configured storage: search/study.py)
+  sweep.toml                                           the sweep file as it ran (never rewritten)
+  sweep.json                                           the sweep as it ran (overrides included) and its
+                                                       prepared corpus's id: what a resume compares with
   tune/                                                Ray Tune's experiment state and checkpoints
 """
 from __future__ import annotations
@@ -14,6 +17,7 @@ import math
 import os
 import platform
 import json
+import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,8 +31,10 @@ from ray.tune.schedulers import ASHAScheduler
 from ser_core.config import TrainConfig
 
 from .checkpoints import SnapshotSafePruning, checkpoint_config, keep_latest_checkpoints
-from .config import SweepConfig
+from .config import SweepConfig, changed_settings, parse_sweep
 from .pruning import PruningAwareOptunaSearch
+from .study import (FINISHED_ATTR, RESULTS_ATTR, StudyLocation, StudyMirror, bind, finish_study, locate_study,
+                    restore_study, unbind)
 from .recorder import ParquetRecorder
 from .results import ResultsStore
 from .trainable import make_trainable
@@ -46,7 +52,8 @@ class SweepOutcome:
     sweep_dir: str
     num_trials: int
     num_errors: int
-    study_path: str | None
+    study_path: str | None              # the study's SQLite file on this machine, if it is one
+    study_location: str | None = None   # where the study is (file, URL without password, store copy)
 
 
 def default_node_ip() -> str | None:
@@ -83,13 +90,97 @@ def _is_local(path: str) -> bool:
     return "://" not in path
 
 
-def study_storage(sweep_dir: str, sweep_name: str) -> tuple[optuna.storages.BaseStorage, str]:
-    """SQLite next to the results when they are local; otherwise a local cache (SQLite must
-    not live on an object store)."""
-    base = Path(sweep_dir) if _is_local(sweep_dir) else Path.home() / ".cache" / "ser-search" / sweep_name
-    base.mkdir(parents=True, exist_ok=True)
-    path = base / "optuna.db"
-    return optuna.storages.RDBStorage(f"sqlite:///{path}"), str(path)
+def open_study(sweep_dir: str, name: str, configured: str | None, resume: bool) -> StudyLocation:
+    """The sweep's study location (search/study.py), checked and bound for this driver: a resume
+    needs the study (an object store's copy is brought back first) and, in a configured storage,
+    one made for these results; a new sweep must not find a study of its name there (it would
+    mix two sweeps' trials, or a dead start's, into one TPE history)."""
+    location = locate_study(sweep_dir, name, configured)
+    if resume:
+        restore_study(location)
+        study = location.load()
+        if study is None:
+            raise SweepError(f"the Optuna study {name!r} of {sweep_dir} is not in {location.shown}; resume with "
+                             "the Optuna storage the sweep started with ([sweep] optuna_storage / --optuna-storage)")
+        owner = study.user_attrs.get(RESULTS_ATTR)
+        if location.configured and owner is not None and owner != sweep_dir:
+            raise SweepError(f"the Optuna study {name!r} in {location.shown} belongs to the sweep in {owner}, not "
+                             f"{sweep_dir}; give this sweep another [sweep] name or storage")
+    elif location.load() is not None or location.stored():
+        raise SweepError(f"{location.shown} already holds an Optuna study named {name!r}, but {sweep_dir} has no "
+                         f"Ray Tune experiment to resume (another sweep of that name, or a start that died before "
+                         f"its first snapshot); choose another [sweep] name, or delete that study "
+                         f"(optuna delete-study --study-name {name} --storage ...)")
+    bind(location)
+    return location
+
+
+SETTINGS_FILE = "sweep.json"
+
+
+def _read_text(store: ResultsStore, name: str) -> str | None:
+    path = f"{store.root}/{name}"
+    if store.fs.get_file_info(path).type.name != "File":
+        return None
+    with store.fs.open_input_stream(path) as f:
+        return f.read().decode("utf-8")
+
+
+def _write_text(store: ResultsStore, name: str, text: str) -> None:
+    tmp = f"{store.root}/{name}.tmp-{os.getpid()}"
+    with store.fs.open_output_stream(tmp) as f:
+        f.write(text.encode("utf-8"))
+    store.fs.move(tmp, f"{store.root}/{name}")
+
+
+def _run_record(sweep: SweepConfig, prepared_id: str | None) -> dict[str, Any]:
+    """What sweep.toml alone cannot say about a run: the sweep as it ran, overrides included
+    (--prepared, --optuna-storage without its password, a demo's shorter budget), and the
+    identity of its prepared corpus."""
+    return {"format": 1, "sweep": sweep.as_raw(), "prepared_id": prepared_id}
+
+
+def record_start(store: ResultsStore, sweep: SweepConfig, prepared_id: str | None) -> None:
+    """sweep.toml and sweep.json, written once when a sweep starts (a resume never rewrites them)."""
+    store.save_source(sweep.source_text)
+    _write_text(store, SETTINGS_FILE, json.dumps(_run_record(sweep, prepared_id), indent=1))
+
+
+def check_resume_unchanged(store: ResultsStore, sweep: SweepConfig, prepared_id: str | None) -> None:
+    """Refuse a resume whose sweep differs from the one the sweep started with: the restored
+    searcher, ASHA and recorder were made from the stored run, while the trials would be made
+    from the new one. Validated settings are compared (SweepConfig.settings), so comments and
+    formatting may change. The prepared corpus counts by identity (PreparedCorpus.prepared_id:
+    the same preparation at another path is no change); where an id is missing, by path."""
+    stored = f"{store.root}/sweep.toml"
+    raw = _read_text(store, SETTINGS_FILE)
+    new = sweep.settings()
+    if raw is not None:
+        record = json.loads(raw)
+        try:
+            old = SweepConfig.model_validate(record["sweep"]).settings()
+        except (KeyError, ValueError) as e:
+            raise SweepError(f"cannot read {store.root}/{SETTINGS_FILE} to compare the sweep with the one that "
+                             f"started: {e}") from None
+        old_id = record.get("prepared_id")
+        if old_id and prepared_id:
+            old["data.prepared"], new["data.prepared"] = old_id, prepared_id
+    else:  # started by an older ser-search: only its sweep.toml, and --prepared is not known
+        text = _read_text(store, "sweep.toml")
+        if text is None:
+            return  # nothing stored to compare with
+        base_dir = sweep.source_path.parent if sweep.source_path else None
+        old = parse_sweep(text, source=stored, base_dir=base_dir).settings()
+        old.pop("data.prepared", None)
+        new.pop("data.prepared", None)
+    changed = changed_settings(old, new)
+    if changed:
+        where = str(sweep.source_path) if sweep.source_path else "the sweep given"
+        raise SweepError(
+            f"--resume: {where} differs from the sweep {sweep.sweep.name!r} started with ({stored}) in "
+            f"{', '.join(changed)}. A resumed sweep runs as it started: its searcher, ASHA and recorder come from "
+            f"the stored run, its trials would come from the new file. Undo those changes to resume, or run the "
+            f"new file as a new sweep under another [sweep] name.")
 
 
 def _join(root: str, *parts: str) -> str:
@@ -134,6 +225,10 @@ def _corpora(corpus: Any) -> tuple[str, ...] | None:
     return corpus.corpora() if hasattr(corpus, "corpora") else None
 
 
+def _prepared_id(corpus: Any) -> str | None:
+    return getattr(corpus, "prepared_id", None)  # a corpus not loaded from disk has no identity
+
+
 def check_protocol(corpus: Any, data: Any, where: str = "[data] of the sweep") -> None:
     """Fail before any trial starts when the data section's corpora or fold cannot form a split
     (every trial would fail the same way)."""
@@ -160,9 +255,12 @@ def check_confirmation_splits(corpus: Any, configs: list[str], folds: list[int] 
                                                  f"{cfg.loss.family}/{cfg.frontend.kind}")
 
 
-def _run_config(run_dir: str, recorder: ParquetRecorder, max_failures: int) -> tune.RunConfig:
+def _run_config(run_dir: str, recorder: ParquetRecorder, max_failures: int,
+                extra: tuple[tune.Callback, ...] = ()) -> tune.RunConfig:
     return tune.RunConfig(
-        name=TUNE_DIR, storage_path=run_dir, callbacks=[recorder, SnapshotSafePruning()],
+        # extra (the study's copy) before the recorder: a trial's outcome reaches the stored
+        # study before its Parquet row, so a driver killed in between leaves no row Optuna lacks
+        name=TUNE_DIR, storage_path=run_dir, callbacks=[*extra, recorder, SnapshotSafePruning()],
         failure_config=tune.FailureConfig(max_failures=max_failures),
         checkpoint_config=checkpoint_config(),
         verbose=0,
@@ -184,46 +282,78 @@ def run_sweep(sweep: SweepConfig, results: str, *, address: str | None = None, r
     sweep_dir = _join(results, name)
     tune_path = _join(sweep_dir, TUNE_DIR)
     _check_existing(tune_path, sweep_dir, resume, f"sweep {name!r}")
+    if corpus is None:  # before Ray starts: a bad (or, on resume, another) prepared corpus fails first
+        from ser_core.corpus import PreparedCorpus  # noqa: PLC0415 - only the driver loads it
+        corpus = PreparedCorpus.load(sweep.data.prepared).in_memory()
+    store = ResultsStore(results, name)
+    if resume:
+        check_resume_unchanged(store, sweep, _prepared_id(corpus))
+    study = open_study(sweep_dir, name, sweep.sweep.optuna_storage, resume)
+    try:
+        return _run_study(sweep, results, sweep_dir, tune_path, store, study, address=address, resume=resume,
+                          corpus=corpus, num_cpus=num_cpus, max_failures=max_failures, echo=echo)
+    finally:
+        unbind(name)
 
+
+def _run_study(sweep: SweepConfig, results: str, sweep_dir: str, tune_path: str, store: ResultsStore,
+               study: StudyLocation, *, address: str | None, resume: bool, corpus: Any, num_cpus: int | None,
+               max_failures: int, echo: bool) -> SweepOutcome:
+    name = sweep.sweep.name
     corpus, resources, gpu_fraction = _start(address, num_cpus, corpus, sweep.data.prepared,
                                              sweep.resources.cpus_per_trial, sweep.resources.gpus_per_trial)
     check_protocol(corpus, sweep.data)
     # The corpus goes into the object store once; every trial on a node maps the same copy.
     trainable = tune.with_resources(tune.with_parameters(make_trainable(sweep.trial_config), corpus=corpus),
                                     resources)
-    storage, study_path = study_storage(sweep_dir, name)
-    ResultsStore(results, name).save_source(sweep.source_text)
 
     if resume:
+        # Errored trials are retried only while their Optuna trials are open (a driver died before
+        # the sweep ended): once a sweep has ended they are FAIL in Optuna, which cannot be undone.
+        finished = bool(study.load().user_attrs.get(FINISHED_ATTR))
         tuner = tune.Tuner.restore(tune_path, trainable=trainable, resume_unfinished=True,
-                                   resume_errored=True)
+                                   resume_errored=not finished)
     else:
+        record_start(store, sweep, _prepared_id(corpus))
         searcher = PruningAwareOptunaSearch(
             space=sweep.define_by_run, metric=METRIC, mode="max",
             sampler=optuna.samplers.TPESampler(seed=sweep.sweep.seed),
-            storage=storage, study_name=name, max_epochs=sweep.scheduler.max_epochs,
+            storage=study.storage(), study_name=name, max_epochs=sweep.scheduler.max_epochs,
             points_to_evaluate=sweep.covering_points() or None,
         )
+        study.load().set_user_attr(RESULTS_ATTR, sweep_dir)  # the searcher has just created it
         scheduler = ASHAScheduler(
             time_attr="epoch", max_t=sweep.scheduler.max_epochs,
             grace_period=sweep.scheduler.grace_period, reduction_factor=sweep.scheduler.reduction_factor,
         )
         recorder = ParquetRecorder(name, sweep.trial_config, results, gpu_fraction, echo=echo,
-                                    corpora=_corpora(corpus))
+                                    corpora=_corpora(corpus), prepared_id=_prepared_id(corpus), source_sweep=name)
         tuner = tune.Tuner(
             trainable,
             tune_config=tune.TuneConfig(
                 metric=METRIC, mode="max", search_alg=searcher, scheduler=scheduler,
                 num_samples=sweep.sweep.num_samples, max_concurrent_trials=sweep.sweep.max_concurrent_trials,
+                reuse_actors=sweep.resources.reuse_actors,  # measured: benchmarks/RESULTS.md, issue 15
             ),
-            run_config=_run_config(sweep_dir, recorder, max_failures),
+            run_config=_run_config(sweep_dir, recorder, max_failures, extra=(StudyMirror(name),)),
         )
     if echo:
         _announce(f"sweep {name!r}", sweep.sweep.num_samples, address, resources, sweep_dir)
     grid = tuner.fit()
     keep_latest_checkpoints(grid)
     errors = sum(1 for r in grid if r.error is not None)
-    return SweepOutcome(sweep_dir=sweep_dir, num_trials=len(grid), num_errors=errors, study_path=study_path)
+    if grid.num_terminated + grid.num_errors >= sweep.sweep.num_samples:
+        # Every trial ended: errored trials are final now, and nothing is left RUNNING in Optuna.
+        failed = finish_study(study)
+        if failed and echo:
+            print(f"told Optuna FAIL for {failed} trial(s) that ended without a result (their reason is in "
+                  f"each trial's user attribute ser_search_failed)", file=sys.stderr, flush=True)
+    study.push()  # object-store results: the study's final state beside them
+    if study.mirror is not None and study.local_file is not None:  # the driver's private copy is done
+        shutil.rmtree(study.local_file.parent, ignore_errors=True)
+    local = study.local_file if study.mirror is None and study.local_file is not None else None
+    return SweepOutcome(sweep_dir=sweep_dir, num_trials=len(grid), num_errors=errors,
+                        study_path=str(local) if local else None, study_location=study.shown)
 
 
 def confirmation_seeds(trials: Any, n: int) -> list[int]:
@@ -358,8 +488,10 @@ def run_confirm(results: str, sweep_name: str, *, top: int, seeds: int, address:
     if resume:
         tuner = tune.Tuner.restore(tune_path, trainable=trainable, resume_unfinished=True, resume_errored=True)
     else:
+        # source_sweep: the lineage, whatever `name` says (claims pair runs within one lineage)
         recorder = ParquetRecorder(name, confirm_config, results, gpu_fraction, stage="confirm", echo=echo,
-                                    corpora=_corpora(corpus))
+                                    corpora=_corpora(corpus), prepared_id=_prepared_id(corpus),
+                                    source_sweep=sweep_name)
         tuner = tune.Tuner(
             trainable,
             param_space=space,

@@ -36,9 +36,21 @@ SHORT_AXES: dict[str, tuple[str, ...]] = {
     "weight_decay": ("optim", "weight_decay"),
     "dropout": ("model", "dropout"),
     "seed": ("seed",),
+    # the training recipe (README "Training recipe"); every other [augment]/[optim] field is
+    # searched by its dotted name (augment.freq_mask_width, optim.step_gamma, ...)
+    "schedule": ("optim", "schedule"),
+    "warmup_epochs": ("optim", "warmup_epochs"),
+    "label_smoothing": ("optim", "label_smoothing"),
+    "class_weights": ("optim", "class_weights"),
+    "ema_decay": ("optim", "ema_decay"),
+    "mixup_alpha": ("augment", "mixup_alpha"),
+    "freq_masks": ("augment", "freq_masks"),
+    "time_masks": ("augment", "time_masks"),
+    "time_shift": ("augment", "time_shift"),
+    "time_crop": ("augment", "time_crop"),
 }
 # Sections whose fields may be searched by dotted name ("model.d_model", "frontend.n_mels").
-DOTTED_SECTIONS = ("frontend", "model", "optim")
+DOTTED_SECTIONS = ("frontend", "model", "optim", "augment")
 # Set by the sweep itself, never by an axis or [base].
 RESERVED_PATHS: dict[tuple[str, ...], str] = {
     ("optim", "epochs"): "epochs come from scheduler.max_epochs",

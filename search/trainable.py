@@ -3,7 +3,9 @@
 It rebuilds the trial's TrainConfig from the sampled parameters, resumes from the trial's
 checkpoint when Ray restarts it (a retried failure or a restored sweep), and turns every
 epoch into one `tune.report` carrying the metrics and a resumable checkpoint. The last
-epoch's report also carries the test metrics and confusion matrices of the best epoch.
+epoch's report also carries the best epoch's evaluation (validation and test metrics,
+confusion matrices), each key prefixed with `FINAL_PREFIX`: the unprefixed val_ua/val_wa stay
+the last epoch's own, as every epoch's are (epochs.parquet and the learning curves read them).
 """
 from __future__ import annotations
 
@@ -21,8 +23,21 @@ from ser_core.train import EpochReport, fit
 
 from ser_core.config import TrainConfig
 
+from .overhead import TrialClock
+
 STATE_FILE = "trial_state.pt"
 BEST_FILE = "best.pt"
+FINAL_PREFIX = "final_"  # the best epoch's evaluation in the last report: final_val_ua, final_test_ua, ...
+FINAL_JSON = FINAL_PREFIX + "json"  # labels, classes and confusion matrices, as one JSON string
+
+
+def final_metrics(result: dict[str, Any]) -> dict[str, Any] | None:
+    """The best epoch's evaluation carried by a trial's last report, under its plain names
+    (val_ua, test_ua, best_epoch, ...), or None when the report has none (the trial stopped
+    before its last epoch)."""
+    if FINAL_JSON not in result:
+        return None
+    return {k[len(FINAL_PREFIX):]: v for k, v in result.items() if k.startswith(FINAL_PREFIX) and k != FINAL_JSON}
 
 
 def make_trainable(to_config: Callable[[dict[str, Any]], TrainConfig]):
@@ -31,6 +46,7 @@ def make_trainable(to_config: Callable[[dict[str, Any]], TrainConfig]):
     tune.with_parameters."""
 
     def ser_trial(params: dict[str, Any], corpus: Any) -> None:
+        clock = TrialClock()
         cfg = to_config(params)
         if cfg.device == "auto":
             # Ray hides GPUs a trial did not ask for, so "auto" means: what Ray gave us.
@@ -40,9 +56,15 @@ def make_trainable(to_config: Callable[[dict[str, Any]], TrainConfig]):
         if checkpoint is not None:
             with checkpoint.as_directory() as d:
                 resume = torch.load(Path(d) / STATE_FILE, map_location="cpu", weights_only=False)
+        if resume is not None and resume["epoch"] >= cfg.optim.epochs:
+            # Restarted from its final checkpoint (its process died after the last report): every
+            # epoch is trained and the final result reported, and Tune holds it as the trial's
+            # last result. Ending here completes the trial with that result.
+            return
         node = ray.util.get_node_ip_address()
 
         def on_epoch(report: EpochReport, make_state) -> None:
+            reporting = clock.epoch_reported(report.seconds, report.final is not None)
             metrics: dict[str, Any] = {
                 "epoch": report.epoch, "train_loss": report.train_loss, "val_loss": report.val_loss,
                 "val_ua": report.val_ua, "val_wa": report.val_wa, "best_val_ua": report.best_val_ua,
@@ -50,9 +72,9 @@ def make_trainable(to_config: Callable[[dict[str, Any]], TrainConfig]):
             }
             if report.final is not None:
                 final = report.final
-                metrics.update(final.metrics())
+                metrics.update({FINAL_PREFIX + k: v for k, v in final.metrics().items()})
                 # One JSON string, not lists: Tune's loggers only take scalars and strings.
-                metrics["final_json"] = json.dumps({
+                metrics[FINAL_JSON] = json.dumps({
                     "labels": list(final.labels),
                     "classes": list(final.classes),
                     "classes_dropped": final.classes_dropped,
@@ -64,8 +86,11 @@ def make_trainable(to_config: Callable[[dict[str, Any]], TrainConfig]):
                 if report.final is not None:  # the best epoch's weights, ready for `ser-search predict`
                     protocol = getattr(corpus, "protocol", {})
                     torch.save(report.final.checkpoint | {"preprocessing": protocol}, os.path.join(d, BEST_FILE))
+                metrics.update(clock.metrics(since=reporting))  # the running overhead breakdown (search/overhead.py)
                 tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
+            clock.report_done(reporting)
 
-        fit(cfg, corpus, on_epoch=on_epoch, resume=resume)
+        clock.fit_started()
+        fit(cfg, corpus, on_epoch=on_epoch, resume=resume, timings=clock.setup)
 
     return ser_trial

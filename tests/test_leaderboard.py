@@ -155,3 +155,38 @@ def test_protocol_columns_appear_only_across_protocols_and_list_every_held_out_c
     assert board.loc["k2", "classes_dropped"] == ("calm: only in the evaluation corpora | "
                                                   "calm: only in the training corpora")
     assert board.loc["k1", "eval_corpora"] == "emodb" and board.loc["k2", "n"] == 2
+
+
+def test_leaderboard_command_on_a_folder_without_sweeps_says_where_it_looked(tmp_path, capsys):
+    from search.cli import main
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["leaderboard", str(empty)]) == 2
+    out = capsys.readouterr()
+    assert out.out == ""  # no empty table
+    assert out.err.strip() == (f"ser-search leaderboard: error: no sweep found in {empty}: looked for "
+                               f"{empty}/trials.parquet and {empty}/*/trials.parquet (pass the --results "
+                               "directory of `ser-search sweep`)")
+
+    # the demo's --out folder: its sweeps are one level further down, in results/
+    demo = tmp_path / "demo-out"
+    (demo / "corpus").mkdir(parents=True)
+    ResultsStore(demo / "results", "demo").upsert_trial(
+        _trial("1", "k", val=0.5, test=0.5) | {"sweep": "demo", "stage": "search"})
+    assert main(["leaderboard", str(demo), "--format", "json"]) == 2
+    err = capsys.readouterr().err
+    assert f"no sweep found in {demo}: looked for {demo}/trials.parquet and {demo}/*/trials.parquet" in err
+    assert err.rstrip().endswith(f"; sweeps are in {demo / 'results'}")
+    assert main(["leaderboard", str(demo / "results"), "--format", "json"]) == 0
+    assert [r["config_key"] for r in json.loads(capsys.readouterr().out)] == ["k"]
+
+
+def test_leaderboard_command_on_a_sweep_with_no_finished_trial_is_no_error(tmp_path, capsys):
+    from search.cli import main
+
+    ResultsStore(tmp_path, "live").save_source("[sweep]\nname = 'live'\n")  # what a starting sweep writes first
+    assert main(["leaderboard", str(tmp_path)]) == 0
+    out = capsys.readouterr()
+    assert out.out.strip() == "no trials yet"
+    assert out.err.strip() == f"no trial has finished yet in {tmp_path} (sweep: live)"

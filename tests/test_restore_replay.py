@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import optuna
+import pytest
 from optuna.trial import TrialState
 
 from search.config import load_sweep
@@ -13,6 +14,19 @@ from search.pruning import PruningAwareOptunaSearch
 from search.recorder import ParquetRecorder
 
 SWEEPS = Path(__file__).resolve().parents[1] / "search" / "sweeps"
+
+
+@pytest.fixture(autouse=True)
+def bound_studies(tmp_path):
+    """The driver binds each study's location (search.study); a restored searcher opens it there."""
+    from search.study import StudyLocation, bind, unbind
+
+    path = tmp_path / "optuna.db"
+    for name in ("replay", "cover"):
+        bind(StudyLocation(name, f"sqlite:///{path}", str(path), path))
+    yield
+    for name in ("replay", "cover"):
+        unbind(name)
 
 
 def _searcher(storage: str) -> PruningAwareOptunaSearch:
@@ -84,3 +98,60 @@ def test_recorder_keeps_the_first_outcome_of_a_replayed_trial(tmp_path):
     assert after["finished_at"] == row["finished_at"]
     epochs = again.store.epochs()
     assert sorted(epochs["epoch"]) == [1, 2] and epochs["val_ua"].max() == 0.5
+
+
+def _cover_searcher(storage: optuna.storages.BaseStorage) -> PruningAwareOptunaSearch:
+    return PruningAwareOptunaSearch(
+        space={"family": optuna.distributions.CategoricalDistribution(["a", "b", "c"])},
+        metric="val_ua", mode="max", sampler=optuna.samplers.TPESampler(seed=0), storage=storage,
+        study_name="cover", max_epochs=2, points_to_evaluate=[{"family": f} for f in "abc"])
+
+
+def test_trial_asked_after_the_snapshot_is_failed_and_its_cover_point_asked_again(tmp_path):
+    """The driver dies after Optuna asked a trial but before Tune's snapshot knew it: the resumed
+    searcher fails that trial (nothing could ever finish it) and asks its cover point again."""
+    from search.study import FAILED_ATTR, TUNE_ID_ATTR
+
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'optuna.db'}")
+    searcher = _cover_searcher(storage)
+    assert searcher.suggest("t1") == {"family": "a"}
+    searcher.save(str(tmp_path / "searcher.pkl"))  # Tune's last snapshot
+    assert searcher.suggest("t2") == {"family": "b"}  # asked after it; then the driver dies
+
+    # Tune unpickles the searcher it pickled at the start (no __init__: the points are not enqueued twice)
+    restored = PruningAwareOptunaSearch.__new__(PruningAwareOptunaSearch)
+    restored.restore(str(tmp_path / "searcher.pkl"))
+    study = optuna.load_study(study_name="cover", storage=storage)
+    lost = study.trials[1]
+    assert lost.state == TrialState.FAIL and FAILED_ATTR in lost.user_attrs and lost.user_attrs[TUNE_ID_ATTR] == "t2"
+    assert not [t for t in study.trials if t.state == TrialState.RUNNING and t.number != 0]
+    asked = [restored.suggest(t)["family"] for t in ("t2", "t3")]
+    assert sorted(asked) == ["b", "c"]  # b, lost with the driver, runs after all
+
+
+def test_restored_searcher_uses_this_drivers_copy_of_the_study(tmp_path):
+    """An object-store sweep's study is a per-driver local copy: the restored searcher (pickled
+    with the dead driver's path) must write to the copy this driver uses."""
+    import shutil
+
+    from search.study import StudyLocation, bind
+
+    old = tmp_path / "old-driver" / "optuna.db"
+    old.parent.mkdir()
+    searcher = _searcher(f"sqlite:///{old}")
+    searcher.suggest("t1")
+    searcher.on_trial_result("t1", {"val_ua": 0.4, "epoch": 1})
+    searcher.save(str(tmp_path / "searcher.pkl"))
+    new = tmp_path / "new-driver" / "optuna.db"
+    new.parent.mkdir()
+    shutil.copyfile(old, new)
+    old.unlink()  # gone with the head node
+    bind(StudyLocation("replay", f"sqlite:///{new}", str(new), new))  # this driver's copy
+    restored = PruningAwareOptunaSearch.__new__(PruningAwareOptunaSearch)
+    restored.restore(str(tmp_path / "searcher.pkl"))
+    restored.on_trial_result("t1", {"val_ua": 0.6, "epoch": 2})
+    restored.on_trial_complete("t1", {"val_ua": 0.6, "epoch": 2})
+    assert not old.exists()
+    assert b"old-driver" not in (tmp_path / "searcher.pkl").read_bytes()  # no storage URL in the state
+    trial, = optuna.load_study(study_name="replay", storage=f"sqlite:///{new}").trials
+    assert trial.state == TrialState.PRUNED and trial.intermediate_values == {1: 0.4, 2: 0.6}

@@ -78,6 +78,33 @@ def test_epochs_and_confusion_are_consistent(finished_sweep, synthetic_prepared)
     assert set(confusion["trial_id"]) == completed
     sums = confusion[confusion["split"] == "test"].groupby("trial_id")["count"].sum()
     assert (sums == n_test).all()
+    _assert_epoch_rows_are_their_own(outcome.sweep_dir)
+
+
+def _assert_epoch_rows_are_their_own(sweep_dir: str) -> int:
+    """Every epoch row holds that epoch's own validation figures (the training history stored in
+    the trial's final checkpoint), the last epoch included; the trial row holds the best epoch's.
+    Returns how many completed trials ended on an epoch that was not their best: the rows those
+    would get wrong if the final report overwrote the last epoch's figures with the best's."""
+    import torch
+
+    from search.trainable import STATE_FILE
+
+    trials = pd.read_parquet(f"{sweep_dir}/trials.parquet")
+    epochs = pd.read_parquet(f"{sweep_dir}/epochs.parquet")
+    done = trials[trials["status"] == "completed"]
+    assert len(done)
+    for _, t in done.iterrows():
+        state = torch.load(f"{t['checkpoint'].rsplit('/', 1)[0]}/{STATE_FILE}", weights_only=False)
+        history = pd.DataFrame(state["history"]).set_index("epoch")
+        mine = epochs[epochs["trial_id"] == t["trial_id"]].set_index("epoch").sort_index()
+        assert mine.index.tolist() == history.index.tolist() == list(range(1, MAX_EPOCHS + 1))
+        for col in ("val_ua", "val_wa", "best_val_ua", "train_loss", "val_loss"):
+            assert mine[col].tolist() == pytest.approx(history[col].tolist(), abs=1e-12), (t["trial_id"], col)
+        assert t["best_epoch"] == state["best_epoch"]
+        assert t["val_ua"] == pytest.approx(history.loc[t["best_epoch"], "val_ua"])
+        assert t["val_wa"] == pytest.approx(history.loc[t["best_epoch"], "val_wa"])
+    return int((done["best_epoch"] < done["epochs_run"]).sum())
 
 
 def test_asha_stopped_trials_reach_optuna_as_pruned(finished_sweep):
@@ -150,6 +177,15 @@ def test_confirm_reruns_top_configurations_with_seeds(finished_sweep):
     search = pd.read_parquet(f"{outcome.sweep_dir}/trials.parquet")
     top2 = search[search["status"] == "completed"].sort_values("val_ua", ascending=False).head(2)
     assert set(rows["config_key"]) == set(top2["config_key"])
+    # every row names its lineage and the prepared corpus it ran on (the claims pair within them)
+    from ser_core.corpus import PreparedCorpus
+    prepared = json.loads(search["config_json"].iloc[0])["data"]["prepared"]
+    assert set(search["prepared_id"]) == set(rows["prepared_id"]) == {PreparedCorpus.load(prepared).prepared_id}
+    assert set(search["source_sweep"]) == set(rows["source_sweep"]) == {"t"}
     board = leaderboard(read_trials(confirm.sweep_dir))
     assert (board["n"] == 2).all()
     assert board["val_ua_ci95"].notna().all() and (board["val_ua_ci95"] >= 0).all()
+    # Between this sweep and its confirmation some completed trial ends past its best epoch (a
+    # precondition: without one, the check above could not see a last epoch overwritten).
+    assert _assert_epoch_rows_are_their_own(outcome.sweep_dir) + _assert_epoch_rows_are_their_own(
+        confirm.sweep_dir) > 0

@@ -67,7 +67,7 @@ def _sample(cfg: SweepConfig, n: int, seed: int = 0) -> list[dict]:
 # ---------------------------------------------------------------------------- packaged sweeps
 
 
-@pytest.mark.parametrize("name", ["demo", "center_loss_dai2019", "loss_functions_cnn_transformer"])
+@pytest.mark.parametrize("name", ["demo", "center_loss_dai2019", "loss_functions_cnn_transformer", "recipe_emodb"])
 def test_packaged_sweeps_load_and_give_valid_trials(name):
     cfg = load_sweep(SWEEPS / f"{name}.toml")
     assert cfg.data.prepared.is_absolute()
@@ -278,3 +278,19 @@ def test_cover_choices_cycles_choices_when_combinations_exceed_the_budget():
     points = _covering_sweep(5).covering_points()
     assert points == [{"loss_family": "cross_entropy", "frontend": "mel"}, {"loss_family": "focal", "frontend": "stft"},
                       {"loss_family": "bce", "frontend": "mel"}]
+
+
+def test_recipe_axes_resolve_by_short_and_dotted_name():
+    """The training recipe's keys are sweep axes: short names and augment.* dotted names."""
+    from search.space import resolve_axis
+
+    assert resolve_axis("mixup_alpha").path == ("augment", "mixup_alpha")
+    assert resolve_axis("schedule").path == ("optim", "schedule") and resolve_axis("schedule").numeric is None
+    assert resolve_axis("augment.freq_mask_width").numeric == "int"
+    assert resolve_axis("ema_decay").numeric == "float"
+    with pytest.raises(ValueError, match="augment has no field 'mixup'"):
+        resolve_axis("augment.mixup")
+    cfg = load_sweep(SWEEPS / "recipe_emodb.toml")
+    assert set(cfg.space["model"].choices) == {"cnn_transformer", "cnn_birnn"}
+    seen = {(tc.augment.mixup_alpha, tc.optim.schedule) for tc in (cfg.trial_config(p) for p in _sample(cfg, 12))}
+    assert len(seen) > 1  # the axes reach the trials' configs

@@ -3,6 +3,7 @@ finished trials are not re-run, none is lost or duplicated, Optuna's study stays
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -11,7 +12,9 @@ from pathlib import Path
 
 import optuna
 import pandas as pd
+from optuna.trial import TrialState
 
+from search.study import FAILED_ATTR
 from sweep_helpers import write_sweep
 
 NUM_SAMPLES = 8
@@ -59,5 +62,84 @@ def test_killed_sweep_resumes_without_losing_or_repeating_trials(synthetic_prepa
         assert after.loc[trial_id, "finished_at"] == row["finished_at"]
         assert after.loc[trial_id, "status"] == row["status"]
     study = optuna.load_study(study_name="r", storage=f"sqlite:///{results / 'r' / 'optuna.db'}")
-    finished = [t for t in study.trials if t.state.is_finished()]
+    finished = [t for t in study.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
     assert len(finished) == NUM_SAMPLES
+    # a trial asked after the last snapshot (the driver died within ~2 s of asking it) is told FAIL
+    assert all(t.state == TrialState.FAIL and FAILED_ATTR in t.user_attrs
+               for t in study.trials if t not in finished)
+
+
+def test_resume_after_losing_trials_the_snapshot_never_saw(synthetic_prepared, tmp_path):
+    """Results on an object store (a real pyarrow filesystem behind a file:// URI) and a driver
+    killed long after Tune's last experiment snapshot (forced: one snapshot, at the start), so
+    Optuna asked trials Tune cannot resume. The study is stored with the results, never in
+    ~/.cache; a changed sweep file is refused, a re-commented one resumes; afterwards no Optuna
+    trial is RUNNING, every cover_choices point has run, and Optuna and Parquet agree on every
+    trial's state."""
+    from search.study import TUNE_ID_ATTR
+
+    families = ("cross_entropy", "bce")
+    sweep = write_sweep(tmp_path / "lost.toml", synthetic_prepared, name="lost", num_samples=6, max_epochs=2,
+                        families=families)
+    original = sweep.read_text()
+    results_dir = tmp_path / "bucket" / "results"
+    results = f"file://{results_dir}"
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {**os.environ, "HOME": str(home)}
+    trials_file = results_dir / "lost" / "trials.parquet"
+    stored_study = results_dir / "lost" / "optuna.db"
+    proc = subprocess.Popen(_sweep_cmd(sweep, results), start_new_session=True, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env={**env, "TUNE_GLOBAL_CHECKPOINT_S": "3600"})
+
+    def asked_after_a_trial_ended() -> bool:
+        """The stored study holds a RUNNING trial asked after some trial ended, i.e. after the one
+        snapshot (taken before any trial ran): Tune will not know it."""
+        if not stored_study.exists():
+            return False
+        probe = tmp_path / "probe.db"
+        shutil.copyfile(stored_study, probe)
+        trials = optuna.load_study(study_name="lost", storage=f"sqlite:///{probe}").trials
+        ended = [t.datetime_complete for t in trials if t.datetime_complete is not None]
+        return bool(ended) and any(t.state == TrialState.RUNNING and t.datetime_start > min(ended) for t in trials)
+
+    try:
+        deadline = time.time() + 400
+        while time.time() < deadline:
+            if asked_after_a_trial_ended():
+                break
+            assert proc.poll() is None, "the sweep ended before it could be interrupted"
+            time.sleep(0.5)
+        else:
+            raise AssertionError("no trial was asked after another ended in time")
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    assert stored_study.exists()  # copied to the results while the sweep ran
+
+    # a changed sweep file is refused before anything runs, naming the changed keys
+    sweep.write_text(original.replace("max_epochs = 2", "max_epochs = 3").replace("d_model = 32", "d_model = 64"))
+    refused = subprocess.run(_sweep_cmd(sweep, results, "--resume"), capture_output=True, text=True, timeout=120,
+                             env=env)
+    assert refused.returncode == 2, refused.stderr[-2000:]
+    assert "scheduler.max_epochs" in refused.stderr and "base.model.d_model" in refused.stderr
+
+    sweep.write_text("# the same sweep, commented after the crash\n" + original)
+    done = subprocess.run(_sweep_cmd(sweep, results, "--resume"), capture_output=True, text=True, timeout=600,
+                          start_new_session=True, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (results_dir / "lost" / "sweep.toml").read_text() == original  # never rewritten
+    assert not (home / ".cache").exists()  # the study was never kept in a per-machine cache
+
+    study = optuna.load_study(study_name="lost", storage=f"sqlite:///{stored_study}")
+    assert not [t.number for t in study.trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    lost = [t for t in study.trials if FAILED_ATTR in t.user_attrs]
+    assert lost and all(t.state == TrialState.FAIL for t in lost)  # the driver died with trials running
+    rows = pd.read_parquet(trials_file)
+    assert rows["trial_id"].is_unique
+    state = {"completed": TrialState.COMPLETE, "pruned": TrialState.PRUNED, "error": TrialState.FAIL}
+    by_tune_id = {t.user_attrs.get(TUNE_ID_ATTR): t for t in study.trials if t not in lost}
+    for _, row in rows.iterrows():
+        assert by_tune_id[row["trial_id"]].state == state[row["status"]], row["trial_id"]
+    ran = {(r.loss_family, r.frontend) for r in rows.itertuples() if r.status in ("completed", "pruned")}
+    assert ran == {(f, fe) for f in families for fe in ("mel", "stft")}  # every cover point ran
