@@ -5,15 +5,22 @@ sweep (every loss family on both frontends, ASHA stopping the weak ones) on a pr
 Ray, prints the leaderboard, confirms the best configuration of every arm the papers' claims
 compare with a few seeds, and prints the claim verdicts. Re-running continues or reuses what
 is already in --out.
+Everything it prints goes to <out>/demo.log as well (search/demolog.py).
 """
 from __future__ import annotations
 
+import os
+import platform
 import shutil
+import signal
 import sys
 import time
+import traceback
+from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
 
+import ray
 from ray import tune
 
 from ser_core.corpus import PreparedCorpus
@@ -24,7 +31,8 @@ from .claims import claim_arms, evaluate_claims, render_claims
 from .config import load_sweep
 from .leaderboard import leaderboard, render
 from .results import read_trials
-from .runner import TUNE_DIR, run_confirm, run_sweep
+from .demolog import SESSION_PREFIX, DemoLog
+from .runner import TUNE_DIR, connect, run_confirm, run_sweep
 
 # Sized for a 2-core CPU: 8 speakers x 8 emotions x 12 clips, 2.5 s segments, one noisy copy.
 DEMO_SPEAKERS = 8
@@ -41,12 +49,82 @@ def _say(msg: str) -> None:
     print(f"[demo] {msg}", flush=True)
 
 
+class DemoStopped(BaseException):
+    """SIGTERM reached the demo: it was stopped from outside (a timeout, a scheduler), which is
+    not a failure of the demo or of Ray. A BaseException so that no `except Exception` in Tune
+    swallows it."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _stop(signum: int, frame: object) -> None:
+    raise DemoStopped(signum)
+
+
+def _catch_sigterm() -> None:
+    """Turn SIGTERM into DemoStopped. Called again once Ray is up: the driver's core worker
+    installs absl's failure signal handler for SIGTERM, which prints a native stack trace
+    ('logging.cc:474: *** SIGTERM received') and ends the process with status 134, an abort's
+    (measured with Ray 2.60), before any cleanup: a plain timeout then reads like a Ray crash,
+    and the demo never says where its logs are."""
+    if sys.platform != "win32":
+        signal.signal(signal.SIGTERM, _stop)
+
+
+def _ray_session_line() -> str:
+    node = getattr(ray._private.worker, "_global_node", None)  # no public API names the session directory
+    logs = node.get_logs_dir_path() if node is not None else "(unknown: Ray was started elsewhere)"
+    return f"{SESSION_PREFIX}{logs} (driver pid {os.getpid()})"
+
+
 def run_demo(out: Path, *, fresh: bool = False, max_epochs: int | None = None,
              max_train_clips: int | None = None, confirm_seeds: int = DEMO_CONFIRM_SEEDS) -> int:
-    """`max_epochs` and `max_train_clips` shorten every trial (the test suite runs the demo
+    """Run the demo, keeping everything it and Ray's driver print in `<out>/demo.log`
+    (appended, so a continued run keeps the failed run's log; search/demolog.py says how).
+    Returns the exit status: 0, 1 (a trial errored or a stage raised), or 128 + signal when
+    SIGTERM stopped it. A Ray it started is shut down before the log closes, so a failure at
+    shutdown is in the log too.
+
+    `max_epochs` and `max_train_clips` shorten every trial (the test suite runs the demo
     that way; the confirmation runs inherit both from the search trials' configs)."""
-    t0 = time.perf_counter()
     out = out.resolve()
+    log = DemoLog(out).open()
+    started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
+    _say(f"log: {log.path} (this run started {started}; pid {os.getpid()}; {os.cpu_count()} CPUs, "
+         f"load average {load}; Ray {ray.__version__}, Python {platform.python_version()})")
+    ray_was_up = ray.is_initialized()
+    previous = signal.getsignal(signal.SIGTERM) if sys.platform != "win32" else None
+    _catch_sigterm()
+    code = 1
+    try:
+        code = _stages(out, fresh=fresh, max_epochs=max_epochs, max_train_clips=max_train_clips,
+                       confirm_seeds=confirm_seeds)
+    except DemoStopped as stop:
+        code = 128 + stop.signum
+        _say(f"stopped by {signal.Signals(stop.signum).name} from outside (e.g. a timeout), not by a Ray "
+             f"failure; run the demo again to continue from {out}")
+    except Exception:  # noqa: BLE001 - a stage failed: into the log with its traceback, then exit 1
+        traceback.print_exc()
+    except KeyboardInterrupt:
+        code = 130  # what the command line returns for it; the log records the status
+        raise
+    finally:
+        try:
+            if not ray_was_up and ray.is_initialized():
+                ray.shutdown()
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
+            log.close(code)  # on a failure the copier adds the Ray log tails and the FAILED line
+    return code
+
+
+def _stages(out: Path, *, fresh: bool, max_epochs: int | None, max_train_clips: int | None,
+            confirm_seeds: int) -> int:
+    t0 = time.perf_counter()
     corpus_dir, prepared, results = out / "corpus", out / "prepared", out / "results"
     sweep = load_sweep(demo_sweep_path()).with_prepared(prepared)
     if max_epochs is not None:
@@ -74,6 +152,9 @@ def run_demo(out: Path, *, fresh: bool = False, max_epochs: int | None = None,
         print(report.summary(), flush=True)
     corpus = PreparedCorpus.load(prepared).in_memory()
 
+    connect(None)  # what run_sweep does first; here so that the log names Ray's session directory
+    _catch_sigterm()
+    print(_ray_session_line(), flush=True)  # already '[demo] ...': the log copier looks for this line
     resume = tune.Tuner.can_restore(str(sweep_dir / TUNE_DIR))
     _say(f"3/5 sweep {sweep.sweep.name!r}: {sweep.sweep.num_samples} trials, ASHA over "
          f"{sweep.scheduler.max_epochs} epochs" + (" (continuing the previous run)" if resume else ""))

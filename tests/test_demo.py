@@ -1,16 +1,22 @@
 """The README's first command, `ser-search demo`, end to end (shortened to 1 epoch of 128 training clips per trial):
 generate, prepare, sweep, confirm every claim arm with 2 seeds, then `ser-search claims` on the
-demo's confirmed results."""
+demo's confirmed results; the demo's own log, and a demo stopped by SIGTERM."""
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 import ray
 
-from search.claims import CLAIMS
+from search.claims import CLAIMS, VERDICTS
 from search.cli import main
 from search.demo import run_demo
+from search.demolog import FINISHED_PREFIX, LOG_NAME, RAY_LOGS, SESSION_PREFIX
 from search.results import read_trials
 
 
@@ -46,5 +52,63 @@ def test_claims_command_on_the_demo_results(demo_out, capsys):
     assert {r["protocol"] for r in table} == {"within synthetic"}
     for row in table:
         assert row["n_pairs"] == 2, row                      # both arms confirmed with 2 seeds
-        assert row["verdict"] in {"supported", "contradicted", "inconclusive"}
-        assert row["ci_low"] <= row["mean_diff"] <= row["ci_high"]
+        assert row["verdict"] in VERDICTS and row["sweep"] == "demo"  # the lineage: demo + demo-confirm
+        if row["ci_low"] is None:  # 2 seeds on a tiny test set: equal differences happen, no interval then
+            assert "differences are equal" in row["note"] and row["verdict"] == "inconclusive", row
+        else:
+            assert row["ci_low"] <= row["mean_diff"] <= row["ci_high"]
+
+
+def test_the_demo_keeps_its_own_log(demo_out):
+    out, code = demo_out
+    assert code == 0
+    text = (out / LOG_NAME).read_text()
+    assert text.startswith(f"[demo] log: {out / LOG_NAME} (this run started ")
+    stages = [text.index(f"[demo] {i}/5 ") for i in range(1, 6)]
+    assert stages == sorted(stages)
+    session = next(line for line in text.splitlines() if line.startswith(SESSION_PREFIX))
+    assert Path(session[len(SESSION_PREFIX):].split(" (driver pid ")[0]).is_dir()   # where Ray's own logs are
+    after_confirm = text[stages[-1]:]
+    for claim in CLAIMS:                                     # the claims table, after the 5/5 header
+        assert claim.claim in after_confirm, claim.claim
+    assert "  completed  " in text                           # the recorder's line per finished trial
+    assert text.rstrip().endswith(f"{FINISHED_PREFIX}0") and "FAILED" not in text
+    assert not (out / RAY_LOGS).exists()                     # nothing failed: no Ray logs copied
+
+
+def test_sigterm_stops_the_demo_with_its_log_not_with_a_native_stack_trace(demo_out, tmp_path):
+    """SIGTERM (a timeout, a scheduler) once the demo's Ray is up. Ray's driver installs a
+    failure signal handler that turns SIGTERM into `logging.cc:474: *** SIGTERM received` and
+    a native stack trace, and kills the process before anything says why; the demo takes
+    SIGTERM back, shuts Ray down, says it was stopped from outside, exits 128 + 15, and copies
+    the Ray logs."""
+    src, _ = demo_out
+    out = tmp_path / "demo-out"
+    out.mkdir()
+    for d in ("corpus", "prepared"):                         # reused as they are: the run reaches Ray fast
+        (out / d).symlink_to(src / d)
+    code = ("import sys; from pathlib import Path; from search.demo import run_demo; "
+            "sys.exit(run_demo(Path(sys.argv[1]), max_epochs=1, max_train_clips=128))")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(out)], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, cwd=Path(__file__).resolve().parents[1],
+                            start_new_session=True)
+    log = out / LOG_NAME
+    deadline = time.monotonic() + 300
+    try:
+        while not (log.exists() and "[demo] 3/5 " in log.read_text()):   # Ray is up, the sweep starts
+            assert proc.poll() is None, proc.communicate()[0].decode()[-3000:]
+            assert time.monotonic() < deadline, "the demo did not reach its sweep"
+            time.sleep(0.5)
+        proc.send_signal(signal.SIGTERM)
+        output = proc.communicate(timeout=240)[0].decode()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    text = log.read_text()
+    assert proc.returncode == 128 + signal.SIGTERM, output[-3000:]
+    assert "[demo] stopped by SIGTERM from outside (e.g. a timeout), not by a Ray failure" in text
+    assert "*** SIGTERM received" not in text and "*** SIGTERM received" not in output
+    assert f"{FINISHED_PREFIX}{128 + signal.SIGTERM}" in text
+    assert f"FAILED: the whole output of this run is in {log}" in text and "FAILED" in output
+    copies = list((out / RAY_LOGS).glob("session_*/raylet.out"))
+    assert len(copies) == 1 and copies[0].stat().st_size > 0
