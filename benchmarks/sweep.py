@@ -32,6 +32,7 @@ Printed:
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import statistics
@@ -52,6 +53,7 @@ from benchmarks.packing import (  # noqa: E402
 from ser_core.corpus import PreparedCorpus  # noqa: E402
 from ser_core.labels import EMOTIONS  # noqa: E402
 from search.config import SweepConfig, load_sweep  # noqa: E402
+from search.overhead import OVERHEAD_JSON  # noqa: E402
 from search.results import read_epochs, read_trials  # noqa: E402
 from search.runner import connect, run_sweep  # noqa: E402
 
@@ -131,6 +133,8 @@ class SweepFigures:
     best_test_ua: float | None
     gpu_busy: float | None
     gpu_util: float | None
+    breakdown: pd.DataFrame | None = None  # seconds per phase per trial (overhead_breakdown)
+
 
     @property
     def trials_per_hour(self) -> float:
@@ -139,6 +143,83 @@ class SweepFigures:
     @property
     def trials_per_hour_end_to_end(self) -> float:
         return 3600 * self.trials / (self.sweep_s + self.ray_start_s)
+
+
+# The phases of search/overhead.py in the order a trial pays them, with what each holds.
+PHASES = {
+    "launch": "the trial's process started -> the trainable entered (Ray's worker boot, unpickling the "
+              "trainable with its imports, the corpus from the object store; 0 in a reused actor). Paid "
+              "before the driver stamps the trial's start, so outside wall - epochs",
+    "config": "the trial's config, its resume checkpoint",
+    "fit_protocol": "fit: device, frontend config, protocol split, targets",
+    "fit_waveforms": "fit: the split's waveforms to the device",
+    "fit_spectrograms_and_normalizer": "fit: spectrograms + normaliser statistics (before the shared cache)",
+    "fit_feature_cache": "fit: the node's shared spectrogram cache opened (or computed once per node)",
+    "fit_normalizer": "fit: normaliser statistics from the cached spectrograms",
+    "fit_normalize": "fit: features normalised / copied for the trial",
+    "fit_model": "fit: model, loss, optimisers (a process's first optimizer imports torch._dynamo, ~1.5 s)",
+    "fit_between_epochs": "fit, between epochs outside their timed seconds",
+    "checkpoint_report": "a checkpoint and a tune.report per epoch",
+    "final_eval": "the best epoch's validation + test evaluation",
+    "rest": "wall - epochs - the above: the last report, stopping, the driver's bookkeeping",
+}
+
+
+def overhead_breakdown(sweep_dir: str, trials: pd.DataFrame, in_epochs: pd.Series) -> pd.DataFrame | None:
+    """Seconds per phase per trial, from the last `overhead_json` each trial reported (Tune's
+    result.json under <sweep>/tune/); `launch` from the trial's process start and entry stamps,
+    `rest` from the driver's started_at/finished_at. Ray stamps a trial's start when its trainable
+    is entered, so a trial's full cost outside epochs is (wall - epochs) + launch: the `total`.
+    None when no trial reported a breakdown."""
+    rows = {}
+    for path in Path(sweep_dir, "tune").glob("*/result.json"):
+        last = None
+        with open(path, encoding="utf-8") as fh:
+            for line in fh:
+                if OVERHEAD_JSON in line:
+                    last = line
+        if last is None:
+            continue
+        result = json.loads(last)
+        info = json.loads(result[OVERHEAD_JSON])
+        rows[result["trial_id"]] = {**info["phases"], "_entered_at": info.get("entered_at"),
+                                    "_process_started_at": info.get("process_started_at"),
+                                    "_reused": bool(info.get("reused")), "peak_rss_mib": info.get("peak_rss_mib"),
+                                    "pss_mib": info.get("memory_mib", {}).get("pss"),
+                                    "private_mib": (info.get("memory_mib", {}).get("private_dirty", 0.0)
+                                                    + info.get("memory_mib", {}).get("private_clean", 0.0)) or None}
+    if not rows:
+        return None
+    df = pd.DataFrame.from_dict(rows, orient="index").reindex(trials["trial_id"])
+    wall = (trials["finished_at"] - trials["started_at"]).dt.total_seconds().to_numpy()
+    reused = df["_reused"].fillna(False).astype(bool)
+    df["launch"] = (df["_entered_at"] - df["_process_started_at"]).where(~reused, 0.0)
+    phase_cols = [c for c in PHASES if c in df.columns and c not in ("rest", "launch")]  # inside the wall
+    df["rest"] = wall - in_epochs.reindex(df.index).to_numpy() - df[phase_cols].fillna(0.0).sum(axis=1).to_numpy()
+    return df
+
+
+def print_breakdown(df: pd.DataFrame | None, indent: str = "  ") -> None:
+    """The mean seconds per phase over trials, and peak memory per trial."""
+    if df is None:
+        print(f"{indent}overhead breakdown: no trial reported one")
+        return
+    reported = df[[c for c in PHASES if c in df.columns]].notna().any(axis=1).sum()
+    print(f"{indent}overhead breakdown, mean seconds per trial over {reported} trials "
+          f"({int(df['_reused'].fillna(False).astype(bool).sum())} in a reused actor):")
+    for phase, what in PHASES.items():
+        if phase in df.columns and df[phase].notna().any():
+            print(f"{indent}  {phase:<32} {df[phase].mean():6.2f}  ({what})")
+    total = df[[c for c in PHASES if c in df.columns]].fillna(0.0).sum(axis=1)
+    print(f"{indent}  {'total outside epochs':<32} {total.mean():6.2f}  (wall - epochs + launch; median "
+          f"{total.median():.2f}, max {total.max():.2f})")
+    rss, pss = df["peak_rss_mib"].dropna(), df["pss_mib"].dropna()
+    if len(rss):
+        print(f"{indent}peak memory per trial (its process's RSS high-water mark since the trial began, counting "
+              f"shared pages in full): mean {rss.mean():.0f} "
+              f"MiB, max {rss.max():.0f} MiB" + (f"; PSS at its last report (shared pages divided among "
+                                                  f"their users): mean {pss.mean():.0f} MiB" if len(pss) else "")
+              + (f"; private: mean {df['private_mib'].mean():.0f} MiB" if df["private_mib"].notna().any() else ""))
 
 
 def figures(label: str, sweep_dir: str, sweep: SweepConfig, ray_start_s: float, span: tuple[float, float],
@@ -165,6 +246,7 @@ def figures(label: str, sweep_dir: str, sweep: SweepConfig, ray_start_s: float, 
         best_test_ua=None if best is None else float(best["test_ua"]),
         gpu_busy=None if not samples else sum(u > 0 for _, u, _ in samples) / len(samples),
         gpu_util=None if not samples else statistics.mean(u for _, u, _ in samples),
+        breakdown=overhead_breakdown(sweep_dir, trials, pd.Series(in_epochs, index=trials["trial_id"])),
     )
 
 
@@ -208,6 +290,7 @@ def report(runs: list[SweepFigures], args: argparse.Namespace) -> None:
               f"mean utilisation {fmt(f.gpu_util, '.0f', ' %')}")
         print(f"  scheduling overhead per trial (wall - epochs): mean {o.mean():.1f} s, median {o.median():.1f} s, "
               f"max {o.max():.1f} s; {100 * f.epoch_share:.0f} % of trial wall time is in epochs")
+        print_breakdown(f.breakdown, "  ")
         print(f"  slot time outside any trial: {f.slot_gap_s:.1f} s per trial ({args.concurrent} slots x "
               f"first start..last end - sum of trial walls, over trials; includes the sweep's ragged end)")
         baseline = "measured below" if len(runs) > 1 else "computed, not run"
@@ -244,6 +327,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--run-fifo", action="store_true",
                    help="also run the same sweep without early stopping (grace_period = max_epochs)")
     p.add_argument("--quiet", action="store_true", help="no line per finished trial")
+    p.add_argument("--reuse-actors", choices=("on", "off"), default=None,
+                   help="force Tune's actor reuse on or off for this run (default: the sweep's "
+                        "[resources] reuse_actors, true), to measure it")
     p.add_argument("--seed", type=int, default=0, help="TPE seed and corpus seed")
     p.add_argument("--workdir", type=Path, default=default_workdir(),
                    help="WAV files, prepared corpus, sweep files")
@@ -269,8 +355,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def reuse_actors_in_runner(reuse: bool) -> None:
+    """Measure Tune's actor reuse either way: search.runner's TuneConfig, for this process only,
+    with reuse_actors forced (True: a later trial runs in a finished trial's process)."""
+    import types  # noqa: PLC0415
+
+    from ray import tune  # noqa: PLC0415
+
+    import search.runner as runner  # noqa: PLC0415
+    runner.tune = types.SimpleNamespace(**{name: getattr(tune, name) for name in dir(tune) if not name.startswith("__")})
+    runner.tune.TuneConfig = lambda **kw: tune.TuneConfig(**{**kw, "reuse_actors": reuse})
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    if args.reuse_actors is not None:
+        reuse_actors_in_runner(args.reuse_actors == "on")
     corpus = start_benchmark("sweep benchmark", args.device, args.workdir, args.clips, args.seconds, args.seed)
     prepared = corpus.root
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
