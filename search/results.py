@@ -85,13 +85,14 @@ def config_key(cfg: TrainConfig, prepared_id: str | None = None) -> str:
     """Short hash of everything that defines a configuration except what a protocol repeats
     it over — the seed, the test fold and the held-out corpus of leave-one-corpus-out — so
     those repeats group together (and the leaderboard's mean is the cross-validated one).
-    Where and how things run (device, fastpath, paths of the prepared corpus and outputs) is
-    left out too: the same setting on another node is the same configuration. Named training
+    Where and how things run (device, fastpath, the feature cache, paths of the prepared corpus
+    and outputs) is left out too: the same setting on another node is the same configuration. Named training
     and evaluation corpora stay in: a cross-corpus design is a different experiment. So does
     `prepared_id` (PreparedCorpus.prepared_id) when given: two preparations of one corpus
     (speaker vs utterance folds, 2.5 s vs 3.5 s segments) are two experiments, whatever path
     they were prepared into."""
     d = cfg.model_dump(mode="json", exclude={"seed": True, "device": True, "output": True, "fastpath": True,
+                                             "feature_cache": True, "feature_cache_dir": True,
                                              "data": {"prepared", "fold", "leave_out"}})
     # which corpus is held out is a repeat; holding one out at all is a different design
     d["data"]["leave_one_corpus_out"] = cfg.data.leave_out is not None

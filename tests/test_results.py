@@ -204,6 +204,10 @@ def test_config_columns_and_key():
     elsewhere = cfg.with_prepared("/elsewhere/prepared").trial_config(base)
     other_lr = cfg.trial_config({**base, "lr": 2e-3})
     assert config_key(other_seed) == config_key(tc) == config_key(elsewhere)
+    # where the spectrogram cache lives, or whether it is used, changes no number: same configuration
+    cache_elsewhere = tc.model_copy(update={"feature_cache_dir": "/scratch/cache"})
+    no_cache = tc.model_copy(update={"feature_cache": "off"})
+    assert config_key(cache_elsewhere) == config_key(tc) == config_key(no_cache)
     assert config_key(other_lr) != config_key(tc)
     assert len(config_key(tc)) == 12
 
