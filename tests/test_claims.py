@@ -581,3 +581,23 @@ def test_claims_command_on_a_folder_without_any_sweep_says_so(tmp_path, capsys):
     out = capsys.readouterr()
     assert "no sweep found in" in out.err and f"sweeps are in {demo}/results" in out.err
     assert "claim" not in out.out
+
+
+def test_runs_needed_use_the_reports_confidence_level():
+    # The power estimate must be made at the report's own alpha (1 - confidence), not always 0.05.
+    diffs = [0.06, -0.01, 0.05, 0.00]
+    trials = _center_vs_ce(diffs)
+    at95 = _one(evaluate_claims(trials, confidence=0.95), "1")
+    at99 = _one(evaluate_claims(trials, confidence=0.99), "1")
+    assert at95["verdict"] == at99["verdict"] == "inconclusive"
+    res = design_interval([0] * 4, [1, 2, 3, 4], diffs, confidence=0.99)
+    assert at99["more_pairs_needed"] == more_units_needed(res, 0.03, alpha=0.01)
+    assert at99["more_pairs_needed"] > at95["more_pairs_needed"]
+    assert "alpha 0.01" in at99["note"]
+
+
+def test_the_table_says_verdicts_are_per_row_and_holm_is_family_wise():
+    table = evaluate_claims(_center_vs_ce([0.06, 0.061, 0.059, 0.062]))
+    text = render_claims(table, "table")
+    assert f"p_holm: Holm-adjusted over these {len(table)} rows (family-wise)" in text
+    assert "each row's own 95% interval, unadjusted" in text

@@ -136,7 +136,8 @@ def _row(claim: Claim, metric: str, cell: dict[str, Any], rows_a: pd.DataFrame, 
     seeds = [int(k[0]) for k in common]
     res = design_interval(folds, seeds, diffs.tolist(), confidence)
     word = verdict(res.ci_low, res.ci_high, claim.stated_effect)
-    more = more_units_needed(res, claim.stated_effect) if word == "inconclusive" else None
+    alpha = 1.0 - confidence  # the runs-needed estimate is made at the report's own level
+    more = more_units_needed(res, claim.stated_effect, alpha=alpha) if word == "inconclusive" else None
     confirms = sorted(set(chosen_a["sweep"]) | set(chosen_b["sweep"]))
     return {
         "claim": claim.claim, "statement": claim.statement, "sweep": _none_if_empty(cell.get("lineage", "")),
@@ -147,11 +148,12 @@ def _row(claim: Claim, metric: str, cell: dict[str, Any], rows_a: pd.DataFrame, 
         "mean_diff": res.mean_diff, "ci_low": res.ci_low, "ci_high": res.ci_high, "p_value": res.p_value,
         "p_holm": math.nan, "verdict": word, "more_pairs_needed": more, "config_a": cfg_a, "config_b": cfg_b,
         "confirm_sweeps": ",".join(s for s in confirms if s) or None,
-        "note": _note(claim, word, res, more, cfg_a, cfg_b),
+        "note": _note(claim, word, res, more, cfg_a, cfg_b, alpha),
     }
 
 
-def _note(claim: Claim, word: str, res: Any, more: int | None, cfg_a: str | None, cfg_b: str | None) -> str:
+def _note(claim: Claim, word: str, res: Any, more: int | None, cfg_a: str | None, cfg_b: str | None,
+          alpha: float = ALPHA) -> str:
     """Why an undecided row is undecided, and what would decide it, in a sentence."""
     missing = [f"arm {side} ({arm.label()})" for side, arm, cfg in (("a", claim.arm_a, cfg_a),
                                                                      ("b", claim.arm_b, cfg_b)) if cfg is None]
@@ -171,8 +173,12 @@ def _note(claim: Claim, word: str, res: Any, more: int | None, cfg_a: str | None
         if max(abs(res.mean_diff), abs(res.mean_diff - claim.stated_effect)) == 0:
             return "the mean difference is exactly 0 = E: no number of runs would separate them"
         return f"more than {MAX_UNITS} more {res.unit}s would be needed at the observed spread"
-    return (f"about {more} more {res.unit}{'s' if more != 1 else ''} would likely decide it "
-            f"({POWER:.0%} power, two-sided alpha {ALPHA} at the observed spread)")
+    power = f"({POWER:.0%} power, two-sided alpha {alpha:g} at the observed spread)"
+    if res.unit == "fold":  # the interval is over fold means: more seeds per fold do not narrow it
+        return (f"about {more} more fold{'s' if more != 1 else ''} would likely decide it {power}; "
+                "more seeds per fold do not narrow a fold-level interval, and a corpus has only so many "
+                "folds: where it has no more, this row cannot be decided on it")
+    return f"about {more} more {res.unit}{'s' if more != 1 else ''} would likely decide it {power}"
 
 
 def evaluate_claims(trials: pd.DataFrame, claims: Sequence[Claim] | None = None,

@@ -62,7 +62,10 @@ def _legend(df: pd.DataFrame) -> list[str]:
             where = " ".join(str(x) for x in (r.sweep, r.protocol, r.model) if not pd.isna(x) and x)
             notes.setdefault(r.note, {}).setdefault(r.claim + (f" ({where})" if where else ""), None)
     lines = [f"  {', '.join(rows)}: {note}" for note, rows in notes.items()]
-    return ["claims:", *claims] + (["notes:", *lines] if lines else [])
+    level = df.attrs.get("confidence", 0.95)
+    scope = [f"verdicts: each row's own {level:.0%} interval, unadjusted; p_holm: Holm-adjusted over "
+             f"these {len(df)} rows (family-wise)"]
+    return ["claims:", *claims] + (["notes:", *lines] if lines else []) + scope
 
 
 def render_claims(df: pd.DataFrame, fmt: Literal["table", "markdown", "csv", "json"] = "table") -> str:
