@@ -190,7 +190,7 @@ def _claims(data: DashboardData, f: Figures) -> str:
     tally = ", ".join(f"{n} {v}" for v, n in verdicts.items())
     head = (f"{len(rows)} row(s), one per claim and metric (and per sweep, protocol and prepared corpus where "
             f"several hold the arms): {tally or 'none with an interval'}"
-            + (f"; {int((~has_iv).sum())} without an interval (too few paired runs)" if (~has_iv).any() else "")
+            + (f"; {int((~has_iv).sum())} without an interval (too few paired runs, or no spread)" if (~has_iv).any() else "")
             + ". The same numbers as `ser-search claims`.")
     out = [note(head), f.div(figs.claims_figure(rows), (
         "Each row: the mean paired difference between the claim's two arms (point) and its 95 % interval (bar). "

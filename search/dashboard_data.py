@@ -308,6 +308,8 @@ def _no_interval_reason(r: pd.Series) -> str | None:
             if is_missing(r.get(f"config_{side}")):
                 return f"no pairs: {r[f'arm_{side}']} not confirmed"
         return "no pairs: no shared seed and fold"
+    if n >= 2:  # enough pairs, no interval: every difference was the same (the report's note says so)
+        return f"no spread: all {n} paired differences equal"
     return f"too few pairs: {n} paired run(s)"
 
 

@@ -174,7 +174,7 @@ VERDICT_COLORS = {"exceeds E": "#1a7f37", "consistent with E": "#2ca02c", "real 
                   "not detected": "#7f7f7f", "opposite": "#d62728", "inconclusive": "#e08a00",
                   "supported": "#2ca02c", "contradicted": "#d62728"}  # the last two: older reports
 _OTHER_VERDICT = "#1f77b4"
-NO_INTERVAL = "no interval (too few pairs)"
+NO_INTERVAL = "no interval (too few pairs, or no spread)"
 E_HALF_HEIGHT = 0.38  # a row's E line spans its band, y ± this
 
 
