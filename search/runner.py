@@ -33,8 +33,8 @@ from ser_core.config import TrainConfig
 from .checkpoints import SnapshotSafePruning, checkpoint_config, keep_latest_checkpoints
 from .config import SweepConfig, changed_settings, parse_sweep
 from .pruning import PruningAwareOptunaSearch
-from .study import (FINISHED_ATTR, RESULTS_ATTR, StudyLocation, StudyMirror, bind, finish_study, locate_study,
-                    restore_study, unbind)
+from .study import (FINISHED_ATTR, RESULTS_ATTR, StudyLocation, StudyMirror, bind, deletion_hint, discard_dead_start,
+                    existing_study, finish_study, locate_study, restore_study, unbind)
 from .recorder import ParquetRecorder
 from .results import ResultsStore
 from .trainable import make_trainable
@@ -93,8 +93,10 @@ def _is_local(path: str) -> bool:
 def open_study(sweep_dir: str, name: str, configured: str | None, resume: bool) -> StudyLocation:
     """The sweep's study location (search/study.py), checked and bound for this driver: a resume
     needs the study (an object store's copy is brought back first) and, in a configured storage,
-    one made for these results; a new sweep must not find a study of its name there (it would
-    mix two sweeps' trials, or a dead start's, into one TPE history)."""
+    one made for these results. A new sweep must not take over another sweep's study, nor one
+    with finished trials (it would mix their trials into this TPE history); a study of this same
+    sweep with no finished trial is what a start that died before Tune saved its state leaves (the
+    searcher creates the study first), so it is deleted and the sweep starts afresh."""
     location = locate_study(sweep_dir, name, configured)
     if resume:
         restore_study(location)
@@ -106,11 +108,28 @@ def open_study(sweep_dir: str, name: str, configured: str | None, resume: bool) 
         if location.configured and owner is not None and owner != sweep_dir:
             raise SweepError(f"the Optuna study {name!r} in {location.shown} belongs to the sweep in {owner}, not "
                              f"{sweep_dir}; give this sweep another [sweep] name or storage")
-    elif location.load() is not None or location.stored():
-        raise SweepError(f"{location.shown} already holds an Optuna study named {name!r}, but {sweep_dir} has no "
-                         f"Ray Tune experiment to resume (another sweep of that name, or a start that died before "
-                         f"its first snapshot); choose another [sweep] name, or delete that study "
-                         f"(optuna delete-study --study-name {name} --storage ...)")
+    elif (study := existing_study(location)) is not None:
+        held = f"{location.shown} already holds an Optuna study named {name!r}"
+        owner = study.user_attrs.get(RESULTS_ATTR)
+        # Beside the results (or their store copy) the file is this sweep's even unmarked: the
+        # searcher creates the study just before the runner marks it. In a shared storage it is
+        # not known whose an unmarked study is.
+        if owner is None and location.configured:
+            raise SweepError(f"{held}, which does not say which results it belongs to; nothing was deleted. Give "
+                             f"this sweep another [sweep] name or --optuna-storage, or delete that study if it is "
+                             f"not wanted ({deletion_hint(location)})")
+        if owner is not None and owner != sweep_dir:
+            raise SweepError(f"{held}, which belongs to the sweep in {owner}, not {sweep_dir}; nothing was deleted. "
+                             f"Give this sweep another [sweep] name or --optuna-storage, or delete that study if "
+                             f"that sweep is not wanted ({deletion_hint(location)})")
+        finished = sum(t.state.is_finished() for t in study.get_trials(deepcopy=False))
+        if finished:
+            raise SweepError(f"{held} with {finished} finished trial(s), but {sweep_dir} has no Ray Tune experiment "
+                             f"to resume (no {TUNE_DIR}/tuner.pkl: was it deleted?); nothing was deleted. Optuna's "
+                             f"history alone cannot be resumed: to start this sweep afresh, delete that study "
+                             f"({deletion_hint(location)}); to keep it, run this sweep under another [sweep] name "
+                             f"or results directory")
+        discard_dead_start(location, study)
     bind(location)
     return location
 

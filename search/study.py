@@ -161,6 +161,41 @@ def locate_study(sweep_dir: str, name: str, configured: str | None = None) -> St
     return StudyLocation(name, f"sqlite:///{path}", mirror, path, mirror=mirror)
 
 
+def existing_study(location: StudyLocation) -> optuna.Study | None:
+    """The study of this name already in `location`, if any: for object-store results the
+    store's copy, brought to this driver's private local file to be read."""
+    if location.mirror is not None and not location.pull():
+        return None
+    return location.load()
+
+
+def deletion_hint(location: StudyLocation) -> str:
+    """How a user deletes the study by hand (never with a password in it)."""
+    if location.mirror is not None:  # the stored copy is an SQLite file of this study alone
+        return f"delete {location.mirror}"
+    storage = location.shown if location.configured else location.url
+    return f"optuna delete-study --study-name {location.name} --storage {storage}"
+
+
+def discard_dead_start(location: StudyLocation, study: optuna.Study) -> None:
+    """Delete the study a start of this same sweep left when its driver died after the searcher
+    created it and before Ray Tune wrote its first state (tuner.pkl): there is nothing to resume,
+    and its unfinished trials (RUNNING ones no Tune trial will ever finish, WAITING ones a new
+    searcher enqueues again) would only confuse Optuna's history. The caller has checked that the
+    study is this sweep's and holds no finished trial. The store's copy goes too."""
+    trials = study.get_trials(deepcopy=False)
+    running = sum(t.state == TrialState.RUNNING for t in trials)
+    waiting = sum(t.state == TrialState.WAITING for t in trials)
+    optuna.delete_study(study_name=location.name, storage=location.storage())
+    if location.mirror is not None:
+        fs, path = location._store()
+        if fs.get_file_info(path).type == pafs.FileType.File:
+            fs.delete_file(path)
+    logger.warning("deleted the Optuna study %r in %s, left by a start of this sweep that died before Ray Tune "
+                   "saved its state (no finished trial; %d running and %d waiting trial(s) discarded); "
+                   "starting the sweep afresh", location.name, location.shown, running, waiting)
+
+
 def restore_study(location: StudyLocation) -> None:
     """Before a resume: bring an object-store study's copy to the local file. A sweep started
     by an older ser-search kept it in ~/.cache; that copy is taken once and stored from now on."""

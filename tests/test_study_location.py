@@ -113,3 +113,85 @@ def test_finish_study_fails_what_is_left_running_with_the_reason(tmp_path):
     assert trials[lost.number].state == TrialState.FAIL and FAILED_ATTR in trials[lost.number].user_attrs
     assert trials[done.number].state == TrialState.COMPLETE
     assert location.load().user_attrs[FINISHED_ATTR] is True
+
+
+# ------------------------------------------------------------ a start that died before Tune's first state
+# The searcher creates the study (and the runner marks it with the results it belongs to) before
+# Tune writes tuner.pkl: a driver killed in between leaves a study but nothing to resume. Re-running
+# the same sweep must start it afresh; a study with finished trials or of other results is refused.
+
+def _dead_start(location, owner: str | None, running: int = 0, waiting: int = 0) -> None:
+    """What the searcher of a start that died leaves behind: the study it created (as in
+    search/runner.py: the real PruningAwareOptunaSearch, then the results attribute), and
+    trials it asked (RUNNING) or enqueued (WAITING) but never finished."""
+    from search.pruning import PruningAwareOptunaSearch  # noqa: PLC0415 - imports Ray Tune (no cluster)
+
+    PruningAwareOptunaSearch(space=lambda trial: {"x": trial.suggest_float("x", 0, 1)}, metric="m", mode="max",
+                             storage=location.storage(), study_name=location.name, max_epochs=3)
+    study = location.load()
+    if owner is not None:
+        study.set_user_attr("ser_search_results", owner)
+    for _ in range(running):
+        study.ask().suggest_float("x", 0, 1)
+    for i in range(waiting):
+        study.enqueue_trial({"x": 0.1 * (i + 1)})
+
+
+@pytest.mark.parametrize("owned, running, waiting", [(True, 0, 0), (True, 2, 1), (False, 0, 0)],
+                         ids=["empty", "running-and-waiting", "died-before-it-was-marked"])
+def test_a_new_sweep_starts_afresh_over_the_study_of_its_own_dead_start(tmp_path, caplog, owned, running, waiting):
+    sweep_dir = str(tmp_path / "results" / "s")
+    _dead_start(locate_study(sweep_dir, "s"), sweep_dir if owned else None, running, waiting)
+    with caplog.at_level("WARNING", logger="search.study"):
+        location = open_study(sweep_dir, "s", None, resume=False)
+    said = [r.getMessage() for r in caplog.records if r.name == "search.study"]
+    assert len(said) == 1 and "deleted" in said[0] and str(location.local_file) in said[0], said
+    assert f"{running} running" in said[0] and f"{waiting} waiting" in said[0]
+    # the dead start's trials are gone: the new searcher creates the study again, empty
+    assert location.load() is None
+    _dead_start(location, sweep_dir)
+    assert location.load().trials == [] and bound("s") is location
+
+
+def test_a_new_sweep_refuses_a_study_of_its_results_that_holds_finished_trials(tmp_path):
+    sweep_dir = str(tmp_path / "results" / "s")
+    location = locate_study(sweep_dir, "s")
+    _dead_start(location, sweep_dir, running=1)
+    _add_trials(location, 1)  # one COMPLETE trial: Optuna's history of a sweep whose Tune state is gone
+    with pytest.raises(SweepError, match="already holds an Optuna study") as e:
+        open_study(sweep_dir, "s", None, resume=False)
+    message = str(e.value)
+    assert "1 finished trial" in message and "nothing was deleted" in message
+    assert f"optuna delete-study --study-name s --storage sqlite:///{location.local_file}" in message
+    assert len(location.load().trials) == 2  # refused, and lost nothing
+    assert bound("s") is None
+
+
+def test_a_new_sweep_refuses_an_unfinished_study_of_other_results_in_a_configured_storage(tmp_path):
+    url = f"sqlite:///{tmp_path / 'shared' / 'studies.db'}"
+    (tmp_path / "shared").mkdir()
+    theirs, ours = f"file://{tmp_path}/bucket-a/results/s", f"file://{tmp_path}/bucket-b/results/s"
+    _dead_start(locate_study(theirs, "s", url), theirs, running=1)
+    with pytest.raises(SweepError, match="belongs to the sweep in") as e:
+        open_study(ours, "s", url, resume=False)
+    assert theirs in str(e.value) and f"--storage {url}" in str(e.value) and "[sweep] name" in str(e.value)
+    # whose it is cannot be told without the mark: refused as well
+    unmarked = f"sqlite:///{tmp_path / 'shared' / 'unmarked.db'}"
+    _dead_start(locate_study(theirs, "s", unmarked), None)
+    with pytest.raises(SweepError, match="does not say which results it belongs to"):
+        open_study(ours, "s", unmarked, resume=False)
+    assert locate_study(theirs, "s", url).load().trials[0].state == TrialState.RUNNING  # untouched
+    assert locate_study(theirs, "s", unmarked).load() is not None
+
+
+def test_a_new_sweep_on_an_object_store_starts_afresh_over_its_stored_dead_start(tmp_path, caplog):
+    bucket = f"file://{tmp_path}/bucket/results/s"
+    dead = locate_study(bucket, "s")
+    _dead_start(dead, bucket, running=1)
+    dead.push()  # the copy on the store is all that is left of that driver
+    stored = tmp_path / "bucket" / "results" / "s" / "optuna.db"
+    assert stored.exists()
+    with caplog.at_level("WARNING", logger="search.study"):
+        location = open_study(bucket, "s", None, resume=False)
+    assert [r for r in caplog.records if r.name == "search.study" and "deleted" in r.getMessage()]
+    assert not location.stored() and not stored.exists() and location.load() is None
