@@ -3,9 +3,11 @@
 The center-loss paper claims tighter classes; a reader should be able to see that, not only
 read a compactness number. So the trial's saved best weights (`best.pt`) are loaded with
 ser_core's own Predictor (same frontend, normaliser and model as training) and `embed` runs on
-the test split of the prepared corpus named in the trial's config. Compactness is recomputed on
-the full embedding with ser_core.metrics (it should equal the figure recorded at training, a
-check that the view shows the right model); PCA (scikit-learn) only makes it drawable.
+the test split of the prepared corpus named in the trial's config (a speaker-normalised trial's
+per-speaker statistics are not in the checkpoint: ser_core rebuilds its features as training
+did). Compactness is recomputed on the full embedding with ser_core.metrics (it should equal
+the figure recorded at training, a check that the view shows the right model); PCA
+(scikit-learn) only makes it drawable.
 """
 from __future__ import annotations
 
@@ -104,18 +106,35 @@ def test_embeddings(checkpoint: Path) -> tuple[np.ndarray, list[str], tuple[str,
         raise EmbeddingUnavailable(f"prepared corpus {prepared} has labels {list(corpus.labels)}, "
                                    f"the checkpoint {list(predictor.labels)}")
     n_test = len(rows)
+    pos = np.arange(n_test)  # positions in the test split that are embedded
     if n_test > MAX_CLIPS:
-        rows = np.sort(np.random.default_rng(0).choice(rows, MAX_CLIPS, replace=False))
-    lengths = None
-    if cfg.variable_length:
-        lengths = torch.as_tensor([num_frames(predictor.frontend_cfg, int(s))
-                                   for s in corpus.manifest["valid_samples"].to_numpy()[rows]], dtype=torch.long)
+        pos = np.sort(np.random.default_rng(0).choice(n_test, MAX_CLIPS, replace=False))
+    rows = rows[pos]
     model = predictor.model.eval()
     parts = []
-    for s in range(0, len(rows), _BATCH):
-        wave = torch.from_numpy(np.ascontiguousarray(corpus.waveforms[rows[s:s + _BATCH]]))
-        feats = predictor.normalizer(predictor.frontend(wave))
-        parts.append(model.embed(feats, None if lengths is None else lengths[s:s + _BATCH]).float())
+    if cfg.normalization == "speaker":
+        # each row was normalised with its speaker's statistics, which the checkpoint does not
+        # hold: ser_core rebuilds the split's features the way the trial's training did
+        from ser_core.train import trained_split_features  # noqa: PLC0415
+        try:
+            feats, lengths = trained_split_features(cfg, corpus, "test")
+        except (ValueError, OSError) as e:
+            raise EmbeddingUnavailable(f"the trial's test features cannot be rebuilt here: {e}") from None
+        idx = torch.as_tensor(pos, dtype=torch.long)
+        if lengths is not None:
+            lengths = lengths[idx]
+        for s in range(0, len(idx), _BATCH):
+            parts.append(model.embed(feats[idx[s:s + _BATCH]], None if lengths is None else lengths[s:s + _BATCH])
+                         .float())
+    else:
+        lengths = None
+        if cfg.variable_length:
+            lengths = torch.as_tensor([num_frames(predictor.frontend_cfg, int(s))
+                                       for s in corpus.manifest["valid_samples"].to_numpy()[rows]], dtype=torch.long)
+        for s in range(0, len(rows), _BATCH):
+            wave = torch.from_numpy(np.ascontiguousarray(corpus.waveforms[rows[s:s + _BATCH]]))
+            feats = predictor.normalizer(predictor.frontend(wave))
+            parts.append(model.embed(feats, None if lengths is None else lengths[s:s + _BATCH]).float())
     z = torch.cat(parts).numpy() if parts else np.zeros((0, 0), dtype=np.float32)
     ids = corpus.manifest["label_id"].to_numpy()[rows]
     return z, [corpus.labels[int(i)] for i in ids], tuple(corpus.labels), n_test

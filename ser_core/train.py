@@ -411,6 +411,20 @@ def prepare_trial(cfg: TrainConfig, corpus: CorpusLike, timings: dict[str, float
                      ys=ys, lens=lens)
 
 
+def trained_split_features(cfg: TrainConfig, corpus: CorpusLike,
+                           split: str = "test") -> tuple[SplitFeatures | RowFeatures, Tensor | None]:
+    """(normalised features, frame counts or None) of one split's rows, in the protocol's row
+    order, exactly as a trial trained with `cfg` saw them, set up on CPU. A checkpoint stores only
+    the global normaliser; with normalization = "speaker" each row was standardised by its
+    speaker's statistics over the trial's own splits, which are refit here the way training
+    fitted them (prepare_trial itself), so a reader of a checkpoint never re-implements that."""
+    # fastpath off: its malloc tuning is for a training process, and it changes no feature maths
+    data = prepare_trial(cfg.model_copy(update={"device": "cpu", "fastpath": False}), corpus)
+    if split not in data.feats:
+        raise ValueError(f"no split {split!r} in the trial's protocol (it has {sorted(data.feats)})")
+    return data.feats[split], data.lens[split]
+
+
 def _shared_spectrograms(cfg: TrainConfig, corpus: CorpusLike, frontend_cfg, frontend: nn.Module,
                          device: torch.device, identity: dict[str, Any], batch: int) -> np.ndarray:
     """Every manifest row's raw spectrogram from the node's cache, computed here (on this trial's

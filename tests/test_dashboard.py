@@ -375,6 +375,19 @@ def test_claims_with_too_few_pairs_say_why(tmp_path):
         assert ticks[y].startswith("claim 1 · ") and side[y] == "too few pairs: 1 paired run(s)"
 
 
+def test_claims_with_equal_differences_say_no_spread_not_too_few_pairs(tmp_path):
+    c = ResultsStore(tmp_path / "r", "s-confirm")
+    for seed in (1, 2):  # two pairs, both +0.1: enough pairs, but no spread to build an interval on
+        for family, test in (("center", 0.6 + seed / 100), ("cross_entropy", 0.5 + seed / 100)):
+            c.upsert_trial(_trial(f"{family}-{seed}", family=family, val=0.5, test=test, stage="confirm",
+                                  key=f"k-{family}", seed=seed))
+    fig = _claims_figure(_Page(build_dashboard(tmp_path / "r")))
+    point = [t for t in fig["data"] if t.get("legendgroup") == "point"]
+    side = {a["y"]: a["text"] for a in fig["layout"]["annotations"] if a.get("xref") == "paper"}
+    for y in _array(point[0]["y"]).astype(int):
+        assert side[y] == "no spread: all 2 paired differences equal"
+
+
 def test_trials_without_any_epochs_still_give_sweep_facts(tmp_path):
     """Trials recorded but no epochs.parquet (e.g. only trials.parquet copied off a cluster)."""
     s = ResultsStore(tmp_path / "r", "only-trials")
@@ -561,11 +574,12 @@ TINY = {"name": "cnn_transformer", "channels": [8, 16, 16, 16], "d_model": 32, "
         "ff_dim": 64}
 
 
-def _train_into(store: ResultsStore, tid: str, loss: dict, prepared: Path, corpus: PreparedCorpus) -> dict:
+def _train_into(store: ResultsStore, tid: str, loss: dict, prepared: Path, corpus: PreparedCorpus,
+                **overrides) -> dict:
     """One real (short) training run whose best.pt sits where a Ray sweep would put it."""
     cfg = TrainConfig.model_validate({"data": {"prepared": str(prepared), "max_train_clips": 96}, "model": TINY,
                                       "frontend": {"n_mels": 32}, "loss": loss, "device": "cpu",
-                                      "optim": {"epochs": 1, "batch_size": 32}, "seed": 1})
+                                      "optim": {"epochs": 1, "batch_size": 32}, "seed": 1, **overrides})
     result = fit(cfg, corpus)
     ckpt = Path(store.root) / "tune" / f"ser_trial_{tid}" / "checkpoint_000000" / "best.pt"
     ckpt.parent.mkdir(parents=True)
@@ -597,6 +611,29 @@ def test_embedding_views_of_center_and_softmax_trials(synthetic_prepared, tmp_pa
     assert f"center loss {c:.3f} vs softmax {s:.3f}" in text
     assert ("these two trials show tighter classes with center loss" in text) == (c < s)
     assert f"recorded at training {c:.3f}" in text
+
+
+def test_embedding_view_of_a_speaker_normalised_trial(synthetic_prepared, tmp_path, monkeypatch):
+    # normalization = "speaker" trained on each row standardised by its speaker's statistics; the
+    # view must embed those inputs (not the checkpoint's global normaliser's), so the compactness
+    # it recomputes is the one training's own test evaluation recorded
+    corpus = PreparedCorpus.load(synthetic_prepared)
+    store = ResultsStore(tmp_path, "e")
+    _train_into(store, "spk", {"family": "center", "center_lambda": 0.1, "center_lr": 0.5},
+                synthetic_prepared, corpus, normalization="speaker")
+    row = read_trials(tmp_path).set_index("trial_id").loc["spk"]
+    view = embedding_view(locate_checkpoint(row["checkpoint"], tmp_path / "e"))
+    assert view.compactness == pytest.approx(row["compactness_test"], rel=1e-5)
+    assert view.n_clips == view.n_test == len(corpus.split_indices(0)["test"])
+    # a sampled view embeds the sampled clips' own (speaker-normalised) features
+    import search.dashboard_embed as dashboard_embed  # noqa: PLC0415
+
+    z, labels, _, n_test = dashboard_embed.test_embeddings(Path(view.checkpoint))
+    monkeypatch.setattr(dashboard_embed, "MAX_CLIPS", n_test - 5)
+    z_sub, labels_sub, _, _ = dashboard_embed.test_embeddings(Path(view.checkpoint))
+    pos = np.sort(np.random.default_rng(0).choice(n_test, n_test - 5, replace=False))
+    np.testing.assert_allclose(z_sub, z[pos], rtol=1e-5, atol=1e-6)
+    assert labels_sub == [labels[i] for i in pos]
 
 
 # ---------------------------------------------------------------------------- serving and CLI
