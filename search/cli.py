@@ -162,6 +162,19 @@ def cmd_confirm(args: argparse.Namespace) -> int:
     from search.runner import run_confirm
 
     results = Path(args.results_dir)
+    if args.claims and not args.for_claims:
+        print("ser-search confirm: error: --claims FILE names the claims whose arms --for-claims confirms; "
+              "add --for-claims", file=sys.stderr)
+        return 2
+    arms = None
+    if args.for_claims:
+        from search.claims import ClaimsError, load_claims
+
+        try:
+            arms = claim_arms(load_claims(args.claims) if args.claims else None)
+        except ClaimsError as e:
+            print(f"ser-search confirm: error: {e}", file=sys.stderr)
+            return 2
     sweep = args.sweep
     if sweep is None:
         names = sorted({p.parent.name for p in results.glob("*/trials.parquet")} - {
@@ -175,7 +188,7 @@ def cmd_confirm(args: argparse.Namespace) -> int:
                           resume=args.resume, max_concurrent=args.max_concurrent,
                           cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
                           per=args.per, folds=args.folds, leave_one_corpus_out=args.leave_one_corpus_out,
-                          arms=claim_arms() if args.for_claims else None, name=args.name)
+                          arms=arms, name=args.name)
     print(f"\n{outcome.num_trials} confirmation trials ({outcome.num_errors} errors); results in {outcome.sweep_dir}\n")
     print(render(leaderboard(read_trials(outcome.sweep_dir)), "table"))
     return 0
@@ -285,6 +298,8 @@ def build_parser() -> argparse.ArgumentParser:
     pick.add_argument("--for-claims", action="store_true",
                    help="confirm the top K of every loss family x frontend the claims compare "
                         "(then run `ser-search claims`)")
+    c.add_argument("--claims", metavar="FILE.toml",
+                   help="with --for-claims: the arms of this claims file instead of the papers' claims")
     c.add_argument("--folds", type=_fold_list, metavar="0,1,2",
                    help="repeat every run on these test folds (the claims pair runs by seed and fold)")
     c.add_argument("--leave-one-corpus-out", action="store_true",

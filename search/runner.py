@@ -403,7 +403,7 @@ def confirm_config(params: dict[str, Any]) -> TrainConfig:
 
 
 def _choose_for_confirmation(trials: Any, top: int, per: list[str] | None,
-                             arms: list[dict[str, str]] | None = None) -> Any:
+                             arms: list[dict[str, Any]] | None = None) -> Any:
     """The best trial of each of the `top` configurations by validation UA (search stage only).
 
     With `per` (e.g. loss_family,frontend) the `top` best of each group are taken, so every
@@ -416,7 +416,10 @@ def _choose_for_confirmation(trials: Any, top: int, per: list[str] | None,
 
     search = trials[trials["stage"] == "search"]
     if arms:
+        from .claims.arms import setting_equal, with_setting_columns  # noqa: PLC0415
+
         per = list(dict.fromkeys(k for arm in arms for k in arm))
+        search = with_setting_columns(search, per)  # recipe settings an arm fixes, from config_json
     if not per:
         ranked = leaderboard(search, group_by=["config_key"])
         ranked = ranked[ranked["rank"].notna()].sort_values("rank").head(top)
@@ -436,13 +439,13 @@ def _choose_for_confirmation(trials: Any, top: int, per: list[str] | None,
     chosen = configs.groupby(per, sort=False, dropna=False).head(top)
     if arms:
         cells = chosen[per].to_dict("records")
-        matches = [[all(cell[k] == v for k, v in arm.items()) for cell in cells] for arm in arms]
+        matches = [[all(setting_equal(cell[k], v) for k, v in arm.items()) for cell in cells] for arm in arms]
         missing = [arm for arm, hits in zip(arms, matches) if not any(hits)]
         if missing:
             print(f"confirm: the sweep has no trial for {', '.join('/'.join(map(str, m.values())) for m in missing)}; "
                   "those arms are not confirmed (their claims stay inconclusive)", file=sys.stderr, flush=True)
         chosen = chosen[[any(hits) for hits in zip(*matches)]] if cells else chosen
-    return search[search["trial_id"].isin(chosen["trial_id"])]
+    return search[search["trial_id"].isin(chosen["trial_id"])][list(trials.columns)]
 
 
 def run_confirm(results: str, sweep_name: str, *, top: int, seeds: int, address: str | None = None,
@@ -450,7 +453,7 @@ def run_confirm(results: str, sweep_name: str, *, top: int, seeds: int, address:
                 max_concurrent: int = 2, corpus: Any = None, num_cpus: int | None = None,
                 max_failures: int = 2, echo: bool = True, per: list[str] | None = None,
                 folds: list[int] | None = None, leave_one_corpus_out: bool = False,
-                arms: list[dict[str, str]] | None = None, name: str | None = None) -> SweepOutcome:
+                arms: list[dict[str, Any]] | None = None, name: str | None = None) -> SweepOutcome:
     """Re-run the `top` configurations of a sweep (ranked by validation UA; with `per`, the top
     of each group; with `arms`, of those groups only) with `seeds` seeds each and no early stopping, as the sweep
     `<sweep_name>-confirm` (stage "confirm"): the leaderboard then shows each configuration's

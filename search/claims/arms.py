@@ -94,12 +94,64 @@ def confirmed_runs(trials: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
+def setting_keys(claims: Sequence[Claim]) -> list[str]:
+    """Every recipe setting the claims' arms fix, in first-mention order."""
+    return list(dict.fromkeys(k for c in claims for arm in (c.arm_a, c.arm_b) for k, _ in arm.settings))
+
+
+def with_setting_columns(trials: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
+    """`trials` with a column per setting key (a sweep axis name such as mixup_alpha or
+    augment.freq_mask_width), read from each row's recorded configuration (`config_json`, the
+    trial's whole TrainConfig): recipe settings have no columns of their own. A key that is
+    already a column is kept as it is; a row without a configuration gets None."""
+    import json  # noqa: PLC0415
+
+    from search.space import get_path, resolve_axis  # noqa: PLC0415 - pydantic, only when settings are used
+
+    missing = [k for k in keys if k not in trials.columns]
+    if not missing:
+        return trials
+    paths = {k: resolve_axis(k).path for k in missing}
+    configs = [json.loads(t) if isinstance(t, str) and t else None
+               for t in (trials["config_json"] if "config_json" in trials.columns else [None] * len(trials))]
+
+    def value(cfg: Any, path: tuple[str, ...]) -> Any:
+        try:
+            return get_path(cfg, path) if isinstance(cfg, dict) else None
+        except KeyError:
+            return None
+
+    return trials.assign(**{k: [value(c, paths[k]) for c in configs] for k in missing})
+
+
+def setting_equal(value: Any, wanted: Any) -> bool:
+    """A recorded setting equals an arm's: numbers within float round-off (0 == 0.0), other
+    values exactly; a missing value never matches."""
+    import numbers  # noqa: PLC0415
+
+    if _missing(value):
+        return False
+    if isinstance(wanted, bool) or isinstance(value, (bool, _np_bool())):
+        return isinstance(value, (bool, _np_bool())) and isinstance(wanted, bool) and bool(value) == wanted
+    if isinstance(wanted, numbers.Real) and isinstance(value, numbers.Real):
+        return math.isclose(float(value), float(wanted), rel_tol=1e-9, abs_tol=1e-12)
+    return bool(value == wanted)
+
+
+def _np_bool() -> type:
+    import numpy as np  # noqa: PLC0415
+
+    return np.bool_
+
+
 def _arm_mask(df: pd.DataFrame, arm: Arm) -> pd.Series:
     mask = df["loss_family"] == arm.loss_family
     if arm.frontend is not None:
         mask &= df["frontend"] == arm.frontend
     if arm.model is not None:
         mask &= df["model"] == arm.model
+    for key, wanted in arm.settings:
+        mask &= df[key].map(lambda v, w=wanted: setting_equal(v, w)).astype(bool)
     return mask
 
 
@@ -192,7 +244,7 @@ def evaluate_claims(trials: pd.DataFrame, claims: Sequence[Claim] | None = None,
     from .file import papers_claims  # noqa: PLC0415
 
     claims = papers_claims() if claims is None else tuple(claims)
-    runs = confirmed_runs(trials)
+    runs = with_setting_columns(confirmed_runs(trials), setting_keys(claims))
     out: list[dict[str, Any]] = []
     for claim in claims:
         for metric in claim.metrics:
@@ -228,6 +280,7 @@ def check_arms_held(trials: pd.DataFrame, claims: Sequence[Claim], where: str) -
     for c in ("loss_family", "frontend", "model"):
         if c not in trials.columns:
             raise ClaimsError(f"trials table lacks column {c!r}; is it from read_trials()?")
+    trials = with_setting_columns(trials, setting_keys(claims))
     problems = []
     for claim in claims:
         for side, arm in (("a", claim.arm_a), ("b", claim.arm_b)):

@@ -10,7 +10,8 @@ reference.
     id = "1"                                  # unique in the file; names the rows
     statement = "center + softmax beats softmax on Mel by > 3 points"
     a = { loss_family = "center" }            # the arm said to be better
-    b = { loss_family = "cross_entropy" }     # an arm may also fix `frontend`
+    b = { loss_family = "cross_entropy" }     # an arm may also fix `frontend`, and recipe
+                                              # `settings = { mixup_alpha = 0.2 }` (sweep axis names)
     frontend = "mel"                          # optional: both arms on this frontend
     model = "cnn_birnn"                       # optional: only this model (else a row per model)
     metrics = ["test_ua", "test_wa"]          # or metric = "test_ua"
@@ -33,7 +34,8 @@ PAPERS_FILE = Path(__file__).with_name("papers.toml")
 
 def _models() -> Any:
     """The pydantic models, built on first use (pydantic is not imported for `--help`)."""
-    from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator  # noqa: PLC0415
+    from pydantic import (  # noqa: PLC0415
+        BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr, field_validator, model_validator)
 
     class _Strict(BaseModel):
         model_config = ConfigDict(extra="forbid", protected_namespaces=())
@@ -41,6 +43,22 @@ def _models() -> Any:
     class ArmSpec(_Strict):
         loss_family: str = Field(min_length=1)
         frontend: str | None = Field(None, min_length=1)
+        settings: dict[str, StrictBool | StrictInt | StrictFloat | StrictStr] = Field(
+            default_factory=dict, description="recipe settings the arm's runs have, by sweep axis name")
+
+        @field_validator("settings")
+        @classmethod
+        def _axis_names(cls, v: dict[str, Any]) -> dict[str, Any]:
+            from search.space import resolve_axis  # noqa: PLC0415
+
+            for name in v:
+                if name in _NOT_SETTINGS:
+                    raise ValueError(f"{name!r} is not a setting here: {_NOT_SETTINGS[name]}")
+                try:
+                    resolve_axis(name)
+                except ValueError as e:
+                    raise ValueError(f"settings.{name}: {e}") from None
+            return v
 
     class ClaimSpec(_Strict):
         id: str = Field(min_length=1)
@@ -89,14 +107,15 @@ def _models() -> Any:
             arm_a, arm_b = self.arm(self.a), self.arm(self.b)
             if arm_a == arm_b:
                 raise ValueError(f"arms a and b are the same ({arm_a.label()}); a claim compares two")
-            if arm_a.loss_family == arm_b.loss_family and None in (arm_a.frontend, arm_b.frontend):
-                # otherwise one arm's runs would also be the other's
-                raise ValueError(f"arms a and b share loss family {arm_a.loss_family!r}: name a different "
-                                 "frontend in each")
+            if not _disjoint(arm_a, arm_b):
+                # otherwise one arm's runs could also be the other's
+                raise ValueError(f"arms a and b ({arm_a.label()} / {arm_b.label()}) could match the same runs: "
+                                 "give them different loss families, a different frontend in each, or a "
+                                 "setting both name with a different value")
             return self
 
         def arm(self, spec: Any) -> Arm:
-            return Arm(spec.loss_family, spec.frontend or self.frontend, self.model)
+            return Arm(spec.loss_family, spec.frontend or self.frontend, self.model, tuple(spec.settings.items()))
 
     class ClaimsFile(_Strict):
         description: str = ""
@@ -111,6 +130,26 @@ def _models() -> Any:
             return self
 
     return ClaimsFile
+
+
+# Arm keys that are not recipe settings: they have their own place in a claim, or pair the runs.
+_NOT_SETTINGS = {
+    "loss_family": "give it as the arm's loss_family",
+    "frontend": "give it as the arm's (or the claim's) frontend",
+    "model": "give it as the claim's model",
+    "seed": "runs pair by seed; an arm cannot fix one",
+}
+
+
+def _disjoint(a: Arm, b: Arm) -> bool:
+    """No run can belong to both arms: they differ on the loss family, on a frontend both name,
+    or on a setting both name."""
+    if a.loss_family != b.loss_family:
+        return True
+    if a.frontend is not None and b.frontend is not None and a.frontend != b.frontend:
+        return True
+    sa, sb = dict(a.settings), dict(b.settings)
+    return any(k in sb and sb[k] != v for k, v in sa.items())
 
 
 def _check_metric(m: str) -> str:

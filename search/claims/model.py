@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 
 class ClaimsError(ValueError):
@@ -20,18 +21,28 @@ LOWER_IS_BETTER = frozenset({"compactness_val", "compactness_test"})
 
 @dataclass(frozen=True)
 class Arm:
-    """One side of a comparison: a loss family, optionally a frontend and a model (None: any)."""
+    """One side of a comparison: a loss family, optionally a frontend and a model (None: any),
+    and optionally training-recipe settings the arm's runs must have (`settings`: pairs of a
+    sweep axis name, as in a sweep's [space], and its value, e.g. ("mixup_alpha", 0.2)), read
+    from each run's recorded configuration. Settings make ablations claims: the same loss and
+    model with and without one recipe element."""
     loss_family: str
     frontend: str | None = None
     model: str | None = None
+    settings: tuple[tuple[str, Any], ...] = ()
 
     def label(self) -> str:
-        return "/".join(x for x in (self.loss_family, self.frontend) if x) + (f" ({self.model})" if self.model else "")
+        text = "/".join(x for x in (self.loss_family, self.frontend) if x) + (f" ({self.model})" if self.model else "")
+        if self.settings:
+            text += " [" + ", ".join(f"{k}={v}" for k, v in self.settings) + "]"
+        return text
 
-    def cell(self) -> dict[str, str]:
-        """The trial columns this arm fixes (what `confirm --for-claims` confirms)."""
-        return {k: v for k, v in (("loss_family", self.loss_family), ("frontend", self.frontend),
-                                  ("model", self.model)) if v is not None}
+    def cell(self) -> dict[str, Any]:
+        """The trial columns this arm fixes (what `confirm --for-claims` confirms); a setting is a
+        column named by its axis (search.claims.arms.with_setting_columns adds it)."""
+        fixed: dict[str, Any] = {k: v for k, v in (("loss_family", self.loss_family), ("frontend", self.frontend),
+                                                   ("model", self.model)) if v is not None}
+        return fixed | dict(self.settings)
 
 
 @dataclass(frozen=True)
