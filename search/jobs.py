@@ -146,14 +146,34 @@ class JobSpec:
     metadata: dict[str, str]
 
 
+def _cluster_storage(url: str, sweep: Any) -> str:
+    """An Optuna storage URL the job's driver can open: validated like the sweep key, an SQLite
+    file by absolute path, and no password: the entrypoint is shown by `ser-search jobs list`
+    and Ray's dashboard to anyone holding the cluster's token."""
+    from sqlalchemy.engine import make_url  # noqa: PLC0415 - Optuna's dependency
+
+    sweep.with_optuna_storage(url)  # SweepConfigError for a URL that is no usable database
+    parsed = make_url(url)
+    if parsed.password:
+        raise JobError("--optuna-storage holds a password, which would be shown with the job's entrypoint; "
+                       "give the URL without it and let the head node supply it (PGPASSWORD or ~/.pgpass for "
+                       "PostgreSQL, an option file for MySQL)")
+    if parsed.drivername.split("+")[0] == "sqlite" and not Path(str(parsed.database)).is_absolute():
+        raise JobError(f"--optuna-storage {url!r} is a relative SQLite path, which means nothing on the cluster; "
+                       "use sqlite:////abs/path/optuna.db on storage the head node reads")
+    return url
+
+
 def build_job(sweep_file: Path | str, results: str, *, prepared: str | None = None, resume: bool = False,
-              installed: bool = False, staging: Path) -> JobSpec:
+              installed: bool = False, optuna_storage: str | None = None, staging: Path) -> JobSpec:
     """Validate the sweep here (a typo must not cost a cluster round trip), stage it into
     `staging` and describe the job that runs it on the cluster."""
     from search.config import load_sweep  # noqa: PLC0415
 
     sweep_file = Path(sweep_file)
     sweep = load_sweep(sweep_file)  # raises SweepConfigError naming every bad key
+    if optuna_storage is not None:
+        optuna_storage = _cluster_storage(optuna_storage, sweep)
     results = _cluster_path(results, "--results", "every node")  # trials write checkpoints there
     if prepared is not None:
         prepared = _cluster_path(str(prepared), "--prepared", "the head node")  # read by the driver
@@ -172,6 +192,8 @@ def build_job(sweep_file: Path | str, results: str, *, prepared: str | None = No
             "--address", "auto"]
     if prepared is not None:
         args += ["--prepared", prepared]
+    if optuna_storage is not None:
+        args += ["--optuna-storage", optuna_storage]
     if resume:
         args.append("--resume")
     runtime_env: dict[str, Any] = {"working_dir": str(staging)}
@@ -191,7 +213,7 @@ def build_job(sweep_file: Path | str, results: str, *, prepared: str | None = No
 
 
 def submit_sweep(sweep_file: Path | str, address: str | None, results: str, *, prepared: str | None = None,
-                 resume: bool = False, installed: bool = False,
+                 resume: bool = False, installed: bool = False, optuna_storage: str | None = None,
                  client: JobSubmissionClient | None = None) -> str:
     """Submit `sweep_file` as a Ray Job on the cluster at `address`; returns the job id.
 
@@ -200,7 +222,7 @@ def submit_sweep(sweep_file: Path | str, address: str | None, results: str, *, p
     with tempfile.TemporaryDirectory(prefix="ser-search-job-") as d:  # uploaded by submit_job
         # Everything checkable here is checked before the cluster is contacted.
         spec = build_job(sweep_file, results, prepared=prepared, resume=resume, installed=installed,
-                         staging=Path(d))
+                         optuna_storage=optuna_storage, staging=Path(d))
         client = client or job_client(address)
         return client.submit_job(entrypoint=spec.entrypoint, runtime_env=spec.runtime_env,
                                  submission_id=spec.submission_id, metadata=spec.metadata)
@@ -255,7 +277,7 @@ def _guard(command: str, fn, args: argparse.Namespace) -> int:
 
 def cmd_submit(args: argparse.Namespace) -> int:
     job_id = submit_sweep(args.sweep, args.address, args.results, prepared=args.prepared,
-                          resume=args.resume, installed=args.installed)
+                          resume=args.resume, installed=args.installed, optuna_storage=args.optuna_storage)
     print(job_id, flush=True)
     if args.no_wait:
         print(f"follow it with: ser-search jobs logs {job_id} --address {args.address or '$' + ADDRESS_ENV}",
@@ -308,6 +330,9 @@ def add_job_commands(subparsers: argparse._SubParsersAction) -> None:
     s.add_argument("--prepared", help="prepared corpus on the cluster (absolute path); "
                                       "overrides the sweep file's data.prepared")
     s.add_argument("--resume", action="store_true", help="continue the sweep's interrupted run")
+    s.add_argument("--optuna-storage", metavar="URL",
+                   help="Optuna storage URL the head node reaches (no password in it: the head supplies it); "
+                        "overrides [sweep] optuna_storage")
     s.add_argument("--installed", action="store_true",
                    help="upload no code: run the ser-search installed on the cluster")
     s.add_argument("--no-wait", action="store_true", help="print the job id and return")

@@ -405,6 +405,24 @@ def test_job_spec_ships_the_sweep_and_the_packages_but_not_the_token(no_token_en
     assert "py_modules" not in spec.runtime_env and spec.metadata["code"] == "installed"
 
 
+def test_job_passes_an_optuna_storage_without_its_password(no_token_env):
+    staging = no_token_env / "staging"
+    staging.mkdir()
+    sweep = no_token_env / "s.toml"
+    sweep.write_text(SWEEP.format(prepared="/data/prepared"))
+    spec = build_job(sweep, "/r", optuna_storage="postgresql://ser@db.internal/studies", staging=staging)
+    assert parse_command(spec.entrypoint).optuna_storage == "postgresql://ser@db.internal/studies"
+    assert parse_command(build_job(sweep, "/r", staging=staging).entrypoint).optuna_storage is None
+    with pytest.raises(JobError, match="holds a password") as info:
+        build_job(sweep, "/r", optuna_storage="postgresql://ser:hunter2@db/studies", staging=staging)
+    assert "hunter2" not in str(info.value)
+    with pytest.raises(JobError, match="relative SQLite path"):
+        build_job(sweep, "/r", optuna_storage="sqlite:///optuna.db", staging=staging)
+    build_job(sweep, "/r", optuna_storage="sqlite:////shared/optuna.db", staging=staging)
+    with pytest.raises(SweepConfigError, match="not a database Optuna can store"):
+        build_job(sweep, "/r", optuna_storage="redis://db/0", staging=staging)
+
+
 def test_job_spec_refuses_paths_that_mean_nothing_on_the_cluster(no_token_env):
     staging = no_token_env / "staging"
     staging.mkdir()
