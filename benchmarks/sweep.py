@@ -151,6 +151,8 @@ PHASES = {
               "trainable with its imports, the corpus from the object store; 0 in a reused actor). Paid "
               "before the driver stamps the trial's start, so outside wall - epochs",
     "config": "the trial's config, its resume checkpoint",
+    "cost": "the model's parameters, MACs and single-clip latency on its device (ser_core.cost; a "
+            "process's first count imports torch._dynamo, which fit_model then no longer pays)",
     "fit_protocol": "fit: device, frontend config, protocol split, targets",
     "fit_waveforms": "fit: the split's waveforms to the device",
     "fit_spectrograms_and_normalizer": "fit: spectrograms + normaliser statistics (before the shared cache)",

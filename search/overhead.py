@@ -109,6 +109,13 @@ class TrialClock:
         self.add("config", now - self._mark)  # the trial's config, its resume checkpoint read
         self._mark = now
 
+    def lap(self, phase: str) -> None:
+        """The time since the previous mark (fit_started, or an earlier lap) as `phase`: a step the
+        trainable takes itself before fit, e.g. "cost" (ser_core.cost's measurement)."""
+        now = time.time()
+        self.add(phase, now - self._mark)
+        self._mark = now
+
     def epoch_reported(self, epoch_seconds: float, final: bool) -> float:
         """At on_epoch's entry: the time since fit's setup or the previous report that the epoch
         itself did not account for (the final evaluation on the last epoch). Returns now."""

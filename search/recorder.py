@@ -17,6 +17,7 @@ from typing import Any, Callable
 from ray.tune import Callback
 
 from ser_core.config import TrainConfig
+from ser_core.cost import COST_METRICS
 
 from .trainable import BEST_FILE, FINAL_JSON, final_metrics
 from .results import LOSS_PARAM_COLUMNS, ResultsStore, config_columns, confusion_rows
@@ -24,7 +25,8 @@ from .results import LOSS_PARAM_COLUMNS, ResultsStore, config_columns, confusion
 # Keys of the final report (the best epoch's evaluation: trainable.final_metrics) copied into the trial row.
 _FINAL_KEYS = ("best_epoch", "val_ua", "val_wa", "val_f1_macro", "val_precision_macro",
                "val_recall_macro", "test_ua", "test_wa", "test_f1_macro", "test_precision_macro",
-               "test_recall_macro", "compactness_val", "compactness_test", "train_seconds")
+               "test_recall_macro", "compactness_val", "compactness_test", "train_seconds",
+               "test_ua_ci95_low", "test_ua_ci95_high")  # the last two: cross-validated trials only
 
 
 def _now() -> datetime:
@@ -114,6 +116,7 @@ class ParquetRecorder(Callback):
             "sweep": self.name, "trial_id": trial.trial_id, "status": status,
             "stage": self.stage, "source_sweep": getattr(self, "source_sweep", None), **columns,
             "epochs_run": last.get("epoch"), "node": last.get("node"),
+            **{k: _finite_or_none(last.get(k)) for k in COST_METRICS},  # every report carries them
             "gpu_fraction": self.gpu_fraction, "error": error,
             "started_at": self._started.get(trial.trial_id), "finished_at": _now(),
         }
@@ -123,6 +126,7 @@ class ParquetRecorder(Callback):
             if trial.checkpoint is not None:
                 row["checkpoint"] = f"{trial.checkpoint.path}/{BEST_FILE}"
             final = json.loads(last[FINAL_JSON])
+            row.update({k: final.get(k) for k in ("val_ua_folds", "test_ua_folds")})  # data.folds trials
             row["classes"] = ",".join(final.get("classes") or final["labels"])
             dropped = final.get("classes_dropped") or {}
             row["classes_dropped"] = "; ".join(f"{k}: {v}" for k, v in dropped.items()) or None

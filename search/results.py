@@ -58,8 +58,12 @@ TRIALS_SCHEMA = _schema("trials", [
     ("val_ua", _F), ("val_wa", _F), ("val_f1_macro", _F), ("val_precision_macro", _F), ("val_recall_macro", _F),
     ("test_ua", _F), ("test_wa", _F), ("test_f1_macro", _F), ("test_precision_macro", _F),
     ("test_recall_macro", _F),
+    # a cross-validated trial (data.folds): its folds, each fold's val/test UA, the t interval of test_ua
+    ("folds", pa.list_(_I)), ("val_ua_folds", pa.list_(_F)), ("test_ua_folds", pa.list_(_F)),
+    ("test_ua_ci95_low", _F), ("test_ua_ci95_high", _F),
     ("compactness_val", _F), ("compactness_test", _F),
     ("train_seconds", _F), ("node", _S), ("gpu_fraction", _F), ("checkpoint", _S), ("error", _S),
+    ("params", _I), ("macs", _I), ("latency_ms", _F),  # the model's cost (ser_core.cost)
     ("config_json", _S), ("started_at", _TS), ("finished_at", _TS),
 ])
 EPOCHS_SCHEMA = _schema("epochs", [
@@ -96,6 +100,8 @@ def config_key(cfg: TrainConfig, prepared_id: str | None = None) -> str:
                                              "data": {"prepared", "fold", "leave_out"}})
     # which corpus is held out is a repeat; holding one out at all is a different design
     d["data"]["leave_one_corpus_out"] = cfg.data.leave_out is not None
+    if cfg.data.folds is None:  # keys of configurations written before data.folds existed stay the same
+        d["data"].pop("folds", None)
     if prepared_id is not None:  # absent: the key of rows written before corpora had an identity
         d["prepared_id"] = prepared_id
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
@@ -127,6 +133,7 @@ def config_columns(cfg: TrainConfig, corpora: Sequence[str] | None = None,
         "batch_size": cfg.optim.batch_size,
         "seed": cfg.seed,
         "fold": cfg.data.fold,
+        "folds": cfg.data.folds,
         "train_corpora": join_corpora(train_c) if train_c else None,
         "eval_corpora": join_corpora(eval_c) if eval_c else None,
         "config_json": cfg.model_dump_json(),
@@ -162,6 +169,10 @@ def _cell(value: Any, field: pa.Field, where: str) -> Any:
         if not isinstance(value, (bool, np.bool_)):
             raise bad
         return bool(value)
+    if pa.types.is_list(t):
+        if not isinstance(value, (list, tuple, np.ndarray)):
+            raise bad
+        return [_cell(v, pa.field(field.name, t.value_type), where) for v in value]
     if isinstance(value, (bool, np.bool_)):
         raise bad  # True is an int in Python; in a metric column it is a bug
     if pa.types.is_integer(t):

@@ -19,6 +19,7 @@ import ray
 import torch
 from ray import tune
 
+from ser_core.cost import trial_cost
 from ser_core.train import EpochReport, fit
 
 from ser_core.config import TrainConfig
@@ -69,6 +70,9 @@ def make_trainable(to_config: Callable[[dict[str, Any]], TrainConfig]):
                 "epoch": report.epoch, "train_loss": report.train_loss, "val_loss": report.val_loss,
                 "val_ua": report.val_ua, "val_wa": report.val_wa, "best_val_ua": report.best_val_ua,
                 "epoch_seconds": report.seconds, "node": node,
+                **cost,  # params, macs, latency_ms in every report: a scheduler may compare them at any epoch
+                # a cross-validated trial (data.folds): val_ua is the folds' mean; each fold's beside it
+                **{f"val_ua_fold{f}": ua for f, ua in zip(cfg.data.folds or (), report.val_ua_folds)},
             }
             if report.final is not None:
                 final = report.final
@@ -80,6 +84,7 @@ def make_trainable(to_config: Callable[[dict[str, Any]], TrainConfig]):
                     "classes_dropped": final.classes_dropped,
                     "confusion_val": final.val.confusion.tolist(),
                     "confusion_test": final.test.confusion.tolist(),
+                    **final.fold_metrics(),  # folds, val_ua_folds, test_ua_folds (cross-validated trials)
                 })
             with tempfile.TemporaryDirectory() as d:
                 torch.save(make_state(), os.path.join(d, STATE_FILE))
@@ -91,6 +96,8 @@ def make_trainable(to_config: Callable[[dict[str, Any]], TrainConfig]):
             clock.report_done(reporting)
 
         clock.fit_started()
+        cost = trial_cost(cfg, corpus).metrics()  # the model's cost on this trial's device (ser_core.cost)
+        clock.lap("cost")
         fit(cfg, corpus, on_epoch=on_epoch, resume=resume, timings=clock.setup)
 
     return ser_trial

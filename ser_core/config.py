@@ -26,6 +26,9 @@ class DataConfig(_Strict):
 
     prepared: Path = Field(description="directory written by `ser-search prepare`")
     fold: int = Field(0, ge=0, description="test fold; validation is fold+1 (mod n_folds)")
+    folds: list[Annotated[int, Field(ge=0)]] | None = Field(
+        None, min_length=2, description="cross-validated selection: train once per listed test fold, select on the "
+                                        "mean validation UA over them (k times the epochs); `fold` becomes the first")
     max_train_clips: int | None = Field(None, gt=0, description="subsample train (for quick runs)")
     train_corpora: list[Annotated[str, Field(pattern=_CORPUS_NAME)]] | None = Field(
         None, min_length=1, description="corpora to train (and validate) on; default: every prepared corpus")
@@ -47,7 +50,26 @@ class DataConfig(_Strict):
             names = getattr(self, key)
             if names is not None and len(set(names)) != len(names):
                 raise ValueError(f"data.{key} lists a corpus twice: {names}")
+        if self.folds is not None:
+            self._check_folds()
         return self
+
+    def _check_folds(self) -> None:
+        """`folds` replaces `fold`: a cross-validated trial's folds are those listed, and `fold` is
+        set to the first (so a dumped config validates again). An explicit `fold` elsewhere is a
+        contradiction, not a choice to make silently. Only the within-corpus protocol rotates its
+        test set with the fold; cross-corpus and leave-one-corpus-out test on whole corpora, so
+        their "folds" would score one test set k times and the interval would mean nothing."""
+        folds = list(self.folds)
+        if len(set(folds)) != len(folds):
+            raise ValueError(f"data.folds lists a fold twice: {folds}")
+        if "fold" in self.model_fields_set and self.fold != folds[0]:
+            raise ValueError(f"data.fold = {self.fold} conflicts with data.folds = {folds}: a cross-validated "
+                             f"trial trains on every listed fold; remove data.fold")
+        if self.leave_out is not None or self.train_corpora is not None or self.eval_corpora is not None:
+            raise ValueError("data.folds needs the within-corpus protocol: with data.train_corpora, "
+                             "data.eval_corpora or data.leave_out the test set does not rotate with the fold")
+        self.fold = folds[0]
 
 
 class ModelConfig(_Strict):

@@ -4,13 +4,15 @@
 the raw spectrograms of every clip come from the node's shared cache (ser_core.feature_cache:
 computed once per node and frontend, since the waveforms, noisy copies included, are fixed), the
 normaliser is fitted on the training split (or per speaker), and every batch is gathered and
-normalised with tensor ops. `fit` reads top to bottom: the model, the loss, the optimisers, then
-the epochs over index slices — no per-sample Python in an epoch. A callback
+normalised with tensor ops. `fit` reads top to bottom: a FoldRun (the model, the loss, the
+optimisers) and its epochs over index slices — no per-sample Python in an epoch. A callback
 receives every epoch's metrics and can ask for a resumable checkpoint, so the same loop runs
-under Ray Tune, in a test or from the CLI.
+under Ray Tune, in a test or from the CLI. `fit_folds` (data.folds) steps one FoldRun per fold
+in lockstep and reports the folds' mean: cross-validated selection inside one trial.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import ctypes
 import ctypes.util
@@ -66,6 +68,7 @@ class EpochReport:
     val_wa: float
     seconds: float
     best_val_ua: float = float("nan")  # best so far, what schedulers should compare
+    val_ua_folds: tuple[float, ...] = ()  # a cross-validated trial (fit_folds): each fold's; val_ua is their mean
     final: "FitResult | None" = field(default=None, repr=False)  # set on the last epoch only
 
 
@@ -93,6 +96,10 @@ class FitResult:
         out.update(self.val.as_dict("val"))
         out.update(self.test.as_dict("test"))
         return out
+
+    def fold_metrics(self) -> dict[str, list]:
+        """Per-fold values of a cross-validated trial (FoldsResult); none for one fold."""
+        return {}
 
 
 EpochCallback = Callable[[EpochReport, Callable[[], dict[str, Any]]], None]
@@ -497,70 +504,111 @@ def fit(cfg: TrainConfig, corpus: CorpusLike, on_epoch: EpochCallback | None = N
         resume: dict[str, Any] | None = None, timings: dict[str, float] | None = None) -> FitResult:
     """Train one configuration; the best epoch by validation UA is evaluated on test.
     `timings` receives the seconds of each setup phase before the first epoch (prepare_trial's,
-    then "model": model, loss, optimisers and the resumed state)."""
-    gen = seed_everything(cfg.seed)
-    data = prepare_trial(cfg, corpus, timings)
-    t_model = time.perf_counter()
-    device, autocast, frontend_cfg, protocol = data.device, data.autocast, data.frontend_cfg, data.protocol
-    num_classes, class_mask, normalizer = data.num_classes, data.class_mask, data.normalizer
-    feats, ys, lens = data.feats, data.ys, data.lens
+    then "model": model, loss, optimisers and the resumed state). With `data.folds` the trial is
+    cross-validated: `fit_folds` trains every listed fold and returns a FoldsResult."""
+    if cfg.data.folds:
+        return fit_folds(cfg, corpus, on_epoch, resume, timings)
+    run = FoldRun(cfg, corpus, resume, timings)
+    for epoch in range(run.start_epoch, cfg.optim.epochs + 1):
+        report = run.train_epoch(epoch)
+        if report.val_ua > run.best["ua"]:
+            run.keep_best(epoch, report.val_ua)
+        report.best_val_ua = run.best["ua"]
+        run.history.append(report)
+        if epoch == cfg.optim.epochs:
+            report.final = run.final_evaluation()
+        if on_epoch is not None:
+            on_epoch(report, run.checkpoint)
+    return run.result(cfg.optim.epochs, start_epoch=run.start_epoch)
 
-    # channels-last convolutions: 1.2x per CPU step (max-pool stops dominating), tensor cores on GPU
-    model = build_model(cfg.model, frontend_cfg.n_features, num_classes).to(device, memory_format=torch.channels_last)
-    if cfg.fastpath:  # same maths, cheaper kernels (ser_core/fastpath.py says which and why)
-        accelerate(model)
-    # The recipe's targets: label smoothing over the protocol's classes, class weights from the
-    # training split's counts (ser_core.losses says what each family does with them).
-    class_weights = (class_balanced_weights(ys["train"], num_classes) if cfg.optim.class_weights == "balanced"
-                     else None)
-    loss_fn = build_loss(cfg.loss.family, num_classes=num_classes, embed_dim=model.embed_dim,
-                         label_smoothing=cfg.optim.label_smoothing, class_weights=class_weights,
-                         active_classes=class_mask.cpu(), **cfg.loss.params()).to(device)
-    params = list(model.parameters()) + list(loss_fn.model_parameters())
-    opt_cls = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam, "sgd": torch.optim.SGD}[cfg.optim.name]
-    opt_kwargs: dict[str, Any] = {"lr": cfg.optim.lr, "weight_decay": cfg.optim.weight_decay}
-    if cfg.optim.name == "sgd":
-        opt_kwargs["momentum"] = 0.9
-    optimizer = opt_cls(params, **opt_kwargs)
-    center_opt = loss_fn.center_optimizer()
-    bs = cfg.optim.batch_size
-    n_train = len(ys["train"])
-    # Stepped after every optimizer step; None = constant lr, the optimizer left alone (schedules.py).
-    scheduler = build_schedule(optimizer, cfg.optim.schedule, epochs=cfg.optim.epochs,
-                               steps_per_epoch=steps_per_epoch(n_train, bs), warmup_epochs=cfg.optim.warmup_epochs,
-                               step_epochs=cfg.optim.step_epochs, step_gamma=cfg.optim.step_gamma)
-    # Exponential moving average of the weights (and BatchNorm statistics), updated every step:
-    # what validation, model selection, test and the checkpoint use when on (Polyak & Juditsky 1992).
-    ema = (AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.optim.ema_decay), use_buffers=True)
-           if cfg.optim.ema_decay > 0 else None)
-    eval_model = model if ema is None else ema.module
-    augment = BatchAugment.from_config(cfg.augment)  # training batches only; all off = never called
 
-    history: list[EpochReport] = []
-    best = {"ua": -1.0, "epoch": 0, "state": None}
-    start_epoch = 1
-    if resume is not None:
-        model.load_state_dict(resume["model"])
-        loss_fn.load_state_dict(resume["loss"])
-        optimizer.load_state_dict(resume["optimizer"])
-        if center_opt is not None and resume.get("center_optimizer") is not None:
-            center_opt.load_state_dict(resume["center_optimizer"])
-        for what, live in (("scheduler", scheduler), ("ema", ema)):
-            if live is not None:
-                if resume.get(what) is None:
-                    raise ValueError(f"cannot resume: the checkpoint of epoch {resume['epoch']} has no {what} "
-                                     f"state, but the config uses one (optim.schedule / optim.ema_decay)")
-                live.load_state_dict(resume[what])
-        history = [EpochReport(**h) for h in resume["history"]]
-        best = {"ua": resume["best_ua"], "epoch": resume["best_epoch"], "state": resume["best_state"]}
-        gen.set_state(resume["generator"])
-        torch.set_rng_state(resume["torch_rng"])
-        start_epoch = resume["epoch"] + 1
+class FoldRun:
+    """One fold's training, split into its state and its epoch step, so that `fit` runs one
+    fold epoch by epoch and `fit_folds` advances several in lockstep inside one trial.
 
-    if timings is not None:
-        timings["model"] = time.perf_counter() - t_model
-    train_seconds = sum(h.seconds for h in history)
-    for epoch in range(start_epoch, cfg.optim.epochs + 1):
+    The constructor is the setup, in the order a reader follows it: the seed, the trial's tensors
+    (prepare_trial), the model, the loss, the optimisers, the schedule, the weight average, then
+    the resumed state. `train_epoch` trains one epoch and validates; which epoch is best is the
+    caller's decision (`keep_best`): a single fold selects on its own validation UA, a
+    cross-validated trial on the mean over its folds."""
+
+    def __init__(self, cfg: TrainConfig, corpus: CorpusLike, resume: dict[str, Any] | None = None,
+                 timings: dict[str, float] | None = None) -> None:
+        self.cfg, self.corpus = cfg, corpus
+        self.gen = gen = seed_everything(cfg.seed)
+        self.data = data = prepare_trial(cfg, corpus, timings)
+        t_model = time.perf_counter()
+        device, frontend_cfg, class_mask = data.device, data.frontend_cfg, data.class_mask
+        num_classes, ys = data.num_classes, data.ys
+
+        # channels-last convolutions: 1.2x per CPU step (max-pool stops dominating), tensor cores on GPU
+        model = build_model(cfg.model, frontend_cfg.n_features, num_classes).to(device, memory_format=torch.channels_last)
+        if cfg.fastpath:  # same maths, cheaper kernels (ser_core/fastpath.py says which and why)
+            accelerate(model)
+        # The recipe's targets: label smoothing over the protocol's classes, class weights from the
+        # training split's counts (ser_core.losses says what each family does with them).
+        class_weights = (class_balanced_weights(ys["train"], num_classes) if cfg.optim.class_weights == "balanced"
+                         else None)
+        loss_fn = build_loss(cfg.loss.family, num_classes=num_classes, embed_dim=model.embed_dim,
+                             label_smoothing=cfg.optim.label_smoothing, class_weights=class_weights,
+                             active_classes=class_mask.cpu(), **cfg.loss.params()).to(device)
+        params = list(model.parameters()) + list(loss_fn.model_parameters())
+        opt_cls = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam, "sgd": torch.optim.SGD}[cfg.optim.name]
+        opt_kwargs: dict[str, Any] = {"lr": cfg.optim.lr, "weight_decay": cfg.optim.weight_decay}
+        if cfg.optim.name == "sgd":
+            opt_kwargs["momentum"] = 0.9
+        optimizer = opt_cls(params, **opt_kwargs)
+        center_opt = loss_fn.center_optimizer()
+        n_train = len(ys["train"])
+        # Stepped after every optimizer step; None = constant lr, the optimizer left alone (schedules.py).
+        scheduler = build_schedule(optimizer, cfg.optim.schedule, epochs=cfg.optim.epochs,
+                                   steps_per_epoch=steps_per_epoch(n_train, cfg.optim.batch_size),
+                                   warmup_epochs=cfg.optim.warmup_epochs,
+                                   step_epochs=cfg.optim.step_epochs, step_gamma=cfg.optim.step_gamma)
+        # Exponential moving average of the weights (and BatchNorm statistics), updated every step:
+        # what validation, model selection, test and the checkpoint use when on (Polyak & Juditsky 1992).
+        ema = (AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.optim.ema_decay), use_buffers=True)
+               if cfg.optim.ema_decay > 0 else None)
+        self.model, self.loss_fn, self.params, self.optimizer, self.center_opt = model, loss_fn, params, optimizer, center_opt
+        self.scheduler, self.ema = scheduler, ema
+        self.eval_model = model if ema is None else ema.module
+        self.augment = BatchAugment.from_config(cfg.augment)  # training batches only; all off = never called
+
+        self.history: list[EpochReport] = []
+        self.best: dict[str, Any] = {"ua": -1.0, "epoch": 0, "state": None}
+        self.start_epoch = 1
+        self.epoch = 0  # the last epoch trained
+        if resume is not None:
+            model.load_state_dict(resume["model"])
+            loss_fn.load_state_dict(resume["loss"])
+            optimizer.load_state_dict(resume["optimizer"])
+            if center_opt is not None and resume.get("center_optimizer") is not None:
+                center_opt.load_state_dict(resume["center_optimizer"])
+            for what, live in (("scheduler", scheduler), ("ema", ema)):
+                if live is not None:
+                    if resume.get(what) is None:
+                        raise ValueError(f"cannot resume: the checkpoint of epoch {resume['epoch']} has no {what} "
+                                         f"state, but the config uses one (optim.schedule / optim.ema_decay)")
+                    live.load_state_dict(resume[what])
+            self.history = [EpochReport(**h) for h in resume["history"]]
+            self.best = {"ua": resume["best_ua"], "epoch": resume["best_epoch"], "state": resume["best_state"]}
+            gen.set_state(resume["generator"])
+            torch.set_rng_state(resume["torch_rng"])
+            self.start_epoch = resume["epoch"] + 1
+            self.epoch = resume["epoch"]
+
+        if timings is not None:
+            timings["model"] = timings.get("model", 0.0) + time.perf_counter() - t_model
+        self.train_seconds = sum(h.seconds for h in self.history)
+
+    def train_epoch(self, epoch: int) -> EpochReport:
+        """One epoch over the training split in the generator's order, then validation: the
+        epoch's own figures (best_val_ua is the caller's to set)."""
+        cfg, data, gen = self.cfg, self.data, self.gen
+        model, loss_fn, params, optimizer, center_opt = self.model, self.loss_fn, self.params, self.optimizer, self.center_opt
+        scheduler, ema, augment, autocast = self.scheduler, self.ema, self.augment, data.autocast
+        feats, ys, lens, device = data.feats, data.ys, data.lens, data.device
+        bs, n_train = cfg.optim.batch_size, len(ys["train"])
         t0 = time.perf_counter()
         model.train()
         loss_fn.train()
@@ -574,7 +622,7 @@ def fit(cfg: TrainConfig, corpus: CorpusLike, on_epoch: EpochCallback | None = N
             with autocast():
                 xb, yb, soft = feats["train"][idx], ys["train"][idx], None
                 if augment.enabled:  # batched, from the trial's generator (ser_core.augment)
-                    xb, lb, soft = augment(xb, lb, yb, num_classes, gen)
+                    xb, lb, soft = augment(xb, lb, yb, data.num_classes, gen)
                 logits, z = model(xb, lb)
                 loss = loss_fn(logits.float(), z.float(), yb, soft)
             optimizer.zero_grad(set_to_none=True)
@@ -598,40 +646,195 @@ def fit(cfg: TrainConfig, corpus: CorpusLike, on_epoch: EpochCallback | None = N
                 f"non-finite training loss ({train_loss}) in epoch {epoch} with loss family "
                 f"{cfg.loss.family!r}, lr={cfg.optim.lr}; the trial was stopped"
             )
-        val_sum, val_pred, _ = _predict(eval_model, loss_fn, feats["val"], ys["val"], lens["val"], 256, autocast,
-                                        class_mask)
-        val_rep = classification_report(ys["val"].cpu().numpy(), val_pred.cpu().numpy(), num_classes)
+        val_sum, val_pred, _ = _predict(self.eval_model, loss_fn, feats["val"], ys["val"], lens["val"], 256, autocast,
+                                        data.class_mask)
+        val_rep = classification_report(ys["val"].cpu().numpy(), val_pred.cpu().numpy(), data.num_classes)
         seconds = time.perf_counter() - t0
-        train_seconds += seconds
-        if val_rep.ua > best["ua"]:
-            best = {"ua": val_rep.ua, "epoch": epoch, "state": _cpu_state(eval_model)}
-        report = EpochReport(epoch, train_loss, float(val_sum) / len(ys["val"]), val_rep.ua, val_rep.wa,
-                             seconds, best_val_ua=best["ua"])
+        self.train_seconds += seconds
+        self.epoch = epoch
+        return EpochReport(epoch, train_loss, float(val_sum) / len(ys["val"]), val_rep.ua, val_rep.wa, seconds)
+
+    def keep_best(self, epoch: int, score: float) -> None:
+        """Remember the weights validation scored (the average's with optim.ema_decay) as the best
+        so far; `score` is what selection compares (a cross-validated trial: the folds' mean)."""
+        self.best = {"ua": score, "epoch": epoch, "state": _cpu_state(self.eval_model)}
+
+    def checkpoint(self) -> dict[str, Any]:
+        """The resumable state after the last epoch trained."""
+        model, loss_fn, optimizer, center_opt = self.model, self.loss_fn, self.optimizer, self.center_opt
+        return {
+            "epoch": self.epoch, "model": _cpu_state(model), "loss": _cpu_state(loss_fn),
+            # deep copies: optimizer state dicts alias the live moment tensors
+            "optimizer": copy.deepcopy(optimizer.state_dict()),
+            "center_optimizer": None if center_opt is None else copy.deepcopy(center_opt.state_dict()),
+            "history": [_history_row(h) for h in self.history], "best_ua": self.best["ua"],
+            "best_epoch": self.best["epoch"], "best_state": self.best["state"],
+            "generator": self.gen.get_state(), "torch_rng": torch.get_rng_state(),
+            "scheduler": None if self.scheduler is None else copy.deepcopy(self.scheduler.state_dict()),
+            "ema": None if self.ema is None else _cpu_state(self.ema),
+        }
+
+    def final_evaluation(self) -> FitResult:
+        """The best epoch's weights on validation and test (test is read only here)."""
+        d = self.data
+        return _final_evaluation(self.cfg, self.corpus, d.frontend_cfg, self.eval_model, self.loss_fn, d.normalizer,
+                                 self.best, d.feats, d.ys, d.lens, self.history, self.train_seconds, d.autocast,
+                                 d.protocol, d.class_mask)
+
+    def result(self, epochs: int, start_epoch: int) -> FitResult:
+        if not self.history or self.history[-1].final is None:
+            raise RuntimeError(f"nothing to train: resumed at epoch {start_epoch} of {epochs}")
+        return self.history[-1].final
+
+
+# ---------------------------------------------------------------- cross-validated selection
+
+@dataclass
+class FoldsResult(FitResult):
+    """A cross-validated trial (data.folds): every fold's own FitResult in `per_fold`, each
+    evaluated at the one epoch selection chose for all of them. The inherited figures are the
+    means over folds (val/test: each metric's mean, the confusion matrices summed, since the
+    folds' test sets are disjoint, and so are their validation sets); `checkpoint` is the first
+    fold's best weights (a model `predict` can load; each fold's is in `per_fold`)."""
+
+    folds: tuple[int, ...] = ()
+    per_fold: list[FitResult] = field(default_factory=list, repr=False)
+
+    def test_ua_interval(self, confidence: float = 0.95) -> tuple[float, float]:
+        """Student t interval of the mean test UA over folds (df = folds - 1): how far the
+        k folds' speakers let the estimate move."""
+        from scipy import stats  # noqa: PLC0415 - only cross-validated trials need it
+
+        values = np.array([r.test.ua for r in self.per_fold], dtype=np.float64)
+        half = stats.t.ppf(0.5 + confidence / 2, len(values) - 1) * values.std(ddof=1) / math.sqrt(len(values))
+        return float(values.mean() - half), float(values.mean() + half)
+
+    def metrics(self) -> dict[str, float]:
+        low, high = self.test_ua_interval()
+        return super().metrics() | {"test_ua_ci95_low": low, "test_ua_ci95_high": high}
+
+    def fold_metrics(self) -> dict[str, list]:
+        return {"folds": list(self.folds), "val_ua_folds": [r.val.ua for r in self.per_fold],
+                "test_ua_folds": [r.test.ua for r in self.per_fold]}
+
+
+def _mean_report(reports: list[ClassificationReport]) -> ClassificationReport:
+    return ClassificationReport(
+        **{k: float(np.mean([getattr(r, k) for r in reports]))
+           for k in ("ua", "wa", "precision_macro", "recall_macro", "f1_macro")},
+        confusion=np.sum([r.confusion for r in reports], axis=0))
+
+
+def _rng_state(device: torch.device) -> dict[str, Tensor | None]:
+    return {"torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None}
+
+
+def _set_rng_state(state: dict[str, Tensor | None], device: torch.device) -> None:
+    torch.set_rng_state(state["torch"])
+    if state.get("cuda") is not None and device.type == "cuda":
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+class _FoldRandomness:
+    """Each fold's own stream of torch's global random numbers (dropout, initialisation), so k
+    folds stepped in turn draw what k separate `fit` calls would: a fold's state is swapped in
+    before its work and saved after it."""
+
+    def __init__(self, n: int) -> None:
+        self.states: list[dict[str, Tensor | None] | None] = [None] * n
+
+    @contextlib.contextmanager
+    def of(self, i: int, device: torch.device):
+        outside = _rng_state(device)
+        if self.states[i] is not None:
+            _set_rng_state(self.states[i], device)
+        try:
+            yield
+        finally:
+            self.states[i] = _rng_state(device)
+            _set_rng_state(outside, device)
+
+
+def fit_folds(cfg: TrainConfig, corpus: CorpusLike, on_epoch: EpochCallback | None = None,
+              resume: dict[str, Any] | None = None, timings: dict[str, float] | None = None) -> FoldsResult:
+    """Train one configuration once per fold of `cfg.data.folds`, the folds in lockstep: every
+    fold trains epoch e, then `on_epoch` gets epoch e's MEAN over folds (train and validation
+    loss, validation UA and WA; each fold's validation UA in `val_ua_folds`; seconds summed), which
+    is what ASHA and TPE see. Each fold trains exactly as `fit` would with `data.fold` = that fold
+    and the same seed (its own generator and its own stream of torch's random numbers).
+
+    The best epoch is the epoch with the best mean validation UA, the same epoch for every fold:
+    that is what selection saw. Each fold's weights at that epoch are evaluated once on its own
+    test fold; the result holds the per-fold figures and their means (FoldsResult). The
+    resumable checkpoint holds every fold's state, so a resumed trial continues exactly."""
+    folds = tuple(cfg.data.folds)
+    for f in folds:  # every fold must form a split before any fold trains
+        corpus.evaluation_split(f, **cfg.data.protocol_args())
+    if resume is not None and tuple(resume.get("folds", ())) != folds:
+        raise ValueError(f"cannot resume: the checkpoint is of folds {list(resume.get('folds', ()))}, "
+                         f"the config lists data.folds = {list(folds)}")
+    fold_cfgs = [cfg.model_copy(update={"data": cfg.data.model_copy(update={"fold": f, "folds": None})})
+                 for f in folds]
+    device = resolve_device(cfg.device)
+    rng = _FoldRandomness(len(folds))
+    runs: list[FoldRun] = []
+    for i, fold_cfg in enumerate(fold_cfgs):
+        with rng.of(i, device):
+            runs.append(FoldRun(fold_cfg, corpus, None if resume is None else resume["fold_states"][i], timings))
+            if resume is not None and resume["cuda_rng"][i] is not None and device.type == "cuda":
+                torch.cuda.set_rng_state(resume["cuda_rng"][i], device)
+
+    history = [] if resume is None else [EpochReport(**h) for h in resume["history"]]
+    best = {"ua": -1.0, "epoch": 0} if resume is None else {"ua": resume["best_ua"], "epoch": resume["best_epoch"]}
+    start_epoch = 1 if resume is None else resume["epoch"] + 1
+    for epoch in range(start_epoch, cfg.optim.epochs + 1):
+        reports = []
+        for i, run in enumerate(runs):
+            with rng.of(i, device):
+                reports.append(run.train_epoch(epoch))
+        mean_ua = float(np.mean([r.val_ua for r in reports]))
+        if mean_ua > best["ua"]:
+            best = {"ua": mean_ua, "epoch": epoch}
+            for run in runs:
+                run.keep_best(epoch, mean_ua)
+        for run, r in zip(runs, reports):
+            r.best_val_ua = best["ua"]  # in a fold's own history: the selection's (mean) score
+            run.history.append(r)
+        report = EpochReport(epoch, float(np.mean([r.train_loss for r in reports])),
+                             float(np.mean([r.val_loss for r in reports])), mean_ua,
+                             float(np.mean([r.val_wa for r in reports])), float(sum(r.seconds for r in reports)),
+                             best_val_ua=best["ua"], val_ua_folds=tuple(r.val_ua for r in reports))
         history.append(report)
 
-        def checkpoint(epoch: int = epoch) -> dict[str, Any]:
-            return {
-                "epoch": epoch, "model": _cpu_state(model), "loss": _cpu_state(loss_fn),
-                # deep copies: optimizer state dicts alias the live moment tensors
-                "optimizer": copy.deepcopy(optimizer.state_dict()),
-                "center_optimizer": None if center_opt is None else copy.deepcopy(center_opt.state_dict()),
-                "history": [_history_row(h) for h in history], "best_ua": best["ua"],
-                "best_epoch": best["epoch"], "best_state": best["state"],
-                "generator": gen.get_state(), "torch_rng": torch.get_rng_state(),
-                "scheduler": None if scheduler is None else copy.deepcopy(scheduler.state_dict()),
-                "ema": None if ema is None else _cpu_state(ema),
-            }
+        def checkpoint(epoch: int = epoch, best: dict[str, Any] = best) -> dict[str, Any]:
+            states = []
+            for i, run in enumerate(runs):
+                with rng.of(i, device):
+                    states.append(run.checkpoint())
+            return {"epoch": epoch, "folds": list(folds), "fold_states": states,
+                    "cuda_rng": [s["cuda"] for s in rng.states],
+                    "history": [_history_row(h) for h in history], "best_ua": best["ua"], "best_epoch": best["epoch"]}
 
         if epoch == cfg.optim.epochs:
-            report.final = _final_evaluation(cfg, corpus, frontend_cfg, eval_model, loss_fn, normalizer, best,
-                                             feats, ys, lens, history, train_seconds, autocast, protocol,
-                                             class_mask)
+            report.final = _folds_result(folds, [run.final_evaluation() for run in runs], history)
         if on_epoch is not None:
             on_epoch(report, checkpoint)
-
     if not history or history[-1].final is None:
         raise RuntimeError(f"nothing to train: resumed at epoch {start_epoch} of {cfg.optim.epochs}")
     return history[-1].final
+
+
+def _folds_result(folds: tuple[int, ...], per_fold: list[FitResult], history: list[EpochReport]) -> FoldsResult:
+    first = per_fold[0]
+    return FoldsResult(
+        labels=first.labels, best_epoch=first.best_epoch, epochs_run=len(history),
+        val=_mean_report([r.val for r in per_fold]), test=_mean_report([r.test for r in per_fold]),
+        compactness_val=float(np.mean([r.compactness_val for r in per_fold])),
+        compactness_test=float(np.mean([r.compactness_test for r in per_fold])),
+        train_seconds=float(sum(r.train_seconds for r in per_fold)), history=list(history),
+        checkpoint=first.checkpoint, train_corpora=first.train_corpora, eval_corpora=first.eval_corpora,
+        classes=first.classes, classes_dropped=first.classes_dropped, folds=folds, per_fold=per_fold)
 
 
 def _history_row(h: EpochReport) -> dict[str, Any]:

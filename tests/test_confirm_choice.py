@@ -115,3 +115,28 @@ def test_confirm_refuses_fewer_than_one_configuration_or_seed(tmp_path, flag, ca
         code = e.code
     assert code == 2
     assert f"{flag} must be at least 1, got 0" in capsys.readouterr().err
+
+
+def test_a_cross_validated_configuration_is_confirmed_one_test_fold_per_run():
+    from search.runner import confirm_config
+    from ser_core.config import TrainConfig
+
+    base = TrainConfig.model_validate({"data": {"prepared": "/x", "folds": [0, 1, 2]}, "seed": 7})
+    params = {"config_json": base.model_dump_json(), "seed": 2}
+    assert confirm_config(params).data.folds == [0, 1, 2]  # no --folds: the same cross-validated run
+    moved = confirm_config(params | {"fold": 3})  # was a validation error: fold 3 vs folds [0, 1, 2]
+    assert moved.data.fold == 3 and moved.data.folds is None
+
+
+def test_every_fold_of_a_cross_validated_sweep_is_checked_before_ray_starts():
+    from search.runner import SweepError, check_protocol
+    from ser_core.config import DataConfig
+
+    class FiveFolds:
+        def evaluation_split(self, fold, **_):
+            if not 0 <= fold < 5:
+                raise ValueError(f"fold {fold} out of range 0..4")
+
+    check_protocol(FiveFolds(), DataConfig(prepared="/x", folds=[0, 4]))
+    with pytest.raises(SweepError, match="fold 7 out of range"):
+        check_protocol(FiveFolds(), DataConfig(prepared="/x", folds=[0, 7]))
