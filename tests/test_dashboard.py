@@ -32,17 +32,17 @@ import ray
 import torch
 
 from search.dashboard import build_dashboard, make_server, results_version
-from search.dashboard_cli import add_dashboard_command
-from search.dashboard_data import (
-    claims_view,
+from search.dashboard.claims import claims_view
+from search.dashboard.cli import add_dashboard_command
+from search.dashboard.data import (
     confirmed_intervals,
     load_results,
     pairwise_differences,
     param_importances,
     sweep_facts,
 )
-from search.dashboard_embed import embedding_view, locate_checkpoint
-from search.dashboard_html import script_json
+from search.dashboard.embed import embedding_view, locate_checkpoint
+from search.dashboard.html import script_json
 from search.leaderboard import display_view, leaderboard
 from search.results import (
     CONFUSION_SCHEMA,
@@ -403,7 +403,7 @@ def test_claims_figure_shows_the_design_columns_when_present():
     question needs, the sweep) reaches the hover and the side text, escaped."""
     import plotly.io as pio
 
-    from search.dashboard_figures import claims_figure
+    from search.dashboard.claims import claims_figure
 
     rows = pd.DataFrame([{
         "claim": "x", "statement": HOSTILE_SWEEP, "sweep": HOSTILE_TRIAL, "protocol": "within", "arm_a": "a/mel",
@@ -626,7 +626,7 @@ def test_embedding_view_of_a_speaker_normalised_trial(synthetic_prepared, tmp_pa
     assert view.compactness == pytest.approx(row["compactness_test"], rel=1e-5)
     assert view.n_clips == view.n_test == len(corpus.split_indices(0)["test"])
     # a sampled view embeds the sampled clips' own (speaker-normalised) features
-    import search.dashboard_embed as dashboard_embed  # noqa: PLC0415
+    import search.dashboard.embed as dashboard_embed  # noqa: PLC0415
 
     z, labels, _, n_test = dashboard_embed.test_embeddings(Path(view.checkpoint))
     monkeypatch.setattr(dashboard_embed, "MAX_CLIPS", n_test - 5)
@@ -671,7 +671,7 @@ def test_served_page_rebuilds_when_results_change(tmp_path):
 
 
 def test_registering_the_command_imports_nothing_heavy():
-    code = ("import sys, search.dashboard_cli; heavy = {'torch', 'plotly', 'ray', 'pandas'} & set(sys.modules); "
+    code = ("import sys, search.dashboard.cli; heavy = {'torch', 'plotly', 'ray', 'pandas'} & set(sys.modules); "
             "assert not heavy, heavy")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1])
 

@@ -1,6 +1,7 @@
-"""The `ser-search dashboard` sub-command, kept apart from the dashboard itself: building the
-page needs torch (for the embedding view) and plotly, and `ser-search --help` must not pay for
-importing them. They are imported only when the command runs."""
+"""The `ser-search dashboard` sub-command, the top of the dashboard's imports (cli -> serve,
+report -> views -> figures, data). Building the page needs torch (for the embedding view) and
+plotly, and `ser-search --help` must not pay for importing them: they are imported only when
+the command runs."""
 from __future__ import annotations
 
 import argparse
@@ -8,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-DEFAULT_PORT = 8050
+from .serve import DEFAULT_PORT, serve_dashboard  # the standard library only
 
 
 def add_dashboard_command(subparsers: Any) -> argparse.ArgumentParser:
@@ -29,7 +30,7 @@ def add_dashboard_command(subparsers: Any) -> argparse.ArgumentParser:
             d.error("--port and --host apply to --serve only")
         if args.port is not None and not 0 <= args.port <= 65535:
             d.error(f"--port {args.port} is not a TCP port (0-65535)")
-        from .dashboard import serve_dashboard, write_dashboard  # noqa: PLC0415 - heavy, see the docstring
+        from .report import write_dashboard  # noqa: PLC0415 - heavy, see the docstring
 
         if args.serve:
             port = DEFAULT_PORT if args.port is None else args.port

@@ -19,9 +19,9 @@ from plotly.subplots import make_subplots
 
 from ser_core.losses import loss_names
 
-from .dashboard_data import Importance, group_label, is_missing
-from .dashboard_embed import EmbeddingView
-from .dashboard_html import esc
+from .data import Importance, group_label
+from .embed import EmbeddingView
+from .html import esc
 
 STATUS_COLORS = {"completed": "#2ca02c", "pruned": "#ff7f0e", "error": "#d62728", "running": "#1f77b4"}
 _FAMILY_PALETTE = qualitative.D3
@@ -166,107 +166,6 @@ def pairwise_figure(groups: Sequence[str], pairs: dict[str, pd.DataFrame]) -> go
     fig.update_layout(coloraxis=dict(colorscale="RdBu", cmin=-top, cmax=top, cmid=0,
                                      colorbar=dict(title=dict(text="row − column"))))
     return _style(fig, max(340, 170 + 44 * len(groups)))
-
-
-# ---------------------------------------------------------------------------- claims
-
-VERDICT_COLORS = {"exceeds E": "#1a7f37", "consistent with E": "#2ca02c", "real but smaller than E": "#7fb33f",
-                  "not detected": "#7f7f7f", "opposite": "#d62728", "inconclusive": "#e08a00",
-                  "supported": "#2ca02c", "contradicted": "#d62728"}  # the last two: older reports
-_OTHER_VERDICT = "#1f77b4"
-NO_INTERVAL = "no interval (too few pairs, or no spread)"
-E_HALF_HEIGHT = 0.38  # a row's E line spans its band, y ± this
-
-
-def _claim_hover(r: pd.Series) -> str:
-    """Every number of a claims row; the optional columns (sweep, folds, seeds, p-values, pairs
-    needed) only where the report has them."""
-    def has(col: str) -> bool:
-        return col in r.index and not is_missing(r[col])
-
-    def text(col: str) -> str:
-        return esc(r[col]) if has(col) else "–"
-
-    design = " = ".join([f"{int(r['n_pairs'])} paired run(s)" if has("n_pairs") else "no pairs"]
-                        + ([f"{int(r['n_folds'])} fold(s) × {int(r['n_seeds'])} seed(s)"]
-                           if has("n_folds") and has("n_seeds") else []))
-    if has("unit"):
-        design += f"; interval over {text('unit')}s"
-    where = " · ".join([f"{c.replace('_', ' ')} {text(c)}" for c in ("sweep", "protocol", "model", "prepared_id")
-                        if has(c)])
-    interval = f"[{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}]" if has("ci_low") and has("ci_high") else "none"
-    p = " · ".join(([f"p = {_fmt(r['p_value'], 4)}"] if has("p_value") else [])
-                   + ([f"Holm-adjusted p = {_fmt(r['p_holm'], 4)}"] if has("p_holm") else []))
-    lines = [f"claim {text('claim')}: {text('statement')}", f"{text('arm_a')} vs {text('arm_b')} · {text('metric')}",
-             where, design,
-             f"mean difference {_fmt(r['mean_diff'])} · 95 % interval {interval} · E = {_fmt(r['stated_effect'])}",
-             p, f"verdict: {text('verdict')}", text("note") if has("note") and str(r["note"]) else "",
-             f"arm a: {text('config_a')}", f"arm b: {text('config_b')}"]
-    return "<br>".join(line for line in lines if line)
-
-
-def claim_side_text(r: pd.Series) -> str:
-    """What stands beside a row: its verdict and how much more data an open question needs, or,
-    without an interval, why there is none."""
-    if "why" in r.index and not is_missing(r["why"]):
-        return str(r["why"])
-    text = str(r["verdict"])
-    if "more_pairs_needed" in r.index and not is_missing(r["more_pairs_needed"]):
-        unit = str(r["unit"]) if "unit" in r.index and not is_missing(r["unit"]) else "pair"
-        text += f" · ~{int(r['more_pairs_needed'])} more {unit}s"
-    return text
-
-
-def claims_figure(rows: pd.DataFrame) -> go.Figure:
-    """One row per claim report row: the paired difference's mean (point) and 95 % interval
-    (bar), a vertical line at 0 across all rows, a vertical line at the row's stated effect E
-    across its own band, and the verdict beside it. Rows go top to bottom in report order (y =
-    row index on a reversed axis), coloured by verdict."""
-    fig = go.Figure()
-    y = np.arange(len(rows))
-    has_iv = rows["ci_low"].notna() & rows["ci_high"].notna()
-    hover = [_claim_hover(r) for _, r in rows.iterrows()]
-    for verdict in dict.fromkeys(rows.loc[has_iv, "verdict"].astype(str)):
-        m = (has_iv & (rows["verdict"].astype(str) == verdict)).to_numpy()
-        g = rows[m]
-        mean = g["mean_diff"].astype(float).to_numpy()
-        fig.add_trace(go.Scatter(
-            x=mean, y=y[m], mode="markers", name=esc(verdict), legendgroup="interval",
-            marker=dict(size=10, color=VERDICT_COLORS.get(verdict, _OTHER_VERDICT)),
-            error_x=dict(type="data", symmetric=False, array=g["ci_high"].astype(float).to_numpy() - mean,
-                         arrayminus=mean - g["ci_low"].astype(float).to_numpy(), thickness=3, width=6,
-                         color=VERDICT_COLORS.get(verdict, _OTHER_VERDICT)),
-            text=[hover[i] for i in np.flatnonzero(m)], hovertemplate="%{text}<extra></extra>"))
-    point_only = (~has_iv & rows["mean_diff"].notna()).to_numpy()
-    if point_only.any():
-        fig.add_trace(go.Scatter(x=rows.loc[point_only, "mean_diff"].astype(float).to_numpy(), y=y[point_only],
-                                 mode="markers", name=NO_INTERVAL, legendgroup="point",
-                                 marker=dict(size=10, symbol="circle-open", color="#555", line=dict(width=2)),
-                                 text=[hover[i] for i in np.flatnonzero(point_only)],
-                                 hovertemplate="%{text}<extra></extra>"))
-    # the row's E across its band, and 0 across every row
-    for i, e in zip(y, rows["stated_effect"].astype(float)):
-        fig.add_shape(type="line", x0=e, x1=e, y0=i - E_HALF_HEIGHT, y1=i + E_HALF_HEIGHT, xref="x", yref="y",
-                      line=dict(color="#8b1a1a", width=2), name="stated effect E")
-    fig.add_shape(type="line", x0=0, x1=0, y0=0, y1=1, xref="x", yref="paper", line=dict(color="#111", width=1),
-                  name="zero")
-    for i, (_, r) in zip(y, rows.iterrows()):
-        color = "#555" if "why" in r.index and not is_missing(r["why"]) else VERDICT_COLORS.get(str(r["verdict"]),
-                                                                                            _OTHER_VERDICT)
-        fig.add_annotation(x=1.01, y=i, xref="paper", yref="y", xanchor="left", showarrow=False,
-                           text=esc(claim_side_text(r)), font=dict(size=11, color=color), hovertext=hover[i])
-    values = [0.0, *rows["stated_effect"].astype(float), *rows["ci_low"].astype(float),
-              *rows["ci_high"].astype(float), *rows["mean_diff"].astype(float)]
-    lo, hi = float(np.nanmin(values)), float(np.nanmax(values))
-    pad = max(hi - lo, 0.02) * 0.08
-    fig.update_xaxes(range=[lo - pad, hi + pad], zeroline=False,
-                     title_text="paired difference, arm a − arm b (positive: arm a better; compactness: b − a)")
-    fig.update_yaxes(tickmode="array", tickvals=y.tolist(), ticktext=[esc(v) for v in rows["label"]],
-                     range=[len(rows) - 0.5, -0.5], zeroline=False, showgrid=False)
-    fig = _style(fig, max(260, 150 + 30 * len(rows)))
-    fig.update_layout(margin=dict(l=60, r=360, t=60, b=60), showlegend=True,
-                      legend=dict(orientation="h", x=0, y=1.0, yanchor="bottom"))
-    return fig
 
 
 # ---------------------------------------------------------------------------- learning curves

@@ -20,11 +20,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .leaderboard import mean_ci95
-from .results import read_confusion, read_epochs, read_trials
+from ..leaderboard import mean_ci95
+from ..results import read_confusion, read_epochs, read_trials
 
 STUDY_FILE = "optuna.db"
 SWEEP_FILE = "sweep.toml"
+RECORD_FILE = "sweep.json"  # the sweep as it ran (search/runner.py record_start)
 CONFIRM_STAGE = "confirm"
 MIN_IMPORTANCE_TRIALS = 3  # fANOVA on fewer completed trials says nothing
 
@@ -37,6 +38,7 @@ class SweepInfo:
     directory: Path | None  # None: results are remote or the directory is not known
     spec: dict[str, Any] = field(default_factory=dict)  # parsed sweep.toml ({} when absent)
     spec_error: str | None = None
+    record: dict[str, Any] = field(default_factory=dict)  # parsed sweep.json ({} when absent or unreadable)
 
     @property
     def study_path(self) -> Path | None:
@@ -87,6 +89,16 @@ def _read_spec(directory: Path) -> tuple[dict[str, Any], str | None]:
         return {}, f"{path}: unreadable sweep file ({e})"
 
 
+def _read_record(directory: Path) -> dict[str, Any]:
+    """sweep.json, or {} where there is none or it cannot be read: the views that use it fall
+    back to sweep.toml, which says the same unless the command line overrode it."""
+    try:
+        record = json.loads((directory / RECORD_FILE).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
 def _sweep_directories(root: Path) -> dict[str, Path]:
     """Sweep name -> directory: the directory itself when it is one sweep, else its subfolders
     holding results (a sweep's directory is named after the sweep by ResultsStore)."""
@@ -112,7 +124,7 @@ def load_results(results: str | Path) -> DashboardData:
     for name in names:
         d = dirs.get(name)
         spec, err = _read_spec(d) if d is not None else ({}, None)
-        sweeps[name] = SweepInfo(name, d, spec, err)
+        sweeps[name] = SweepInfo(name, d, spec, err, _read_record(d) if d is not None else {})
     return DashboardData(source, trials, epochs, confusion, sweeps)
 
 
@@ -276,79 +288,9 @@ def pairwise_differences(intervals: pd.DataFrame, metric: str) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=list(PAIRWISE_COLUMNS))
 
 
-# ---------------------------------------------------------------------------- claims
-
-# What tells two rows of one claim and metric apart, in the order a label names them.
-_CLAIM_CELL = ("sweep", "protocol", "model", "prepared_id")
-
-
-@dataclass
-class ClaimsView:
-    """The claims report as the dashboard draws it: every row of search.claims.evaluate_claims
-    in its own order, with a unique `label` and `why` (a short reason a row has no interval,
-    else None); `message` instead when there is nothing to evaluate."""
-
-    rows: pd.DataFrame
-    message: str | None = None
-
-
 def is_missing(v: Any) -> bool:
     """None, pandas' NA or a float NaN: a report cell with nothing in it (strings included)."""
     return v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v))
-
-
-def _no_interval_reason(r: pd.Series) -> str | None:
-    """Short enough to stand beside the row; the report's own `note` (where it has one) goes
-    into the hover and the table."""
-    if not (is_missing(r["ci_low"]) or is_missing(r["ci_high"])):
-        return None
-    n = 0 if is_missing(r["n_pairs"]) else int(r["n_pairs"])
-    if n == 0:
-        for side in ("a", "b"):
-            if is_missing(r.get(f"config_{side}")):
-                return f"no pairs: {r[f'arm_{side}']} not confirmed"
-        return "no pairs: no shared seed and fold"
-    if n >= 2:  # enough pairs, no interval: every difference was the same (the report's note says so)
-        return f"no spread: all {n} paired differences equal"
-    return f"too few pairs: {n} paired run(s)"
-
-
-def _claim_labels(df: pd.DataFrame) -> list[str]:
-    """'claim C · metric', plus the sweep, protocol, model or prepared corpus where the report
-    holds rows that differ in them."""
-    parts = ["claim", "metric"] + [c for c in _CLAIM_CELL
-                                   if c in df.columns and df[c].dropna().astype(str).nunique() > 1]
-    labels = ["claim " + " · ".join(str(r[c]) for c in parts if not is_missing(r[c])) for _, r in df.iterrows()]
-    seen: dict[str, int] = {}
-    for i, lab in enumerate(labels):  # never two rows on one tick
-        seen[lab] = seen.get(lab, 0) + 1
-        if seen[lab] > 1:
-            labels[i] = f"{lab} ({seen[lab]})"
-    return labels
-
-
-def claims_view(trials: pd.DataFrame) -> ClaimsView:
-    """Verdicts on the shipped claims from the confirmed, completed trials (search.claims, the
-    same numbers as `ser-search claims`); a message instead of rows when no run is confirmed
-    or the trials cannot give verdicts."""
-    from .claims import ClaimsError, evaluate_claims  # noqa: PLC0415 - scipy only for this section
-
-    empty = pd.DataFrame()
-    done = (trials[(trials["stage"] == CONFIRM_STAGE) & (trials["status"] == "completed")]
-            if len(trials) else trials)
-    if done.empty:
-        return ClaimsView(empty, "No confirmed runs yet, so no claim can be checked: run `ser-search confirm "
-                                 "RESULTS_DIR --for-claims` to re-run each arm the claims compare with several seeds.")
-    try:
-        df = evaluate_claims(trials)
-    except ClaimsError as e:
-        return ClaimsView(empty, f"The claims could not be evaluated on these trials: {e}")
-    if df.empty:
-        return ClaimsView(empty, "The confirmed runs hold no arm of any claim.")
-    df = df.reset_index(drop=True)
-    df["label"] = _claim_labels(df)
-    df["why"] = [_no_interval_reason(r) for _, r in df.iterrows()]
-    return ClaimsView(df)
 
 
 # ---------------------------------------------------------------------------- importance

@@ -1,44 +1,39 @@
-"""`ser-search dashboard`: a sweep to look at, not to read.
+"""The dashboard page: every section of one results directory, built and written.
 
 One self-contained HTML page per results directory (plotly.js inlined, opens offline): the
-leaderboard, the spread of val/test UA per loss family x frontend with the confirmed seeds'
-intervals and a matrix of their pairwise differences, the claims report (each row's paired
-interval against 0 and the stated effect), learning curves with ASHA's stops, parallel
-coordinates and Optuna importances, the best trial's confusion matrix, and center-loss vs
-softmax embeddings with their compactness.
-`--serve` rebuilds the page when the Parquet files change and the open page reloads itself,
-so a sweep can be watched while it runs.
+leaderboard, the Pareto front of a sweep with several objectives (search.dashboard.pareto),
+the spread of val/test UA per loss family x frontend with the confirmed seeds' intervals and a
+matrix of their pairwise differences, the claims report (search.dashboard.claims), learning
+curves with ASHA's stops, parallel coordinates and Optuna importances, the best trial's
+confusion matrix, and center-loss vs softmax embeddings with their compactness.
 
 Each section is built on its own: a missing piece (no optuna.db, no checkpoint, nothing
 finished yet) becomes a sentence in that section, and an unexpected failure in one section
-becomes a message there instead of costing the whole page.
+becomes a message there instead of costing the whole page. A section that does not apply to
+these results (the Pareto front of sweeps with one objective) is left out of the page.
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 import os
-import sys
 import tempfile
-import threading
 from collections.abc import Callable
 from datetime import datetime, timezone
 from functools import lru_cache
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from . import dashboard_figures as figs
-from .dashboard_data import (
+from ..leaderboard import METRICS, display_view, leaderboard
+from . import figures as figs
+from .claims import claims_section
+from .data import (
     DashboardData,
     asha_rungs,
     best_trial,
-    claims_view,
     confirmed_intervals,
-    is_missing,
     load_results,
     pairwise_differences,
     param_importances,
@@ -46,10 +41,9 @@ from .dashboard_data import (
     sweep_facts,
     trial_status,
 )
-from .dashboard_cli import DEFAULT_PORT, add_dashboard_command  # noqa: F401 - re-exported
-from .dashboard_embed import CheckpointMissing, EmbeddingUnavailable, EmbeddingView, embedding_view, locate_checkpoint
-from .dashboard_html import Figures, Section, data_table, esc, key_value_table, note, page
-from .leaderboard import METRICS, display_view, leaderboard
+from .embed import CheckpointMissing, EmbeddingUnavailable, EmbeddingView, embedding_view, locate_checkpoint
+from .html import Figures, Section, data_table, esc, key_value_table, note, page
+from .pareto import has_objectives, pareto_section
 
 logger = logging.getLogger(__name__)
 
@@ -180,77 +174,6 @@ def _pairwise(intervals: pd.DataFrame, f: Figures) -> str:
         "(same seed and fold), which is the sharper test."))
 
 
-def _claims(data: DashboardData, f: Figures) -> str:
-    view = claims_view(data.trials)
-    if view.message:
-        return note(view.message, "empty")
-    rows = view.rows
-    has_iv = rows["ci_low"].notna() & rows["ci_high"].notna()
-    verdicts = rows.loc[has_iv, "verdict"].astype(str).value_counts(sort=False)
-    tally = ", ".join(f"{n} {v}" for v, n in verdicts.items())
-    head = (f"{len(rows)} row(s), one per claim and metric (and per sweep, protocol and prepared corpus where "
-            f"several hold the arms): {tally or 'none with an interval'}"
-            + (f"; {int((~has_iv).sum())} without an interval (too few paired runs, or no spread)" if (~has_iv).any() else "")
-            + ". The same numbers as `ser-search claims`.")
-    out = [note(head), f.div(figs.claims_figure(rows), (
-        "Each row: the mean paired difference between the claim's two arms (point) and its 95 % interval (bar). "
-        "Black line: 0, no difference. Dark red line on each row: E, the stated effect. The verdict "
-        "beside a row reads the interval against both: above E, containing E, above 0 but below E, containing 0 "
-        "but not E, below 0, or containing both (inconclusive). Hover a row for its runs and numbers."))]
-    out.append(_claims_table(rows))
-    return "".join(out)
-
-
-def _claims_table(rows: pd.DataFrame) -> str:
-    """Every row's numbers and the report's own note, sortable; optional columns of the report
-    (sweep, model, folds × seeds, Holm p, runs still needed) where it has them."""
-    def has(col: str) -> bool:
-        return col in rows.columns and rows[col].notna().any()
-
-    def word(col: str) -> Callable[[pd.Series], tuple[str, Any]]:
-        return lambda r: (_text(r[col]), _text(r[col]))
-
-    def number(col: str, show: Callable[[Any], str]) -> Callable[[pd.Series], tuple[str, Any]]:
-        return lambda r: (show(r[col]), None if pd.isna(r[col]) else float(r[col]))
-
-    spec: list[tuple[str, str, Callable[[pd.Series], tuple[str, Any]]]] = [
-        ("claim", "claim", word("claim")), ("statement", "statement", word("statement"))]
-    spec += [(c, c.replace("_", " "), word(c)) for c in ("sweep", "protocol", "model") if has(c)]
-    spec += [("metric", "metric", word("metric")), ("arm_a", "arm a", word("arm_a")), ("arm_b", "arm b", word("arm_b")),
-             ("n_pairs", "pairs", number("n_pairs", _int))]
-    if has("n_folds") and has("n_seeds"):
-        spec.append(("design", "folds × seeds", lambda r: (f"{_int(r['n_folds'])} × {_int(r['n_seeds'])}",
-                                                          None if pd.isna(r["n_folds"]) else float(r["n_folds"]))))
-    spec += [("mean_diff", "mean difference", number("mean_diff", _fmt3)),
-             ("ci", "95 % interval", lambda r: ("–" if pd.isna(r["ci_low"]) or pd.isna(r["ci_high"]) else
-                                               f"[{_fmt3(r['ci_low'])}, {_fmt3(r['ci_high'])}]",
-                                               None if pd.isna(r["ci_low"]) else float(r["ci_low"]))),
-             ("stated_effect", "E", number("stated_effect", _fmt3))]
-    if has("p_holm"):
-        spec.append(("p_holm", "p (Holm)", number("p_holm", lambda v: _fmt(v, 4))))
-    spec.append(("verdict", "verdict", word("verdict")))
-    if has("more_pairs_needed"):
-        spec.append(("more_pairs_needed", "more runs needed", number("more_pairs_needed", _int)))
-    if has("note"):
-        spec.append(("note", "note", word("note")))
-    cells = [[fn(r) for _, _, fn in spec] for _, r in rows.iterrows()]
-    return data_table("table-claims", [(k, h) for k, h, _ in spec], cells, caption=(
-        "The claims report row by row (`ser-search claims`); \"more runs needed\", where shown, is how many further "
-        "paired runs (seeds, or folds with several folds) would likely decide an inconclusive row at 80 % power."))
-
-
-def _text(v: Any) -> str:
-    return "–" if is_missing(v) else str(v)
-
-
-def _int(v: Any) -> str:
-    return "–" if is_missing(v) else str(int(v))
-
-
-def _fmt(v: Any, digits: int) -> str:
-    return "–" if is_missing(v) else f"{float(v):.{digits}f}"
-
-
 def _curves(data: DashboardData, f: Figures) -> str:
     if data.epochs.empty:
         return note("No epochs recorded yet.", "empty")
@@ -372,13 +295,16 @@ def _embeddings(data: DashboardData, f: Figures) -> str:
 SECTIONS: list[tuple[str, str, Callable[[DashboardData, Figures], str]]] = [
     ("facts", "Sweep facts", _facts),
     ("leaderboard", "Leaderboard", _leaderboard),
+    ("pareto", "Pareto front", pareto_section),
     ("families", "Loss family × frontend", _families),
-    ("claims", "Claims", _claims),
+    ("claims", "Claims", claims_section),
     ("curves", "Learning curves", _curves),
     ("params", "Hyperparameters", _params),
     ("best", "Best trial", _best),
     ("embeddings", "Embeddings: center loss vs softmax", _embeddings),
 ]
+# Sections drawn only where they apply; the rest are on every page (with a message when empty).
+APPLIES: dict[str, Callable[[DashboardData], bool]] = {"pareto": has_objectives}
 
 
 def _section(sid: str, title: str, build: Callable[[DashboardData, Figures], str], data: DashboardData,
@@ -403,112 +329,11 @@ def build_dashboard(results_dir: str | Path, *, title: str | None = None,
     subtitle = (f"results: {where} · {len(data.trials)} finished trial(s) in {len(data.sweeps)} sweep(s) · "
                 f"built {built}" + (" · refreshes while the sweep writes" if refresh_version else ""))
     f = Figures()
-    sections = [_section(sid, t, fn, data, f) for sid, t, fn in SECTIONS]
+    sections = [_section(sid, t, fn, data, f) for sid, t, fn in SECTIONS if sid not in APPLIES or APPLIES[sid](data)]
     return page(name, subtitle, sections, _plotly_js(), refresh_version=refresh_version)
 
 
-# ---------------------------------------------------------------------------- serving
-
-
-def results_version(results_dir: str | Path) -> str:
-    """A fingerprint of the results files (size and mtime of every Parquet file and sweep file
-    in the directory and its sweep folders): it changes whenever the recorder writes."""
-    import pyarrow.fs as pafs  # noqa: PLC0415
-
-    text = str(results_dir)
-    if "://" in text:
-        fs, root = pafs.FileSystem.from_uri(text)
-    else:
-        fs, root = pafs.LocalFileSystem(), Path(text).expanduser().resolve().as_posix()
-    try:
-        top = fs.get_file_info(pafs.FileSelector(root, allow_not_found=True))
-    except (OSError, NotADirectoryError):
-        top = []
-    infos = list(top)
-    for d in top:
-        if d.type == pafs.FileType.Directory:
-            infos += fs.get_file_info(pafs.FileSelector(d.path, allow_not_found=True))
-    keys = sorted(f"{i.path}|{i.size}|{i.mtime_ns}" for i in infos
-                  if i.type == pafs.FileType.File and (i.path.endswith(".parquet") or i.path.endswith("sweep.toml")))
-    return hashlib.sha1("\n".join(keys).encode()).hexdigest()[:16]
-
-
-class DashboardServer(ThreadingHTTPServer):
-    """Serves `/` (the page, rebuilt when results_version changes) and `/version`."""
-
-    daemon_threads = True
-
-    def __init__(self, results_dir: str | Path, address: tuple[str, int], *, title: str | None = None) -> None:
-        self.results_dir, self.title = results_dir, title
-        self._lock = threading.Lock()
-        self._page: tuple[str, bytes] | None = None
-        self.page_bytes()  # fail now, with the ResultsError, if the directory is not usable
-        super().__init__(address, _Handler)
-
-    @property
-    def url(self) -> str:
-        host, port = self.server_address[:2]
-        return f"http://{host}:{port}/"
-
-    def page_bytes(self) -> bytes:
-        with self._lock:
-            version = results_version(self.results_dir)
-            if self._page is None or self._page[0] != version:
-                html = build_dashboard(self.results_dir, title=self.title, refresh_version=version)
-                self._page = (version, html.encode("utf-8"))
-            return self._page[1]
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: DashboardServer
-
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-        path = self.path.split("?", 1)[0]
-        try:
-            if path in ("/", "/index.html"):
-                self._send(200, "text/html; charset=utf-8", self.server.page_bytes())
-            elif path == "/version":
-                self._send(200, "text/plain; charset=utf-8", results_version(self.server.results_dir).encode())
-            else:
-                self._send(404, "text/plain; charset=utf-8", b"not found\n")
-        except Exception as e:  # noqa: BLE001 - e.g. the results vanished: say so, keep serving
-            logger.warning("dashboard request %s failed", path, exc_info=True)
-            body = (f"<!DOCTYPE html><meta charset=utf-8><title>ser-search dashboard</title>"
-                    f"<p>The dashboard could not be built: {esc(type(e).__name__)}: {esc(e)}</p>")
-            self._send(500, "text/html; charset=utf-8", body.encode())
-
-    def _send(self, code: int, ctype: str, body: bytes) -> None:
-        self.send_response(code)
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Cache-Control", "no-store")
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
-        logger.debug("%s " + format, self.address_string(), *args)
-
-
-def make_server(results_dir: str | Path, port: int = DEFAULT_PORT, host: str = "127.0.0.1", *,
-                title: str | None = None) -> DashboardServer:
-    """A bound server (port 0: any free port; see .url); call serve_forever() on it."""
-    return DashboardServer(results_dir, (host, port), title=title)
-
-
-def serve_dashboard(results_dir: str | Path, port: int = DEFAULT_PORT, host: str = "127.0.0.1", *,
-                    title: str | None = None) -> None:
-    """Serve the dashboard on host:port until interrupted; the page reloads itself when the
-    sweep writes new results."""
-    server = make_server(results_dir, port, host, title=title)
-    print(f"dashboard of {results_dir} on {server.url} (reloads while the sweep writes; Ctrl-C stops)",
-          file=sys.stderr, flush=True)
-    try:
-        server.serve_forever()
-    finally:
-        server.server_close()
-
-
-# ---------------------------------------------------------------------------- command line
+# ---------------------------------------------------------------------------- writing
 
 
 def write_dashboard(results_dir: str | Path, out: str | Path, *, title: str | None = None) -> Path:
