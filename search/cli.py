@@ -206,6 +206,17 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
         if not started:
             raise LeaderboardError(message)  # an input error: status 2, like every other
         print(message, file=sys.stderr)
+    if args.pareto:
+        from search.leaderboard import pareto_leaderboard, sweep_objectives
+
+        if group_by:
+            raise LeaderboardError("--pareto lists configurations; it cannot be combined with --group-by")
+        front, skipped = pareto_leaderboard(trials, sweep_objectives(args.results_dir))
+        if skipped:
+            print(f"--pareto: {', '.join(skipped)} {'has' if len(skipped) == 1 else 'have'} no [sweep] objectives; "
+                  "left out", file=sys.stderr)
+        print(render(front, args.format))
+        return 0
     print(render(leaderboard(trials, group_by=group_by), args.format))
     return 0
 
@@ -284,6 +295,8 @@ def build_parser() -> argparse.ArgumentParser:
     lb.add_argument("results_dir")
     lb.add_argument("--group-by", help="comma-separated columns, e.g. loss_family,frontend")
     lb.add_argument("--format", choices=["table", "markdown", "csv", "json"], default="table")
+    lb.add_argument("--pareto", action="store_true",
+                    help="the non-dominated configurations over the sweep's [sweep] objectives (completed trials)")
     lb.set_defaults(func=cmd_leaderboard)
 
     c = sub.add_parser("confirm", help="re-run the top-K configurations with N seeds (no early stopping)")
@@ -319,7 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     # both import only the standard library at load time, so --help stays fast
     from search.claims import add_claims_command
-    from search.dashboard_cli import add_dashboard_command
+    from search.dashboard.cli import add_dashboard_command
     from search.jobs import add_job_commands
     add_job_commands(sub)
     add_dashboard_command(sub)

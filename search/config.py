@@ -11,7 +11,7 @@ import copy
 import itertools
 import tomllib
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -31,6 +31,7 @@ if TYPE_CHECKING:  # optuna is needed only by whoever calls define_by_run
 from ser_core.config import ConfigError, DataConfig, TrainConfig, format_validation_error
 from ser_core.losses import loss_names, loss_parameters
 
+from .pareto import Objective
 from .space import (
     RESERVED_PATHS,
     AxisField,
@@ -46,6 +47,7 @@ from .space import (
     set_path,
     suggest,
 )
+from .trackers import LoggingSection, resolve_tracking_uri
 
 _PLACEHOLDER_DATA = {"prepared": "."}  # lets [base] be validated before [data] is known
 
@@ -58,6 +60,53 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
 
+# Objectives a multi-objective sweep may name, with the only sense that makes sense for each. The
+# first is what the trials are validated on; the others are model costs every trial measures
+# (ser_core/cost.py) and reports in every result.
+VALIDATION_OBJECTIVES = {"val_ua": "max", "val_wa": "max"}
+COST_OBJECTIVES = {"params": "min", "macs": "min", "latency_ms": "min"}
+# The Tune result key an objective is judged on while trials run: for UA the best so far (what
+# single-objective ASHA compares, and what trials.parquet's val_ua holds at the end); the
+# trainable keeps no best-so-far for the others, so theirs are each epoch's own.
+_TUNE_KEYS = {"val_ua": "best_val_ua"}
+
+
+def tune_metric(name: str) -> str:
+    """The key of a Tune result that carries objective `name`."""
+    return _TUNE_KEYS.get(name, name)
+
+
+def parse_objectives(texts: list[str]) -> list[Objective]:
+    """Validate `[sweep] objectives`; raises ValueError naming every problem."""
+    if len(texts) < 2:
+        raise ValueError("give at least two objectives, e.g. [\"val_ua:max\", \"latency_ms:min\"]; a sweep on "
+                         "validation UA alone leaves `objectives` out")
+    problems: list[str] = []
+    parsed: list[Objective] = []
+    for i, text in enumerate(texts):
+        try:
+            o = Objective.parse(text)
+        except ValueError as e:
+            problems.append(str(e))
+            continue
+        allowed = VALIDATION_OBJECTIVES if i == 0 else COST_OBJECTIVES
+        if o.name not in allowed:
+            where = "the first objective must be a validation metric" if i == 0 else "later objectives are model costs"
+            problems.append(f"{text!r}: {where} ({', '.join(allowed)})"
+                            + (f"; {o.name} can only come first" if o.name in VALIDATION_OBJECTIVES else ""))
+        elif o.sense != allowed[o.name]:
+            problems.append(f"{text!r}: {o.name} is only ever better {'higher' if allowed[o.name] == 'max' else 'lower'}"
+                            f"; write {o.name}:{allowed[o.name]}")
+        parsed.append(o)
+    names = [o.name for o in parsed]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        problems.append(f"{', '.join(repeated)} listed twice")
+    if problems:
+        raise ValueError("; ".join(problems))
+    return parsed
+
+
 class SweepSection(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9._-]+$", description="results go to <results>/<name>/")
     description: str = ""
@@ -66,9 +115,46 @@ class SweepSection(_Strict):
     seed: int = Field(0, description="TPE sampler seed")
     cover_choices: bool = Field(
         False, description="enqueue first trials so every choice of every categorical axis runs at least once")
+    objectives: list[str] | None = Field(
+        None, description="several objectives, 'metric:max|min': first a validation metric (val_ua, val_wa), then "
+                          "model costs (params, macs, latency_ms); a Pareto front instead of one best trial")
+    sampler: Literal["tpe", "nsga2"] | None = Field(
+        None, description="Optuna sampler of a multi-objective sweep: tpe (default) or nsga2")
+
+    @field_validator("objectives")
+    @classmethod
+    def _known_objectives(cls, v: list[str] | None) -> list[str] | None:
+        return None if v is None else [str(o) for o in parse_objectives(v)]
+
+    @model_validator(mode="after")
+    def _sampler_needs_objectives(self) -> "SweepSection":
+        if self.sampler == "nsga2" and not self.objectives:
+            raise ValueError("sampler = \"nsga2\" is for sweeps with several objectives ([sweep] objectives); "
+                             "a sweep on validation UA alone uses TPE")
+        if self.objectives and getattr(self, "warm_start", None):
+            raise ValueError("warm_start seeds a single-objective study (validation UA) and cannot be combined "
+                             "with objectives")
+        return self
+
+    def objective_list(self) -> list[Objective] | None:
+        """The objectives as search.pareto.Objective, or None for a sweep on validation UA alone."""
+        return None if self.objectives is None else [Objective.parse(o) for o in self.objectives]
     optuna_storage: str | None = Field(
         None, description="an Optuna RDB storage URL for the study (postgresql://..., mysql://..., "
                           "sqlite:///path/optuna.db); default: optuna.db with the results (search/study.py)")
+    warm_start: list[str] = Field(
+        default_factory=list, description="results directories of earlier sweeps whose finished trials seed this "
+                                          "sweep's Optuna study (search/warm_start.py); relative to the sweep file")
+
+    @field_validator("warm_start")
+    @classmethod
+    def _distinct_sources(cls, v: list[str]) -> list[str]:
+        if any(not s.strip() for s in v):
+            raise ValueError("an empty path; give each earlier sweep's results directory (<results>/<name>)")
+        repeated = sorted({s for s in v if v.count(s) > 1})
+        if repeated:
+            raise ValueError(f"{', '.join(map(repr, repeated))} listed twice: its trials would be added twice")
+        return v
 
     @field_validator("optuna_storage")
     @classmethod
@@ -172,6 +258,7 @@ class SweepConfig(_Strict):
     data: DataConfig
     scheduler: SchedulerSection
     resources: ResourcesSection = Field(default_factory=ResourcesSection)
+    logging: LoggingSection = Field(default_factory=LoggingSection, description="trackers (search/trackers.py)")
     space: Annotated[dict[str, AxisField], BeforeValidator(flatten_space)] = Field(default_factory=dict)
     base: dict[str, Any] = Field(default_factory=dict, description="TrainConfig keys shared by every trial")
 
@@ -389,8 +476,8 @@ class SweepConfig(_Strict):
         `base.model.d_model`, `space.lr.high`): what a resume compares with the stored run, so
         a comment or a reformatted table is no change but every value that shapes a trial is.
         [base] is taken as the TrainConfig it gives (an explicit default equals an omitted one);
-        a storage URL's password is left out."""
-        d = self.model_dump(mode="json", exclude={"space", "base"})
+        a storage URL's password is left out. [logging] is not compared: trackers shape no trial."""
+        d = self.model_dump(mode="json", exclude={"space", "base", "logging"})
         if d["sweep"].get("optuna_storage"):
             d["sweep"]["optuna_storage"] = hide_password(d["sweep"]["optuna_storage"])
         d["space"] = {name: axis.value if isinstance(axis, FixedAxis) else axis.model_dump(mode="json")
@@ -408,6 +495,8 @@ class SweepConfig(_Strict):
         d = self.model_dump(mode="json", exclude={"space", "base"}, exclude_none=True)
         if d["sweep"].get("optuna_storage"):
             d["sweep"]["optuna_storage"] = hide_password(d["sweep"]["optuna_storage"])
+        if d["logging"].get("mlflow"):
+            d["logging"]["mlflow"] = hide_password(d["logging"]["mlflow"])
         d["space"] = {name: axis.value if isinstance(axis, FixedAxis) else axis.model_dump(mode="json", exclude_none=True)
                       for name, axis in self.space.items()}
         d["base"] = copy.deepcopy(self.base)
@@ -442,6 +531,11 @@ def parse_sweep(text: str, *, source: str = "<string>", base_dir: Path | None = 
         cfg.data.prepared = ((base_dir or Path.cwd()) / cfg.data.prepared).resolve()
     if cfg.sweep.optuna_storage:
         cfg.sweep.optuna_storage = resolve_sqlite(cfg.sweep.optuna_storage, base_dir or Path.cwd())
+    if cfg.logging.mlflow:  # a file store or sqlite:/// relative to the sweep file, like optuna_storage
+        cfg.logging.mlflow = resolve_tracking_uri(cfg.logging.mlflow, base_dir or Path.cwd())
+    # like data.prepared: relative to the sweep file; a URI (s3://...) as given
+    cfg.sweep.warm_start = [s if "://" in s else str(((base_dir or Path.cwd()) / Path(s).expanduser()).resolve())
+                            for s in cfg.sweep.warm_start]
     cfg._source_text = text
     return cfg
 

@@ -97,3 +97,47 @@ def pareto_mask(values: np.ndarray, senses: Sequence[str]) -> np.ndarray:
     """True for the non-dominated trials (rank 0 and every objective measured)."""
     v = np.asarray(values, dtype=float)
     return (non_dominated_ranks(v, senses) == 0) & ~np.isnan(v).any(axis=1)
+
+
+def crowding_distance(values: np.ndarray, senses: Sequence[str], ranks: np.ndarray | None = None) -> np.ndarray:
+    """NSGA-II's crowding distance of each trial within its own front (Deb et al. 2002, §III-B):
+    per objective, the gap between its two neighbours on the front, as a fraction of the front's
+    range, summed over objectives. A trial at either end of the front on some objective gets
+    +inf, so the extremes of a trade-off are kept before its middle; so does every trial of a
+    front of one or two. Ties at an end are all ends (every trial equal to the front's minimum
+    is as extreme as any other), so the result never depends on the order of the rows. An
+    objective that is constant on a front adds nothing there. A trial missing an objective (NaN)
+    gets 0: it is on no front it was measured for."""
+    m = _as_minimised(values, senses)
+    v = np.asarray(values, dtype=float)
+    ranks = non_dominated_ranks(v, senses) if ranks is None else np.asarray(ranks)
+    complete = ~np.isnan(v).any(axis=1)
+    out = np.zeros(len(m))
+    for r in np.unique(ranks[complete]):
+        idx = np.flatnonzero((ranks == r) & complete)
+        if idx.size <= 2:
+            out[idx] = np.inf
+            continue
+        dist = np.zeros(idx.size)
+        for k in range(m.shape[1]):
+            col = m[idx, k]
+            lo, hi = col.min(), col.max()
+            if hi == lo:
+                continue
+            order = np.argsort(col, kind="stable")
+            s = col[order]
+            gaps = np.empty(idx.size)
+            gaps[1:-1] = (s[2:] - s[:-2]) / (hi - lo)
+            contrib = np.empty(idx.size)
+            contrib[order] = np.r_[0.0, gaps[1:-1], 0.0]
+            contrib[(col == lo) | (col == hi)] = np.inf
+            dist += contrib
+        out[idx] = dist
+    return out
+
+
+def objectives_from_record(record: dict) -> list[Objective] | None:
+    """A sweep's objectives from its `sweep.json` (search/runner.py `record_start`): None for a
+    sweep on validation UA alone (no `[sweep] objectives`)."""
+    texts = (record.get("sweep") or {}).get("sweep", {}).get("objectives")
+    return [Objective.parse(t) for t in texts] if texts else None

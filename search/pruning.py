@@ -23,6 +23,19 @@ After a killed driver (`restore`):
   nothing would ever finish it: it is told FAIL with the reason, and a `cover_choices` point it
   had taken (Optuna keeps it as `fixed_params`) is enqueued again, so the point still runs.
 
+Multi-objective studies (`[sweep] objectives`): Optuna 5.0 keeps no intermediate values for
+them (`Trial.report` and `should_prune` raise NotImplementedError) and `study.tell(state=PRUNED)`
+stores a pruned trial without values (it would take the last intermediate value, and there is
+none; values cannot be passed with PRUNED). The scheduler (search/mo_asha.py) stops trials; a
+trial stopped early is still told PRUNED, by the same rule, with the objective values it had
+reached and the epoch as user attributes (`ser_search_pruned_values`, `ser_search_pruned_at_epoch`)
+for whoever reads the study. What the samplers make of it: multi-objective TPE puts pruned trials
+without intermediate values behind every completed one (its `_split_trials`: completed trials
+fill the good group first), so a stopped configuration counts as a bad one, not as an unknown;
+NSGA-II builds its generations from COMPLETE trials only and ignores pruned ones. Writing the
+intermediate values into the storage behind Optuna's back would not help: multi-objective TPE
+then reads `study.direction`, which raises for such a study.
+
 An errored trial is not told FAIL when Tune reports the error: a resume after a killed driver
 retries errored trials (`resume_errored`), and Optuna cannot reopen a finished trial, so a retry
 that completes would stay FAIL there while Parquet says completed. It stays RUNNING (TPE ignores
@@ -31,6 +44,7 @@ RUNNING and FAIL trials alike) with a mark, until the sweep ends (`search.study.
 from __future__ import annotations
 
 import logging
+import math
 import pickle
 from typing import Any
 
@@ -43,6 +57,18 @@ from .study import ERROR_ATTR, FAILED_ATTR, REQUEUED_ATTR, TUNE_ID_ATTR, bound
 
 logger = logging.getLogger(__name__)
 
+# Multi-objective studies: what a pruned trial had reached when the scheduler stopped it.
+PRUNED_AT_ATTR = "ser_search_pruned_at_epoch"
+PRUNED_VALUES_ATTR = "ser_search_pruned_values"  # {tune metric: value at that epoch}
+
+
+def _json_number(v: Any) -> float | None:
+    try:
+        x = float(v)
+    except (TypeError, ValueError):
+        return None
+    return x if math.isfinite(x) else None
+
 
 class PruningAwareOptunaSearch(OptunaSearch):
     def __init__(self, *args: Any, max_epochs: int, epoch_key: str = "epoch", **kwargs: Any) -> None:
@@ -50,6 +76,7 @@ class PruningAwareOptunaSearch(OptunaSearch):
         self._max_epochs = max_epochs
         self._epoch_key = epoch_key
         self._reported_steps: dict[str, set[int]] = {}
+        self._last_values: dict[str, tuple[Any, list[Any]]] = {}  # multi-objective: (epoch, values)
 
     def suggest(self, trial_id: str) -> dict | None:
         params = super().suggest(trial_id)
@@ -68,6 +95,7 @@ class PruningAwareOptunaSearch(OptunaSearch):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
+        self.__dict__.setdefault("_last_values", {})  # pickled before multi-objective sweeps existed
         if bound(self._study_name) is not None:
             self._reopen()
 
@@ -113,7 +141,17 @@ class PruningAwareOptunaSearch(OptunaSearch):
                            lost.user_attrs.get(TUNE_ID_ATTR, "unknown"), reason,
                            f", its point {point} enqueued again" if point else "")
 
+    @property
+    def multi_objective(self) -> bool:
+        return isinstance(self.metric, list)
+
     def on_trial_result(self, trial_id: str, result: dict) -> None:
+        if self.multi_objective:
+            # Optuna keeps no intermediate values for a multi-objective study (Trial.report
+            # raises); the last values are kept here, for the pruned trial's record (module doc).
+            if trial_id not in self._completed_trials and result:
+                self._last_values[trial_id] = (result.get(self._epoch_key), [result.get(m) for m in self.metric])
+            return
         # Report intermediate values against our own epoch counter, which stays correct
         # after a trial is restored from a checkpoint (training_iteration may not).
         if trial_id in self._completed_trials or self.metric not in result:
@@ -127,6 +165,19 @@ class PruningAwareOptunaSearch(OptunaSearch):
                 self._already_finished(trial_id)
                 return
             seen.add(step)
+
+    def _record_pruned_values(self, trial_id: str, ot_trial: optuna.Trial) -> None:
+        """A multi-objective trial about to be told PRUNED: its objective values at the epoch it
+        was stopped, as user attributes (Optuna stores no values for a pruned trial of such a
+        study, and no intermediate values at all)."""
+        epoch, values = self._last_values.pop(trial_id, (None, None))
+        if values is None:
+            return
+        try:
+            ot_trial.set_user_attr(PRUNED_AT_ATTR, None if epoch is None else int(epoch))
+            ot_trial.set_user_attr(PRUNED_VALUES_ATTR, dict(zip(self.metric, map(_json_number, values))))
+        except UpdateFinishedTrialError:
+            pass  # a replayed trial Optuna already holds as finished: the tell below skips it too
 
     def _already_finished(self, trial_id: str) -> None:
         logger.info("trial %s finished in Optuna before the sweep was restored; its replay is not told", trial_id)
@@ -143,11 +194,14 @@ class PruningAwareOptunaSearch(OptunaSearch):
         epochs = None if not result else result.get(self._epoch_key)
         stopped_early = (not error) and epochs is not None and int(epochs) < self._max_epochs
         if not stopped_early or trial_id in self._completed_trials:
+            self._last_values.pop(trial_id, None)
             super().on_trial_complete(trial_id, result=result, error=error)
             return
         ot_trial = self._ot_trials[trial_id]
         # Make sure the last result is among the intermediate values before pruning.
         self.on_trial_result(trial_id, result)
+        if self.multi_objective:
+            self._record_pruned_values(trial_id, ot_trial)
         # skip_if_finished: a replayed trial that repeated only epochs Optuna had already seen
         self._ot_study.tell(ot_trial, state=TrialState.PRUNED, skip_if_finished=True)
         self._completed_trials.add(trial_id)

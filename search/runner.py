@@ -12,6 +12,7 @@ Layout of a sweep's results directory (`<results>/<sweep-name>/`):
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -19,6 +20,7 @@ import platform
 import json
 import shutil
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,14 +32,19 @@ from ray.tune.schedulers import ASHAScheduler
 
 from ser_core.config import TrainConfig
 
+from .driver_lock import SweepBusyError, hold_sweep
 from .checkpoints import SnapshotSafePruning, checkpoint_config, keep_latest_checkpoints
-from .config import SweepConfig, changed_settings, parse_sweep
+from .config import SweepConfig, changed_settings, parse_sweep, tune_metric
+from .mo_asha import MultiObjectiveASHA, RungState
 from .pruning import PruningAwareOptunaSearch
 from .study import (FINISHED_ATTR, RESULTS_ATTR, StudyLocation, StudyMirror, bind, deletion_hint, discard_dead_start,
                     existing_study, finish_study, locate_study, restore_study, unbind)
 from .recorder import ParquetRecorder
 from .results import ResultsStore
 from .trainable import make_trainable
+from .trackers import (RESUME_NOTE, check_installed, default_loggers, same_trackers, stored_logging,
+                       tracker_callbacks)
+from .warm_start import WarmStart, add_warm_start, own_trials, prepare_warm_start
 
 METRIC = "best_val_ua"
 TUNE_DIR = "tune"
@@ -122,7 +129,8 @@ def open_study(sweep_dir: str, name: str, configured: str | None, resume: bool) 
             raise SweepError(f"{held}, which belongs to the sweep in {owner}, not {sweep_dir}; nothing was deleted. "
                              f"Give this sweep another [sweep] name or --optuna-storage, or delete that study if "
                              f"that sweep is not wanted ({deletion_hint(location)})")
-        finished = sum(t.state.is_finished() for t in study.get_trials(deepcopy=False))
+        # a warm start's added trials are not this sweep's: a start that died after adding them left nothing
+        finished = sum(t.state.is_finished() for t in own_trials(study.get_trials(deepcopy=False)))
         if finished:
             raise SweepError(f"{held} with {finished} finished trial(s), but {sweep_dir} has no Ray Tune experiment "
                              f"to resume (no {TUNE_DIR}/tuner.pkl: was it deleted?); nothing was deleted. Optuna's "
@@ -176,6 +184,8 @@ def check_resume_unchanged(store: ResultsStore, sweep: SweepConfig, prepared_id:
     new = sweep.settings()
     if raw is not None:
         record = json.loads(raw)
+        if not same_trackers(record.get("sweep", {}).get("logging"), sweep.as_raw().get("logging")):
+            print(RESUME_NOTE, file=sys.stderr, flush=True)  # no refusal: trackers shape no trial
         try:
             old = SweepConfig.model_validate(record["sweep"]).settings()
         except (KeyError, ValueError) as e:
@@ -216,6 +226,9 @@ def _configure_tune() -> None:
     # Tune keeps every checkpoint (search/checkpoints.py deletes them); only the latest needs
     # its metrics in the snapshot, or the snapshot would grow by a result per epoch.
     os.environ.setdefault("TUNE_ONLY_STORE_CHECKPOINT_SCORE_ATTRIBUTE", "1")
+    # Tune's own loggers only as search/trackers.py lists them: its CSV and JSON logs always,
+    # TensorBoard event files only where [logging] asks (Tune would add them whenever tensorboardX is installed).
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
@@ -253,10 +266,11 @@ def check_protocol(corpus: Any, data: Any, where: str = "[data] of the sweep") -
     (every trial would fail the same way)."""
     if not hasattr(corpus, "evaluation_split"):
         return
-    try:
-        corpus.evaluation_split(data.fold, **data.protocol_args())
-    except ValueError as e:
-        raise SweepError(f"{where}: {e}") from None
+    for fold in getattr(data, "folds", None) or [data.fold]:  # every fold a cross-validated trial trains on
+        try:
+            corpus.evaluation_split(fold, **data.protocol_args())
+        except ValueError as e:
+            raise SweepError(f"{where}: {e}") from None
 
 
 def check_confirmation_splits(corpus: Any, configs: list[str], folds: list[int] | None = None,
@@ -275,11 +289,12 @@ def check_confirmation_splits(corpus: Any, configs: list[str], folds: list[int] 
 
 
 def _run_config(run_dir: str, recorder: ParquetRecorder, max_failures: int,
-                extra: tuple[tune.Callback, ...] = ()) -> tune.RunConfig:
+                extra: tuple[tune.Callback, ...] = (), loggers: list[tune.Callback] | None = None) -> tune.RunConfig:
+    loggers = default_loggers() if loggers is None else loggers
     return tune.RunConfig(
         # extra (the study's copy) before the recorder: a trial's outcome reaches the stored
         # study before its Parquet row, so a driver killed in between leaves no row Optuna lacks
-        name=TUNE_DIR, storage_path=run_dir, callbacks=[*extra, recorder, SnapshotSafePruning()],
+        name=TUNE_DIR, storage_path=run_dir, callbacks=[*extra, recorder, SnapshotSafePruning(), *loggers],
         failure_config=tune.FailureConfig(max_failures=max_failures),
         checkpoint_config=checkpoint_config(),
         verbose=0,
@@ -301,18 +316,58 @@ def run_sweep(sweep: SweepConfig, results: str, *, address: str | None = None, r
     sweep_dir = _join(results, name)
     tune_path = _join(sweep_dir, TUNE_DIR)
     _check_existing(tune_path, sweep_dir, resume, f"sweep {name!r}")
+    check_installed(sweep.logging, SweepError)
+    # the earlier studies are read and checked before anything is written or Ray starts
+    warm = prepare_warm_start(sweep, sweep_dir) if sweep.sweep.warm_start and not resume else WarmStart()
     if corpus is None:  # before Ray starts: a bad (or, on resume, another) prepared corpus fails first
         from ser_core.corpus import PreparedCorpus  # noqa: PLC0415 - only the driver loads it
         corpus = PreparedCorpus.load(sweep.data.prepared).in_memory()
-    store = ResultsStore(results, name)
-    if resume:
-        check_resume_unchanged(store, sweep, _prepared_id(corpus))
-    study = open_study(sweep_dir, name, sweep.sweep.optuna_storage, resume)
+    with one_driver(results, sweep_dir, f"sweep {name!r}" + (" (--resume)" if resume else "")):
+        store = ResultsStore(results, name)
+        if resume:
+            check_resume_unchanged(store, sweep, _prepared_id(corpus))
+        study = open_study(sweep_dir, name, sweep.sweep.optuna_storage, resume)
+        try:
+            if warm.trials:  # once, at the start: a resume finds them in the study
+                add_warm_start(study, warm)
+            if echo:
+                for note in warm.notes:
+                    print(note, file=sys.stderr, flush=True)
+            return _run_study(sweep, results, sweep_dir, tune_path, store, study, address=address, resume=resume,
+                              corpus=corpus, num_cpus=num_cpus, max_failures=max_failures, echo=echo)
+        finally:
+            unbind(name)
+
+
+@contextlib.contextmanager
+def one_driver(results: str, run_dir: str, what: str) -> Iterator[None]:
+    """Hold the run's results directory for this driver (search.driver_lock): a second driver
+    on the same sweep or confirmation is refused with a SweepError while this one lives.
+    Object-store results have no locks; there the rule is only documented."""
+    if not _is_local(results):
+        yield
+        return
     try:
-        return _run_study(sweep, results, sweep_dir, tune_path, store, study, address=address, resume=resume,
-                          corpus=corpus, num_cpus=num_cpus, max_failures=max_failures, echo=echo)
-    finally:
-        unbind(name)
+        with hold_sweep(run_dir, what):
+            yield
+    except SweepBusyError as e:
+        raise SweepError(str(e)) from None
+
+
+def _objectives(sweep: SweepConfig) -> dict[str, Any]:
+    """metric= and mode= for the searcher: best validation UA, or one Tune result key and
+    sense per `[sweep] objectives` entry (search.config.tune_metric)."""
+    objectives = sweep.sweep.objective_list()
+    if not objectives:
+        return {"metric": METRIC, "mode": "max"}
+    return {"metric": [tune_metric(o.name) for o in objectives], "mode": [o.sense for o in objectives]}
+
+
+def _sampler(sweep: SweepConfig) -> optuna.samplers.BaseSampler:
+    """Seeded TPE (multi-objective TPE too), or NSGA-II where a multi-objective sweep asks for it."""
+    if sweep.sweep.sampler == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=sweep.sweep.seed)
+    return optuna.samplers.TPESampler(seed=sweep.sweep.seed)
 
 
 def _run_study(sweep: SweepConfig, results: str, sweep_dir: str, tune_path: str, store: ResultsStore,
@@ -334,27 +389,34 @@ def _run_study(sweep: SweepConfig, results: str, sweep_dir: str, tune_path: str,
                                    resume_errored=not finished)
     else:
         record_start(store, sweep, _prepared_id(corpus))
+        targets = _objectives(sweep)
         searcher = PruningAwareOptunaSearch(
-            space=sweep.define_by_run, metric=METRIC, mode="max",
-            sampler=optuna.samplers.TPESampler(seed=sweep.sweep.seed),
+            space=sweep.define_by_run, sampler=_sampler(sweep), **targets,
             storage=study.storage(), study_name=name, max_epochs=sweep.scheduler.max_epochs,
             points_to_evaluate=sweep.covering_points() or None,
         )
         study.load().set_user_attr(RESULTS_ATTR, sweep_dir)  # the searcher has just created it
-        scheduler = ASHAScheduler(
-            time_attr="epoch", max_t=sweep.scheduler.max_epochs,
-            grace_period=sweep.scheduler.grace_period, reduction_factor=sweep.scheduler.reduction_factor,
-        )
+        rungs = dict(time_attr="epoch", max_t=sweep.scheduler.max_epochs,
+                     grace_period=sweep.scheduler.grace_period, reduction_factor=sweep.scheduler.reduction_factor)
+        if sweep.sweep.objectives:  # several objectives: MO-ASHA, its rungs kept in Tune's snapshots
+            scheduler = MultiObjectiveASHA(targets["metric"], targets["mode"], **rungs)
+            extra: tuple[tune.Callback, ...] = (StudyMirror(name), RungState(scheduler))
+            targets = {}  # TuneConfig takes one metric; the searcher and the scheduler have theirs
+        else:
+            scheduler = ASHAScheduler(**rungs)
+            extra = (StudyMirror(name),)
         recorder = ParquetRecorder(name, sweep.trial_config, results, gpu_fraction, echo=echo,
                                     corpora=_corpora(corpus), prepared_id=_prepared_id(corpus), source_sweep=name)
         tuner = tune.Tuner(
             trainable,
             tune_config=tune.TuneConfig(
-                metric=METRIC, mode="max", search_alg=searcher, scheduler=scheduler,
+                **targets, search_alg=searcher, scheduler=scheduler,
                 num_samples=sweep.sweep.num_samples, max_concurrent_trials=sweep.sweep.max_concurrent_trials,
                 reuse_actors=sweep.resources.reuse_actors,  # measured: benchmarks/RESULTS.md, issue 15
             ),
-            run_config=_run_config(sweep_dir, recorder, max_failures, extra=(StudyMirror(name),)),
+            run_config=_run_config(sweep_dir, recorder, max_failures, extra=extra, loggers=tracker_callbacks(
+                sweep.logging, run_name=name, stage="search", source_sweep=name, to_config=sweep.trial_config,
+                run_dir=sweep_dir)),
         )
     if echo:
         _announce(f"sweep {name!r}", sweep.sweep.num_samples, address, resources, sweep_dir)
@@ -395,10 +457,12 @@ def confirm_config(params: dict[str, Any]) -> TrainConfig:
     test fold or held-out corpus when the confirmation repeats over folds or corpora."""
     raw = json.loads(params["config_json"])
     raw["seed"] = int(params["seed"])
+    # A configuration chosen by cross-validated selection (data.folds) is confirmed one test
+    # fold per run, like any other: the claims pair runs by fold.
     if params.get("fold") is not None:
-        raw["data"]["fold"] = int(params["fold"])
+        raw["data"].update(fold=int(params["fold"]), folds=None)
     if params.get("leave_out") is not None:
-        raw["data"].update(leave_out=params["leave_out"], train_corpora=None, eval_corpora=None)
+        raw["data"].update(leave_out=params["leave_out"], train_corpora=None, eval_corpora=None, folds=None)
     return TrainConfig.model_validate(raw)
 
 
@@ -476,6 +540,10 @@ def run_confirm(results: str, sweep_name: str, *, top: int, seeds: int, address:
     run_dir = _join(results, name)
     tune_path = _join(run_dir, TUNE_DIR)
     _check_existing(tune_path, run_dir, resume, f"confirmation {name!r}")
+    # the trackers the searched sweep logged to, its confirmation runs too (experiment: the confirmation's name)
+    trackers = stored_logging(_read_text(ResultsStore(results, sweep_name), SETTINGS_FILE))
+    if trackers is not None:
+        check_installed(trackers, SweepError)
     prepared = Path(json.loads(configs[0])["data"]["prepared"])
     corpus, resources, gpu_fraction = _start(address, num_cpus, corpus, prepared, cpus_per_trial, gpus_per_trial)
     space: dict[str, Any] = {"config_json": tune.grid_search(configs),
@@ -507,22 +575,25 @@ def run_confirm(results: str, sweep_name: str, *, top: int, seeds: int, address:
               "that sweep", file=sys.stderr, flush=True)
     trainable = tune.with_resources(tune.with_parameters(make_trainable(confirm_config), corpus=corpus),
                                     resources)
-    if resume:
-        tuner = tune.Tuner.restore(tune_path, trainable=trainable, resume_unfinished=True, resume_errored=True)
-    else:
-        # source_sweep: the lineage, whatever `name` says (claims pair runs within one lineage)
-        recorder = ParquetRecorder(name, confirm_config, results, gpu_fraction, stage="confirm", echo=echo,
-                                    corpora=_corpora(corpus), prepared_id=_prepared_id(corpus),
-                                    source_sweep=sweep_name)
-        tuner = tune.Tuner(
-            trainable,
-            param_space=space,
-            tune_config=tune.TuneConfig(max_concurrent_trials=max_concurrent),
-            run_config=_run_config(run_dir, recorder, max_failures),
-        )
-    if echo:
-        _announce(f"confirmation {name!r} ({' x '.join(repeats)})", runs, address, resources, run_dir)
-    grid = tuner.fit()
-    keep_latest_checkpoints(grid)
+    with one_driver(results, run_dir, f"confirmation {name!r}" + (" (--resume)" if resume else "")):
+        if resume:
+            tuner = tune.Tuner.restore(tune_path, trainable=trainable, resume_unfinished=True, resume_errored=True)
+        else:
+            # source_sweep: the lineage, whatever `name` says (claims pair runs within one lineage)
+            recorder = ParquetRecorder(name, confirm_config, results, gpu_fraction, stage="confirm", echo=echo,
+                                        corpora=_corpora(corpus), prepared_id=_prepared_id(corpus),
+                                        source_sweep=sweep_name)
+            tuner = tune.Tuner(
+                trainable,
+                param_space=space,
+                tune_config=tune.TuneConfig(max_concurrent_trials=max_concurrent),
+                run_config=_run_config(run_dir, recorder, max_failures, loggers=tracker_callbacks(
+                    trackers, run_name=name, stage="confirm", source_sweep=sweep_name, to_config=confirm_config,
+                    experiment=name, run_dir=run_dir)),
+            )
+        if echo:
+            _announce(f"confirmation {name!r} ({' x '.join(repeats)})", runs, address, resources, run_dir)
+        grid = tuner.fit()
+        keep_latest_checkpoints(grid)
     errors = sum(1 for r in grid if r.error is not None)
     return SweepOutcome(sweep_dir=run_dir, num_trials=len(grid), num_errors=errors, study_path=None)

@@ -47,6 +47,7 @@ TUNE_ID_ATTR = "tune_trial_id"         # trial: the Ray Tune trial it is
 ERROR_ATTR = "ser_search_error"        # trial: the Tune trial errored (told FAIL when the sweep ends)
 FAILED_ATTR = "ser_search_failed"      # trial: why ser-search told it FAIL
 REQUEUED_ATTR = "ser_search_requeued_from"  # trial: the lost trial whose cover_choices point it re-asks
+WARM_ATTR = "ser_search_warm_start_from"    # trial: added from this earlier sweep's results (search/warm_start.py)
 
 
 def _is_local(path: str) -> bool:

@@ -55,3 +55,36 @@ def test_matches_brute_force_on_random_points():
     m = v * np.array([-1, 1, 1])
     brute = [not any((m[j] <= m[i]).all() and (m[j] < m[i]).any() for j in range(len(m))) for i in range(len(m))]
     assert mask.tolist() == brute
+
+
+def test_crowding_distance_follows_nsga2_on_a_known_front():
+    from search.pareto import crowding_distance
+
+    # one front of four (val_ua up, params down): ends inf, middles by their neighbours' gaps
+    v = np.array([[0.40, 50.0], [0.45, 70.0], [0.50, 100.0], [0.60, 200.0]])
+    d = crowding_distance(v, SENSES)
+    assert np.isinf(d[0]) and np.isinf(d[3])
+    assert d[1] == pytest.approx((0.50 - 0.40) / 0.20 + (100 - 50) / 150)
+    assert d[2] == pytest.approx((0.60 - 0.45) / 0.20 + (200 - 70) / 150)
+    # fronts are measured separately; a front of one or two is all ends; NaN rows get 0
+    w = np.array([[0.9, 30.0], [0.8, 10.0], [0.7, 40.0], [np.nan, 1.0]])
+    assert crowding_distance(w, SENSES).tolist() == [np.inf, np.inf, np.inf, 0.0]
+
+
+def test_crowding_distance_does_not_depend_on_row_order():
+    from search.pareto import crowding_distance
+
+    # two trials tie at the low end of params: both are ends, whichever comes first
+    v = np.array([[0.5, 10.0], [0.7, 30.0], [0.6, 20.0], [0.5, 10.0], [0.65, 25.0]])
+    d = crowding_distance(v, SENSES)
+    perm = np.array([4, 2, 0, 3, 1])
+    assert crowding_distance(v[perm], SENSES).tolist() == pytest.approx(d[perm].tolist())
+    assert np.isinf(d[0]) and np.isinf(d[3])
+
+
+def test_objectives_from_a_sweep_record():
+    from search.pareto import objectives_from_record
+
+    record = {"format": 1, "sweep": {"sweep": {"name": "x", "objectives": ["val_ua:max", "latency_ms:min"]}}}
+    assert objectives_from_record(record) == [Objective("val_ua", "max"), Objective("latency_ms", "min")]
+    assert objectives_from_record({"format": 1, "sweep": {"sweep": {"name": "x"}}}) is None
