@@ -48,6 +48,7 @@ SHORT_AXES: dict[str, tuple[str, ...]] = {
     "time_masks": ("augment", "time_masks"),
     "time_shift": ("augment", "time_shift"),
     "time_crop": ("augment", "time_crop"),
+    "normalization": ("normalization",),  # global or per-speaker feature statistics
 }
 # Sections whose fields may be searched by dotted name ("model.d_model", "frontend.n_mels").
 DOTTED_SECTIONS = ("frontend", "model", "optim", "augment")
