@@ -60,6 +60,18 @@ def _several_protocols(df: pd.DataFrame) -> bool:
     return bool(len(pairs.drop_duplicates()) > 1 or (pairs["train_corpora"] != pairs["eval_corpora"]).any())
 
 
+def _with_config_keys(df: pd.DataFrame) -> pd.DataFrame:
+    """`df` (modified in place) with the DEFAULT_GROUP columns present; a row without a config
+    key is its own configuration, never merged with others."""
+    if "sweep" not in df.columns:
+        df["sweep"] = pd.NA
+    if "config_key" not in df.columns:
+        df["config_key"] = pd.NA
+    df["config_key"] = df["config_key"].astype("object").where(
+        df["config_key"].notna(), "trial:" + df["trial_id"].astype(str))
+    return df
+
+
 def leaderboard(trials: pd.DataFrame, group_by: list[str] | None = None) -> pd.DataFrame:
     """Rank groups of trials by mean validation UA of their completed trials.
 
@@ -76,13 +88,7 @@ def leaderboard(trials: pd.DataFrame, group_by: list[str] | None = None) -> pd.D
     df = trials.copy()
     if group_by is None:
         keys = list(DEFAULT_GROUP)
-        if "sweep" not in df.columns:
-            df["sweep"] = pd.NA
-        if "config_key" not in df.columns:
-            df["config_key"] = pd.NA
-        # A row without a config key is its own configuration, never merged with others.
-        df["config_key"] = df["config_key"].astype("object").where(
-            df["config_key"].notna(), "trial:" + df["trial_id"].astype(str))
+        df = _with_config_keys(df)
     else:
         keys = list(group_by)
         if not keys:
@@ -236,13 +242,7 @@ def pareto_front(trials: pd.DataFrame, objectives: list[Objective]) -> pd.DataFr
     board = leaderboard(trials).drop(columns=["rank"])
     if board.empty:
         return board
-    df = trials[trials["status"] == "completed"].copy()
-    if "sweep" not in df.columns:
-        df["sweep"] = pd.NA
-    if "config_key" not in df.columns:
-        df["config_key"] = pd.NA
-    df["config_key"] = df["config_key"].astype("object").where(
-        df["config_key"].notna(), "trial:" + df["trial_id"].astype(str))
+    df = _with_config_keys(trials[trials["status"] == "completed"].copy())
     costs = [n for n in names if f"{n}_mean" not in board.columns]
     if costs:
         per = df.groupby(list(DEFAULT_GROUP), dropna=False)[costs].mean().reset_index()
