@@ -73,15 +73,6 @@ METRIC = "val_ua"
 # ----------------------------------------------------------------------------- the corpus
 
 
-def find_emodb(given: Path | None) -> Path:
-    env = os.environ.get("SER_SEARCH_EMODB")
-    for cand in [given, Path(env) if env else None, ROOT.parent / "shared" / "data" / "emodb",
-                 ROOT / "shared" / "data" / "emodb"]:
-        if cand is not None and cand.is_dir() and any(cand.glob("*.wav")):
-            return cand
-    raise SystemExit("answer benchmark: EmoDB not found (--emodb DIR, $SER_SEARCH_EMODB or ../shared/data/emodb); "
-                     "--full runs on a synthetic corpus instead")
-
 
 def prepared_corpus(args: argparse.Namespace) -> tuple[PreparedCorpus, float, str]:
     """The prepared corpus both sides use (noisy copies off: the conventional side reads exactly
@@ -91,7 +82,8 @@ def prepared_corpus(args: argparse.Namespace) -> tuple[PreparedCorpus, float, st
         root, files = synthetic_wav_corpus(args.workdir / "wav48k-1440", 1440, seed=args.seed)
         name, what = "synthetic", f"RAVDESS-sized synthetic corpus ({len(files)} WAV files at 48 kHz, {root})"
     else:
-        root = find_emodb(args.emodb)
+        from benchmarks.common import find_emodb  # noqa: PLC0415
+        root = find_emodb(args.emodb, "answer benchmark", "; --full runs on a synthetic corpus instead")
         name, what = "emodb", f"EmoDB ({root})"
     out = args.workdir / f"answer-prepared-{name}"
     t0 = time.perf_counter()

@@ -32,6 +32,18 @@ MIN_CLIPS = MIN_SPEAKERS * len(EMOTIONS)
 PAPER_CLIPS = 4720  # RAVDESS 1440 + SAVEE 480 + TESS 2800, the CNN-Transformer paper's corpus
 
 
+def find_emodb(given: Path | None, who: str, hint: str = "") -> Path:
+    """The EmoDB folder: `given`, else $SER_SEARCH_EMODB, else ../shared/data/emodb beside the
+    checkout (or shared/data/emodb inside it); SystemExit naming `who` when none holds WAVs."""
+    env = os.environ.get("SER_SEARCH_EMODB")
+    root = Path(__file__).resolve().parents[1]
+    for cand in [given, Path(env) if env else None, root.parent / "shared" / "data" / "emodb",
+                 root / "shared" / "data" / "emodb"]:
+        if cand is not None and cand.is_dir() and any(cand.glob("*.wav")):
+            return cand
+    raise SystemExit(f"{who}: EmoDB not found (--emodb DIR, $SER_SEARCH_EMODB or ../shared/data/emodb){hint}")
+
+
 def default_workdir() -> Path:
     """Generated WAVs are reused between runs (generation is deterministic per seed)."""
     return Path(tempfile.gettempdir()) / "ser-search-bench"

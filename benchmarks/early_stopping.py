@@ -45,7 +45,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import re
 import sys
 import tempfile
@@ -190,19 +189,11 @@ def summary(asha: Sequence[Side], fifo: Sequence[Side]) -> str:
 # ----------------------------------------------------------------------------- the runs
 
 
-def find_emodb(given: Path | None) -> Path:
-    env = os.environ.get("SER_SEARCH_EMODB")
-    for cand in [given, Path(env) if env else None, ROOT.parent / "shared" / "data" / "emodb",
-                 ROOT / "shared" / "data" / "emodb"]:
-        if cand is not None and cand.is_dir() and any(cand.glob("*.wav")):
-            return cand
-    raise SystemExit("early-stopping benchmark: EmoDB not found (--emodb DIR, $SER_SEARCH_EMODB or "
-                     "../shared/data/emodb)")
-
 
 def prepare(args: argparse.Namespace) -> Path:
     """EmoDB prepared as `ser-search prepare --protocol speaker --folds standard --labels native` does it;
     reused when the same options were prepared before."""
+    from benchmarks.common import find_emodb  # noqa: PLC0415
     from ser_core.prepare import PrepareOptions, prepare_corpora  # noqa: PLC0415
 
     options = PrepareOptions(protocol="speaker", standard_folds=True, labels="native",
@@ -210,7 +201,7 @@ def prepare(args: argparse.Namespace) -> Path:
     out = args.workdir / f"prepared-emodb-native-standard-{args.segment_seconds:g}s-{args.augment_copies}copies"
     if not (out / "protocol.json").is_file():
         t0 = time.perf_counter()
-        prepare_corpora({"emodb": find_emodb(args.emodb)}, out, options, progress=False, overwrite=True)
+        prepare_corpora({"emodb": find_emodb(args.emodb, "early-stopping benchmark")}, out, options, progress=False, overwrite=True)
         print(f"  prepared EmoDB in {time.perf_counter() - t0:.1f} s: {out}", flush=True)
     return out
 

@@ -60,22 +60,15 @@ optim = { name = "adamw", weight_decay = 1e-4 }
 """
 
 
-def find_emodb(given: Path | None) -> Path:
-    env = os.environ.get("SER_SEARCH_EMODB")
-    for cand in [given, Path(env) if env else None, ROOT.parent / "shared" / "data" / "emodb",
-                 ROOT / "shared" / "data" / "emodb"]:
-        if cand is not None and cand.is_dir() and any(cand.glob("*.wav")):
-            return cand
-    raise SystemExit("warm-start benchmark: EmoDB not found (--emodb DIR, $SER_SEARCH_EMODB or ../shared/data/emodb)")
-
 
 def prepare(args: argparse.Namespace) -> Path:
+    from benchmarks.common import find_emodb  # noqa: PLC0415
     from ser_core.prepare import PrepareOptions, prepare_corpora  # noqa: PLC0415
 
     out = args.workdir / "prepared-emodb-native-standard-2s"
     if not (out / "protocol.json").is_file():
         t0 = time.perf_counter()
-        prepare_corpora({"emodb": find_emodb(args.emodb)}, out,
+        prepare_corpora({"emodb": find_emodb(args.emodb, "warm-start benchmark")}, out,
                         PrepareOptions(protocol="speaker", standard_folds=True, labels="native",
                                        segment_seconds=2.0, augment_copies=0), progress=False, overwrite=True)
         print(f"prepared EmoDB in {time.perf_counter() - t0:.1f} s: {out}", flush=True)
