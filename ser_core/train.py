@@ -593,7 +593,9 @@ class FoldRun:
             self.history = [EpochReport(**h) for h in resume["history"]]
             self.best = {"ua": resume["best_ua"], "epoch": resume["best_epoch"], "state": resume["best_state"]}
             gen.set_state(resume["generator"])
-            torch.set_rng_state(resume["torch_rng"])
+            # torch's global streams (dropout): the CPU's and, on a GPU, the device's own; a
+            # checkpoint written before the device's was kept has only "torch_rng"
+            _set_rng_state(resume.get("rng") or {"torch": resume["torch_rng"]}, device)
             self.start_epoch = resume["epoch"] + 1
             self.epoch = resume["epoch"]
 
@@ -670,6 +672,7 @@ class FoldRun:
             "history": [_history_row(h) for h in self.history], "best_ua": self.best["ua"],
             "best_epoch": self.best["epoch"], "best_state": self.best["state"],
             "generator": self.gen.get_state(), "torch_rng": torch.get_rng_state(),
+            "rng": _rng_state(self.data.device),  # with the device's generator (CUDA dropout draws from it)
             "scheduler": None if self.scheduler is None else copy.deepcopy(self.scheduler.state_dict()),
             "ema": None if self.ema is None else _cpu_state(self.ema),
         }
@@ -726,11 +729,15 @@ def _mean_report(reports: list[ClassificationReport]) -> ClassificationReport:
 
 
 def _rng_state(device: torch.device) -> dict[str, Tensor | None]:
+    """torch's global random state: the CPU generator's and, on a CUDA device, that device's
+    (dropout and randn on the GPU draw from the device's generator, not the CPU's)."""
     return {"torch": torch.get_rng_state(),
             "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None}
 
 
 def _set_rng_state(state: dict[str, Tensor | None], device: torch.device) -> None:
+    """Restore what `_rng_state` returned. A CUDA state is restored only on a CUDA device: a
+    trial moved to the CPU keeps its CPU stream, and its GPU draws are not comparable anyway."""
     torch.set_rng_state(state["torch"])
     if state.get("cuda") is not None and device.type == "cuda":
         torch.cuda.set_rng_state(state["cuda"], device)

@@ -1,6 +1,7 @@
 """What fit does only on CUDA, checked on a CPU where it can be: bf16 autocast through both models
-and every loss family (fit enables it on CUDA with amp = true), and the center loss's centers
-staying the one Parameter its optimizer steps after the loss moves to the trial's device."""
+and every loss family (fit enables it on CUDA with amp = true), the center loss's centers
+staying the one Parameter its optimizer steps after the loss moves to the trial's device, and a
+CUDA trial's checkpoint keeping its device's random generator for an exact resume."""
 from __future__ import annotations
 
 import pytest
@@ -66,3 +67,55 @@ def test_centers_stay_the_parameter_their_optimizer_steps_on_the_trials_device()
     loss_fn.before_center_step()
     loss_fn.center_optimizer().step()
     assert torch.all(loss_fn.centers != 0)  # the live centers moved towards the embeddings
+
+
+def _tiny_cfg(prepared, device: str, epochs: int = 3):
+    from ser_core.config import TrainConfig
+    return TrainConfig.model_validate({
+        "data": {"prepared": str(prepared)}, "model": MODELS["cnn_transformer"], "frontend": {"n_mels": 40},
+        "optim": {"epochs": epochs, "batch_size": 32}, "seed": 3, "device": device})
+
+
+def test_a_cuda_trials_checkpoint_carries_its_devices_generator(synthetic_prepared, monkeypatch):
+    """On a GPU, dropout draws from the device's generator, which torch.get_rng_state does not
+    hold: a resumed CUDA trial must get it back, or it continues on a different stream than an
+    uninterrupted one. The CPU stands in for the device here; torch.cuda's two state functions
+    are replaced by a recorder (the only CUDA calls on this path)."""
+    from ser_core.corpus import PreparedCorpus
+    from ser_core.train import FoldRun, _set_rng_state
+
+    corpus = PreparedCorpus.load(synthetic_prepared)
+    run = FoldRun(_tiny_cfg(synthetic_prepared, "cpu", epochs=1), corpus)
+    run.train_epoch(1)
+    assert run.checkpoint()["rng"]["cuda"] is None  # a CPU trial has no device generator to keep
+
+    device_state = torch.arange(16, dtype=torch.uint8)
+    restored = []
+    monkeypatch.setattr(torch.cuda, "get_rng_state", lambda device="cuda": device_state.clone())
+    monkeypatch.setattr(torch.cuda, "set_rng_state", lambda state, device="cuda": restored.append((state, device)))
+    run.data.device = torch.device("cuda", 0)  # what prepare_trial resolves on a GPU
+    state = run.checkpoint()
+    assert torch.equal(state["rng"]["cuda"], device_state)
+    assert torch.equal(state["rng"]["torch"], state["torch_rng"])
+    _set_rng_state(state["rng"], torch.device("cuda", 0))
+    assert len(restored) == 1 and torch.equal(restored[0][0], device_state) and restored[0][1] == torch.device("cuda", 0)
+    _set_rng_state(state["rng"], torch.device("cpu"))  # the same checkpoint resumed on a CPU
+    assert len(restored) == 1
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_resume_on_cuda_continues_exactly(synthetic_prepared):
+    """The whole path on a real device: an uninterrupted CUDA trial and one resumed after epoch 1
+    train to the same losses (dropout on, so the device's generator matters)."""
+    from ser_core.corpus import PreparedCorpus
+    from ser_core.train import fit
+
+    corpus = PreparedCorpus.load(synthetic_prepared)
+    cfg = _tiny_cfg(synthetic_prepared, "cuda")
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+    states = {}
+    full = fit(cfg, corpus, on_epoch=lambda r, state: states.__setitem__(r.epoch, state()))
+    resumed = fit(cfg, corpus, resume=states[1])
+    assert [h.train_loss for h in resumed.history] == pytest.approx([h.train_loss for h in full.history], rel=1e-5)
+    assert resumed.test.ua == full.test.ua
