@@ -150,16 +150,18 @@ PHASES = {
     "launch": "the trial's process started -> the trainable entered (Ray's worker boot, unpickling the "
               "trainable with its imports, the corpus from the object store; 0 in a reused actor). Paid "
               "before the driver stamps the trial's start, so outside wall - epochs",
+    "process_objects": "a process's first trial: torch._dynamo imported, the process's objects frozen out of "
+                       "the garbage collector's sight (search.trainable.freeze_process_objects; 0 after)",
     "config": "the trial's config, its resume checkpoint",
-    "cost": "the model's parameters, MACs and single-clip latency on its device (ser_core.cost; a "
-            "process's first count imports torch._dynamo, which fit_model then no longer pays)",
-    "fit_protocol": "fit: device, frontend config, protocol split, targets",
+    "cost": "the model's parameters, MACs and single-clip latency on its device (ser_core.cost)",
+    "fit_protocol": "fit: an earlier trial's garbage collected and its heap trimmed, device, frontend config, "
+                    "protocol split, targets",
     "fit_waveforms": "fit: the split's waveforms to the device",
     "fit_spectrograms_and_normalizer": "fit: spectrograms + normaliser statistics (before the shared cache)",
     "fit_feature_cache": "fit: the node's shared spectrogram cache opened (or computed once per node)",
     "fit_normalizer": "fit: normaliser statistics from the cached spectrograms",
     "fit_normalize": "fit: features normalised / copied for the trial",
-    "fit_model": "fit: model, loss, optimisers (a process's first optimizer imports torch._dynamo, ~1.5 s)",
+    "fit_model": "fit: model, loss, optimisers",
     "fit_between_epochs": "fit, between epochs outside their timed seconds",
     "checkpoint_report": "a checkpoint and a tune.report per epoch",
     "final_eval": "the best epoch's validation + test evaluation",
