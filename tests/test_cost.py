@@ -142,6 +142,29 @@ def test_trial_cost_uses_the_corpus_shapes_and_the_trial_device(synthetic_prepar
             trial_cost(cfg.model_copy(update={"device": "cuda"}), corpus)
 
 
+def test_trial_cost_is_measured_once_per_model_and_shape_in_a_process(synthetic_prepared, monkeypatch):
+    """A reused actor's later trials of the same model reuse the measurement; a different model
+    or clip shape is measured anew."""
+    import ser_core.cost as cost_module
+
+    calls = []
+    real = cost_module.measure_cost
+    monkeypatch.setattr(cost_module, "measure_cost", lambda *a, **k: calls.append(a) or real(*a, **k))
+    monkeypatch.setattr(cost_module, "_MEASURED", {})
+    corpus = PreparedCorpus.load(synthetic_prepared)
+    base = {"data": {"prepared": str(synthetic_prepared)}, "model": DEMO.model_dump(), "device": "cpu"}
+    mel = TrainConfig.model_validate({**base, "frontend": {"n_mels": 40}})
+    first = trial_cost(mel, corpus, warmup=0, runs=1)
+    # another seed and loss family: the same model on the same clips
+    again = trial_cost(mel.model_copy(update={"seed": 9, "loss": mel.loss.model_copy(update={"family": "focal"})}),
+                       corpus, warmup=0, runs=1)
+    assert again is first and len(calls) == 1
+    stft = trial_cost(TrainConfig.model_validate({**base, "frontend": {"kind": "stft"}}), corpus, warmup=0, runs=1)
+    wider = trial_cost(mel.model_copy(update={"model": DEMO.model_copy(update={"d_model": 48})}), corpus,
+                       warmup=0, runs=1)
+    assert len(calls) == 3 and stft.macs != first.macs and wider.params != first.params
+
+
 def test_trials_written_before_the_cost_columns_read_them_as_null(tmp_path):
     old_schema = pa.schema([f for f in TRIALS_SCHEMA if f.name not in COST_METRICS],
                            metadata=TRIALS_SCHEMA.metadata)
