@@ -32,6 +32,7 @@ wall-clock stamp), peak RSS per trial, and the ratios; then ser-search's overhea
 (search/overhead.py) and the conventional trial's.
 
     python benchmarks/answer.py                 # EmoDB (../shared/data/emodb or $SER_SEARCH_EMODB), 24 trials
+    python benchmarks/answer.py --seeds 0,1,2   # both sides once per TPE seed, then the ratios over the seeds
     python benchmarks/answer.py --full          # RAVDESS-sized synthetic corpus (1440 clips), 64 trials
 """
 from __future__ import annotations
@@ -79,7 +80,7 @@ def prepared_corpus(args: argparse.Namespace) -> tuple[PreparedCorpus, float, st
     the prepared clips' source files), reused when already prepared; (corpus, seconds, what)."""
     if args.full:
         from benchmarks.common import synthetic_wav_corpus  # noqa: PLC0415
-        root, files = synthetic_wav_corpus(args.workdir / "wav48k-1440", 1440, seed=args.seed)
+        root, files = synthetic_wav_corpus(args.workdir / "wav48k-1440", 1440, seed=0)
         name, what = "synthetic", f"RAVDESS-sized synthetic corpus ({len(files)} WAV files at 48 kHz, {root})"
     else:
         from benchmarks.common import find_emodb  # noqa: PLC0415
@@ -92,14 +93,14 @@ def prepared_corpus(args: argparse.Namespace) -> tuple[PreparedCorpus, float, st
     return PreparedCorpus.load(out), time.perf_counter() - t0, what
 
 
-def sweep_file(args: argparse.Namespace, name: str, prepared: Path) -> str:
+def sweep_file(args: argparse.Namespace, name: str, prepared: Path, seed: int) -> str:
     return f"""# Written by benchmarks/answer.py; the [space] is search/sweeps/demo.toml's.
 [sweep]
 name = "{name}"
 num_samples = {args.trials}
 max_concurrent_trials = {args.concurrent}
 cover_choices = true
-seed = {args.seed}
+seed = {seed}
 
 [data]
 prepared = "{prepared}"
@@ -275,7 +276,7 @@ def conventional_data(corpus: PreparedCorpus) -> dict[str, Any]:
 
 
 def run_conventional(args: argparse.Namespace, sweep: SweepConfig, corpus: PreparedCorpus, storage: Path,
-                     name: str) -> tuple[float, TrialStamps]:
+                     name: str, seed: int) -> tuple[float, TrialStamps]:
     import optuna  # noqa: PLC0415
     from ray import tune  # noqa: PLC0415
     from ray.tune.schedulers import ASHAScheduler  # noqa: PLC0415
@@ -283,7 +284,7 @@ def run_conventional(args: argparse.Namespace, sweep: SweepConfig, corpus: Prepa
 
     stamps = TrialStamps()
     searcher = OptunaSearch(space=sweep.define_by_run, metric=METRIC, mode="max",
-                            sampler=optuna.samplers.TPESampler(seed=args.seed))
+                            sampler=optuna.samplers.TPESampler(seed=seed))
     scheduler = ASHAScheduler(time_attr="training_iteration", max_t=args.max_epochs, grace_period=args.grace_period,
                               reduction_factor=args.reduction_factor)
     trainable = tune.with_resources(tune.with_parameters(conventional_trainable(sweep), data=conventional_data(corpus)),
@@ -319,8 +320,12 @@ class Side:
     @property
     def time_to_answer(self) -> float:
         """Seconds from the start until an epoch first reported within 0.01 of the side's final best."""
-        hit = self.curve[self.curve[METRIC] >= self.best - 0.01]
-        return float(hit["reported_at"].iloc[0] - self.start)
+        return self.time_to_reach(self.best)
+
+    def time_to_reach(self, best: float) -> float:
+        """Seconds from the start until an epoch first reported within 0.01 of `best`; inf if never."""
+        hit = self.curve[self.curve[METRIC] >= best - 0.01]
+        return float(hit["reported_at"].iloc[0] - self.start) if len(hit) else float("inf")
 
     @property
     def trials_per_hour(self) -> float:
@@ -377,6 +382,8 @@ def report(conv: Side, ours: Side, args: argparse.Namespace, prepare_s: float) -
     row("epochs spent", conv.epochs, ours.epochs, ".0f")
     row("best validation UA", conv.best, ours.best, ".3f", better_low=False)
     row("time to within 1 UA point (s)", conv.time_to_answer, ours.time_to_answer, ".1f")
+    # the same answer: both sides timed to within 1 point of the conventional side's best (inf: never)
+    row("  of the conventional best (s)", conv.time_to_answer, ours.time_to_reach(conv.best), ".1f")
     row("peak RSS per trial, mean (MiB)", conv.peak_rss.mean(), ours.peak_rss.mean(), ".0f")
     print(f"(ratios: conventional / ser-search for times, overhead, epochs and memory; ser-search / conventional "
           f"for trials/hour and UA. ser-search's one-time prepare: {prepare_s:.1f} s, not in its wall time; "
@@ -403,7 +410,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--grace-period", type=int, default=1)
     p.add_argument("--reduction-factor", type=float, default=2.0)
     p.add_argument("--concurrent", type=int, default=None, help="trials at a time (default: the CPUs)")
-    p.add_argument("--seed", type=int, default=0, help="TPE seed (both sides)")
+    p.add_argument("--seeds", type=lambda v: [int(x) for x in v.split(",") if x.strip()], default=[0],
+                   help="TPE seeds, comma-separated: both sides run once per seed (default 0)")
     p.add_argument("--emodb", type=Path, default=None)
     p.add_argument("--only", choices=("conventional", "ser-search"), default=None, help="run one side only")
     p.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "ser-search-answer")
@@ -416,6 +424,59 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def run_seed(args: argparse.Namespace, corpus: PreparedCorpus, results: Path, stamp: str,
+             seed: int) -> tuple[Side | None, Side | None]:
+    """Both sides (or the one of --only) for one TPE seed; (conventional, ser-search)."""
+    sweep = parse_sweep(sweep_file(args, f"answer-{stamp}-s{seed}", corpus.root, seed), source="benchmarks/answer.py")
+    conv = ours = None
+    if args.only != "ser-search":
+        name = f"conventional-{stamp}-s{seed}"
+        start, stamps = run_conventional(args, sweep, corpus, results, name, seed)
+        conv = conventional_side(start, time.time() - start, stamps, results / name)
+        print(f"  seed {seed}: conventional side done in {conv.wall:.0f} s", flush=True)
+    if args.only != "conventional":
+        shutil.rmtree(corpus.root / CACHE_SUBDIR, ignore_errors=True)  # its first trial pays the features
+        environ = dict(os.environ)
+        start = time.time()
+        try:
+            run_sweep(sweep, str(results), corpus=corpus.in_memory(), echo=False)
+        finally:  # run_sweep sets Tune's environment for its driver; the next seed's conventional side gets Tune's own
+            os.environ.clear()
+            os.environ.update(environ)
+        ours = ser_search_side(start, time.time() - start, results / sweep.sweep.name)
+        print(f"  seed {seed}: ser-search side done in {ours.wall:.0f} s", flush=True)
+    return conv, ours
+
+
+def summary(pairs: dict[int, tuple[Side, Side]]) -> None:
+    """Over the seeds: each seed's time-to-answer ratio and UA difference, their geometric mean and
+    mean, and the pooled per-trial overhead. One seed's time to answer is where that seeded search
+    happened to find its best (its first trials or its last), so the target is read off the seeds
+    together."""
+    print(f"\nover {len(pairs)} TPE seeds (conventional / ser-search for times; ser-search - conventional for UA):")
+    print(f"{'seed':>6}{'wall ratio':>12}{'answer conv (s)':>17}{'answer ours (s)':>17}{'answer ratio':>14}"
+          f"{'best UA conv':>14}{'best UA ours':>14}{'UA diff':>9}")
+    ratios, walls, diffs, same = [], [], [], []
+    for seed, (conv, ours) in pairs.items():
+        ratio, wall = conv.time_to_answer / ours.time_to_answer, conv.wall / ours.wall
+        ratios.append(ratio), walls.append(wall), diffs.append(ours.best - conv.best)
+        same.append(conv.time_to_answer / ours.time_to_reach(conv.best))  # 0 when ser-search never got there
+        print(f"{seed:>6}{wall:>11.2f}x{conv.time_to_answer:>17.1f}{ours.time_to_answer:>17.1f}{ratio:>13.2f}x"
+              f"{conv.best:>14.3f}{ours.best:>14.3f}{100 * diffs[-1]:>+8.1f}")
+    geo = float(np.exp(np.mean(np.log(ratios))))
+    print(f"{'all':>6}{float(np.exp(np.mean(np.log(walls)))):>11.2f}x{'':>34}{geo:>13.2f}x{'':>28}"
+          f"{100 * float(np.mean(diffs)):>+8.1f}   (geometric means of the ratios; mean UA difference, points)")
+    print(f"the same answer (ser-search timed to within 1 point of the conventional best): "
+          + ", ".join(f"seed {seed} {r:.2f}x" if r > 0 else f"seed {seed} never" for seed, r in zip(pairs, same)))
+    ours_overhead = pd.concat([o.overhead for _, o in pairs.values()])
+    conv_overhead = pd.concat([c.overhead for c, _ in pairs.values()])
+    print(f"per-trial overhead over all {len(ours_overhead)} ser-search trials: mean {ours_overhead.mean():.2f} s, "
+          f"median {ours_overhead.median():.2f} s (conventional: mean {conv_overhead.mean():.2f} s)")
+    met = geo >= 3 and float(np.mean(diffs)) >= -0.01
+    print(f"target over the seeds (answer >= 3x sooner, best val UA no worse than 1 point below): "
+          f"{'MET' if met else 'NOT MET'}")
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     private_ray_env()
@@ -423,39 +484,32 @@ def main(argv: list[str] | None = None) -> None:
     corpus, prepare_s, what = prepared_corpus(args)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     results = args.workdir / "results"
-    sweep_text = sweep_file(args, f"answer-{stamp}", corpus.root)
-    sweep = parse_sweep(sweep_text, source="benchmarks/answer.py")
     t0 = time.perf_counter()
     connect(None, num_cpus=args.concurrent)
     ray_start = time.perf_counter() - t0
     interrupt_on_signals()
     print(f"answer benchmark: {args.trials} trials per side, ASHA (max {args.max_epochs} epochs, grace "
-          f"{args.grace_period}, reduction {args.reduction_factor:g}), TPE seed {args.seed}, {args.concurrent} at a "
+          f"{args.grace_period}, reduction {args.reduction_factor:g}), TPE seeds {args.seeds}, {args.concurrent} at a "
           f"time of 1 CPU; {what}: {len(corpus)} prepared clips; demo space, tiny CNN-Transformer")
     print(f"  machine: {describe_machine('cpu')}; local Ray started in {ray_start:.1f} s", flush=True)
+    pairs: dict[int, tuple[Side, Side]] = {}
     try:
-        conv = ours = None
-        if args.only != "ser-search":
-            name = f"conventional-{stamp}"
-            start, stamps = run_conventional(args, sweep, corpus, results, name)
-            conv = conventional_side(start, time.time() - start, stamps, results / name)
-            print(f"  conventional side done in {conv.wall:.0f} s", flush=True)
-        if args.only != "conventional":
-            shutil.rmtree(corpus.root / CACHE_SUBDIR, ignore_errors=True)  # its first trial pays the features
-            start = time.time()
-            run_sweep(sweep, str(results), corpus=corpus.in_memory(), echo=False)
-            ours = ser_search_side(start, time.time() - start, results / sweep.sweep.name)
-            print(f"  ser-search side done in {ours.wall:.0f} s", flush=True)
-        if conv is not None and ours is not None:
-            report(conv, ours, args, prepare_s)
-        else:
-            for side in (conv, ours):
-                if side is not None:
-                    print(f"{side.label}: wall {side.wall:.1f} s, {side.trials_per_hour:.0f} trials/hour, overhead "
-                          f"{side.overhead.mean():.2f} s, {side.epochs} epochs, best val UA {side.best:.3f}, "
-                          f"answer at {side.time_to_answer:.1f} s, peak RSS {fmt(side.peak_rss.mean(), '.0f')} MiB")
-                    if side.label.startswith("ser"):
-                        print_breakdown(side.breakdown, "  ")
+        for seed in args.seeds:
+            conv, ours = run_seed(args, corpus, results, stamp, seed)
+            if conv is not None and ours is not None:
+                print(f"\nTPE seed {seed}:")
+                report(conv, ours, args, prepare_s)
+                pairs[seed] = (conv, ours)
+            else:
+                for side in (conv, ours):
+                    if side is not None:
+                        print(f"{side.label}: wall {side.wall:.1f} s, {side.trials_per_hour:.0f} trials/hour, overhead "
+                              f"{side.overhead.mean():.2f} s, {side.epochs} epochs, best val UA {side.best:.3f}, "
+                              f"answer at {side.time_to_answer:.1f} s, peak RSS {fmt(side.peak_rss.mean(), '.0f')} MiB")
+                        if side.label.startswith("ser"):
+                            print_breakdown(side.breakdown, "  ")
+        if len(pairs) > 1:
+            summary(pairs)
     finally:
         ray.shutdown()
 
