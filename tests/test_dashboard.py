@@ -567,6 +567,23 @@ def test_param_importance_on_a_real_study_with_conditional_parameters(tmp_path):
     assert results == [] and "could not be opened" in notes[0]
 
 
+def test_param_importance_leaves_out_the_trials_a_warm_start_added(tmp_path):
+    from search.warm_start import WARM_ATTR
+
+    path = tmp_path / "optuna.db"
+    study = optuna.create_study(study_name="w", storage=f"sqlite:///{path}", direction="maximize",
+                                sampler=optuna.samplers.RandomSampler(seed=1))
+    earlier = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=2))
+    earlier.optimize(_objective, n_trials=10)
+    study.add_trials([optuna.trial.create_trial(params=t.params, distributions=t.distributions, value=t.value,
+                                                user_attrs={WARM_ATTR: "earlier"}) for t in earlier.trials])
+    study.optimize(_objective, n_trials=12)
+    results, notes = param_importances(path, "w")
+    overall = {r.scope: r for r in results}["all loss families"]
+    assert overall.n_trials == 12  # the sweep's own trials, not 22
+    assert any("10 completed trial(s) a warm start added" in n for n in notes)
+
+
 # ---------------------------------------------------------------------------- embeddings
 
 

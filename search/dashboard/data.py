@@ -319,10 +319,20 @@ def param_importances(study_path: Path, study_name: str) -> tuple[list[Importanc
         study = optuna.load_study(study_name=study_name, storage=storage)
     except Exception as e:  # noqa: BLE001 - KeyError (no such study), SQLAlchemy, version errors
         return [], [f"the Optuna study {study_name!r} in {study_path} could not be opened: {e}"]
+    from ..warm_start import own_trials  # noqa: PLC0415
+
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    own = own_trials(complete)
+    if len(own) < len(complete):
+        # A warm start's trials came from earlier sweeps; the importances are this sweep's own.
+        notes.append(f"{len(complete) - len(own)} completed trial(s) a warm start added from earlier sweeps "
+                     f"are left out: the importances are over this sweep's own trials")
+        study = optuna.create_study(directions=study.directions)  # in memory: the own trials only
+        study.add_trials(own)
+        complete = own
     if len(complete) < MIN_IMPORTANCE_TRIALS:
-        return [], [f"only {len(complete)} completed trial(s) in the Optuna study; parameter importance "
-                    f"needs at least {MIN_IMPORTANCE_TRIALS} (pruned trials do not count)"]
+        return [], notes + [f"only {len(complete)} completed trial(s) in the Optuna study; parameter importance "
+                            f"needs at least {MIN_IMPORTANCE_TRIALS} (pruned trials do not count)"]
     shared = set.intersection(*(set(t.params) for t in complete))
     scopes: list[tuple[str, list[str]]] = [("all loss families", sorted(shared))]
     by_family: dict[str, list[Any]] = {}
