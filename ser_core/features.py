@@ -478,6 +478,19 @@ class FeatureNormalizer(nn.Module):
         self._is_fitted = True
         return self
 
+    @torch.no_grad()
+    def fit_row_moments(self, n_r: Tensor, mean_r: Tensor, m2_r: Tensor) -> FeatureNormalizer:
+        """Fit from the training rows' cached moments (`row_moments`): the same statistics as
+        `fit` over those rows' spectrograms, without reading them."""
+        mean, std, count = statistics_from_row_moments(n_r, mean_r, m2_r, torch.zeros(len(n_r), dtype=torch.long), 1)
+        if float(count[0]) == 0:
+            raise ValueError("FeatureNormalizer.fit_row_moments: no frames (no rows, or all padding)")
+        self.mean.copy_(mean[0])
+        self.std.copy_(std[0])
+        self.fitted.fill_(True)
+        self._is_fitted = True
+        return self
+
     def forward(self, feats: Tensor, inplace: bool = False) -> Tensor:
         if not self._is_fitted:
             raise RuntimeError(
@@ -490,6 +503,41 @@ class FeatureNormalizer(nn.Module):
         if inplace:  # a feature cache normalised where it lies: no second copy of the split
             return feats.sub_(mean).div_(std)
         return (feats - mean) / std
+
+
+@torch.no_grad()
+def row_moments(feats: Tensor, lengths: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
+    """Each row's (frames, mean, M2) per frequency over its real frames, in float64: the
+    sufficient statistics from which any set of rows' mean and variance follow exactly
+    (`merge_row_moments`). feats (B, F, frames); lengths (B,) valid frames, or None = all.
+    Returns shapes (B,), (B, F), (B, F); a row with no valid frame has mean 0 and M2 0."""
+    x = feats.detach().to(device="cpu", dtype=torch.float64)
+    if lengths is None:
+        n_r = torch.full((x.shape[0],), float(x.shape[2]), dtype=torch.float64)
+    else:
+        n_r = torch.as_tensor(lengths, device="cpu").to(torch.float64).clamp(0, x.shape[2])
+    valid = (torch.arange(x.shape[2]) < n_r[:, None]).to(torch.float64)[:, None, :]  # (B, 1, frames)
+    mean_r = (x * valid).sum(dim=2) / n_r.clamp_min(1)[:, None]
+    m2_r = ((x - mean_r[:, :, None]).square() * valid).sum(dim=2)
+    return n_r, mean_r, m2_r
+
+
+def merge_row_moments(n_r: Tensor, mean_r: Tensor, m2_r: Tensor, groups: Tensor,
+                      n_groups: int) -> tuple[Tensor, Tensor, Tensor]:
+    """Rows' moments merged into their groups (Chan et al.'s parallel formula, float64, one
+    tensor op per step): (frames, mean, M2) per group, shapes (G,), (G, F), (G, F). A row of
+    group -1 or without frames is left out; a group without rows has frames 0, mean 0, M2 0."""
+    g = torch.as_tensor(groups, device="cpu", dtype=torch.long)
+    n_r, mean_r, m2_r = (t.to(device="cpu", dtype=torch.float64) for t in (n_r, mean_r, m2_r))
+    keep = (g >= 0) & (n_r > 0)
+    n_r, mean_r, m2_r, g = n_r[keep], mean_r[keep], m2_r[keep], g[keep]
+    n_features = mean_r.shape[1]
+    n_g = torch.zeros(n_groups, dtype=torch.float64).index_add_(0, g, n_r)
+    mean_g = torch.zeros(n_groups, n_features, dtype=torch.float64).index_add_(0, g, mean_r * n_r[:, None])
+    mean_g /= n_g.clamp_min(1)[:, None]
+    m2_g = torch.zeros(n_groups, n_features, dtype=torch.float64).index_add_(
+        0, g, m2_r + n_r[:, None] * (mean_r - mean_g[g]).square())
+    return n_g, mean_g, m2_g
 
 
 @torch.no_grad()
@@ -510,23 +558,8 @@ def group_statistics(batches: Iterable[tuple[Tensor, Tensor | None, Tensor]], n_
         if feats.ndim != 3 or feats.shape[1] != n_features:
             raise ValueError(f"group_statistics (batch {i}): expected (B, {n_features}, frames), "
                              f"got {tuple(feats.shape)}")
-        x = feats.detach().to(device="cpu", dtype=torch.float64)
-        g = torch.as_tensor(groups, device="cpu", dtype=torch.long)
-        if lengths is None:
-            n_r = torch.full((x.shape[0],), float(x.shape[2]), dtype=torch.float64)
-        else:
-            n_r = torch.as_tensor(lengths, device="cpu").to(torch.float64).clamp(0, x.shape[2])
-        valid = (torch.arange(x.shape[2]) < n_r[:, None]).to(torch.float64)[:, None, :]  # (B, 1, frames)
-        keep = (g >= 0) & (n_r > 0)
-        if not bool(keep.any()):
-            continue
-        x, valid, n_r, g = x[keep], valid[keep], n_r[keep], g[keep]
-        mean_r = (x * valid).sum(dim=2) / n_r[:, None]                                 # (B, F)
-        m2_r = ((x - mean_r[:, :, None]).square() * valid).sum(dim=2)                  # (B, F)
         # the batch's rows merged per group ...
-        n_b = torch.zeros(n_groups, dtype=torch.float64).index_add_(0, g, n_r)
-        mean_b = torch.zeros_like(mean).index_add_(0, g, mean_r * n_r[:, None]) / n_b.clamp_min(1)[:, None]
-        m2_b = torch.zeros_like(m2).index_add_(0, g, m2_r + n_r[:, None] * (mean_r - mean_b[g]).square())
+        n_b, mean_b, m2_b = merge_row_moments(*row_moments(feats, lengths), groups, n_groups)
         # ... then into the running totals (Chan et al.)
         total = count + n_b
         delta = mean_b - mean
@@ -534,8 +567,20 @@ def group_statistics(batches: Iterable[tuple[Tensor, Tensor | None, Tensor]], n_
         mean = mean + delta * w[:, None]
         m2 = m2 + m2_b + delta.square() * (count * w)[:, None]
         count = total
+    return _mean_std(count, mean, m2, "group_statistics")
+
+
+def statistics_from_row_moments(n_r: Tensor, mean_r: Tensor, m2_r: Tensor, groups: Tensor,
+                                n_groups: int) -> tuple[Tensor, Tensor, Tensor]:
+    """What `group_statistics` returns, (mean, std, frames) per group, from rows' cached moments
+    (`row_moments`) instead of their spectrograms."""
+    count, mean, m2 = merge_row_moments(n_r, mean_r, m2_r, groups, n_groups)
+    return _mean_std(count, mean, m2, "statistics_from_row_moments")
+
+
+def _mean_std(count: Tensor, mean: Tensor, m2: Tensor, where: str) -> tuple[Tensor, Tensor, Tensor]:
     if not bool(torch.isfinite(mean).all() & torch.isfinite(m2).all()):
-        raise ValueError("group_statistics: features contain NaN or inf")
+        raise ValueError(f"{where}: features contain NaN or inf")
     std = torch.where(count[:, None] > 0, (m2 / count.clamp_min(1)[:, None]).sqrt(), torch.ones_like(m2))
     return mean, std, count
 

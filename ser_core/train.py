@@ -33,7 +33,8 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from .config import ModelConfig, TrainConfig
 from .fastpath import accelerate, keep_freed_memory
 from .feature_cache import cache_dir, cache_key, corpus_identity, open_or_build
-from .features import FeatureNormalizer, SpeakerNormalizer, build_frontend, group_statistics, num_frames
+from .features import (FeatureNormalizer, SpeakerNormalizer, build_frontend, group_statistics, num_frames,
+                       row_moments, statistics_from_row_moments)
 from .losses import LossFamily, build_loss, class_balanced_weights
 from .metrics import ClassificationReport, classification_report, compactness
 from .models import MODELS
@@ -375,11 +376,13 @@ def prepare_trial(cfg: TrainConfig, corpus: CorpusLike, timings: dict[str, float
         raw = torch.from_numpy(_shared_spectrograms(cfg, corpus, frontend_cfg, frontend, device, identity, fbatch))
         clock.lap("feature_cache")
         rows_t = {name: torch.as_tensor(rows, dtype=torch.long) for name, rows in splits.items()}
-        # Statistics from the training split only, over each clip's real frames (not its padding).
-        normalizer.fit(_row_batches(raw, rows_t["train"], lens_cpu["train"], fbatch))
-        norm = normalizer if group_of_row is None else _fit_speaker_normalizer(
-            lambda name: _row_batches(raw, rows_t[name], lens_cpu[name], 64), splits, corpus, group_of_row,
-            frontend_cfg.n_features).to(device)
+        # Statistics from the training split only, over each clip's real frames (not its padding),
+        # merged from every row's cached moments (computed once per node, beside the spectrograms).
+        n_rows, mean_rows, m2_rows = _shared_row_moments(cfg, corpus, frontend_cfg, raw, identity)
+        train = rows_t["train"]
+        normalizer.fit_row_moments(n_rows[train], mean_rows[train], m2_rows[train])
+        norm = normalizer if group_of_row is None else _speaker_normalizer_from_moments(
+            (n_rows, mean_rows, m2_rows), splits, corpus, group_of_row).to(device)
         clock.lap("normalizer")
         # On a GPU the trial's rows move to the device when they fit; on a CPU the shared mapping
         # already is RAM, and a private copy would be what sharing avoids.
@@ -453,10 +456,42 @@ def _shared_spectrograms(cfg: TrainConfig, corpus: CorpusLike, frontend_cfg, fro
     return arr
 
 
-def _row_batches(raw: Tensor, rows: Tensor, lengths: Tensor | None, batch: int):
-    """(spectrograms, frame counts) of `rows` of the shared raw features, batch by batch."""
-    for s in range(0, len(rows), batch):
-        yield raw.index_select(0, rows[s:s + batch]), None if lengths is None else lengths[s:s + batch]
+def _shared_row_moments(cfg: TrainConfig, corpus: CorpusLike, frontend_cfg, raw: Tensor,
+                        identity: dict[str, Any], batch: int = 64) -> tuple[Tensor, Tensor, Tensor]:
+    """Every manifest row's (frames, mean, M2) over its real frames, from the node's cache beside
+    the spectrograms (ser_core/feature_cache.py), computed here from `raw` when no trial on this
+    node has yet. The frames are this config's (variable_length), so they are part of the key."""
+    n_all = len(raw)
+    lengths = _valid_frames(corpus, np.arange(n_all), frontend_cfg, cfg.variable_length)
+    n_rows = (torch.full((n_all,), float(raw.shape[2]), dtype=torch.float64) if lengths is None
+              else lengths.to(torch.float64).clamp(0, raw.shape[2]))
+
+    def fill(out: np.ndarray) -> None:
+        for s in range(0, n_all, batch):
+            _, mean_r, m2_r = row_moments(raw[s:s + batch], n_rows[s:s + batch])
+            out[s:s + len(mean_r), 0] = mean_r.numpy()
+            out[s:s + len(mean_r), 1] = m2_r.numpy()
+
+    key = {**cache_key(frontend_cfg.model_dump(mode="json"), identity), "row_moments": "real frames" if
+           lengths is not None else "all frames"}
+    arr, _ = open_or_build(cache_dir(getattr(corpus, "root", None), cfg.feature_cache_dir), key,
+                           (n_all, 2, raw.shape[1]), fill, dtype=np.float64)
+    moments = torch.from_numpy(arr)
+    return n_rows, moments[:, 0], moments[:, 1]
+
+
+def _speaker_normalizer_from_moments(moments: tuple[Tensor, Tensor, Tensor], splits: dict[str, np.ndarray],
+                                     corpus: CorpusLike, group_of_row: np.ndarray) -> SpeakerNormalizer:
+    """`_fit_speaker_normalizer`'s statistics (each speaker's ORIGINAL clips in the trial's splits)
+    merged from the rows' cached moments."""
+    rows = np.concatenate(list(splits.values()))
+    augmented = corpus.manifest["augmented"].to_numpy(dtype=bool) if "augmented" in corpus.manifest.columns \
+        else np.zeros(len(corpus.manifest), dtype=bool)
+    groups = torch.from_numpy(np.where(augmented[rows], -1, group_of_row[rows]))
+    n_groups = int(group_of_row.max()) + 1 if len(group_of_row) else 0
+    idx = torch.from_numpy(rows.astype(np.int64))
+    mean, std, _ = statistics_from_row_moments(*(t[idx] for t in moments), groups, n_groups)
+    return SpeakerNormalizer(mean, std, torch.from_numpy(group_of_row))
 
 
 def _split_raw_batches(feats: SplitFeatures, lengths: Tensor | None, keep: bool):

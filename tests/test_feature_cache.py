@@ -152,17 +152,23 @@ def test_trial_features_from_the_shared_cache_equal_the_in_trial_ones(private_pr
     timings: dict[str, float] = {}
     shared = prepare_trial(_config(private_prepared), corpus, timings)
     assert isinstance(shared.feats["train"], RowFeatures) and shared.feats["train"].cache is None  # CPU: no copy
-    files = list((private_prepared / "feature-cache").glob("*.npy"))
-    assert len(files) == 1 and "feature_cache" in timings
+    files = sorted((private_prepared / "feature-cache").glob("*.npy"))
+    # the raw spectrograms and, beside them, every row's moments (the normaliser's statistics)
+    assert sorted(str(np.load(f, mmap_mode="r").dtype) for f in files) == ["float32", "float64"]
+    assert "feature_cache" in timings
     torch.testing.assert_close(shared.normalizer.mean, own.normalizer.mean, rtol=1e-6, atol=1e-5)
     torch.testing.assert_close(shared.normalizer.std, own.normalizer.std, rtol=1e-6, atol=1e-5)
     for name in ("train", "val", "test"):
         idx = torch.arange(len(own.feats[name]))
         torch.testing.assert_close(shared.feats[name][idx], own.feats[name][idx], rtol=1e-5, atol=1e-4)
-    mtime = files[0].stat().st_mtime_ns
+    mtimes = [f.stat().st_mtime_ns for f in files]
     prepare_trial(_config(private_prepared), corpus.in_memory())  # the object-store copy of a sweep
-    assert files[0].stat().st_mtime_ns == mtime
-    assert list((private_prepared / "feature-cache").glob("*.npy")) == files
+    assert [f.stat().st_mtime_ns for f in files] == mtimes  # both mapped, neither computed again
+    assert sorted((private_prepared / "feature-cache").glob("*.npy")) == files
+    # moments over all frames (variable_length = false) are other numbers under another key
+    fixed = prepare_trial(_config(private_prepared, variable_length=False), corpus)
+    assert len(list((private_prepared / "feature-cache").glob("*.npy"))) == 3
+    assert not torch.allclose(fixed.normalizer.mean, shared.normalizer.mean)
 
 
 def test_fit_on_the_shared_cache_trains_like_the_per_batch_path(private_prepared):

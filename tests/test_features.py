@@ -403,3 +403,34 @@ def test_group_statistics_equal_numpy_per_group_over_real_frames() -> None:
     torch.testing.assert_close(out, expected)
     with pytest.raises(ValueError, match="group_statistics"):
         group_statistics([(torch.zeros(2, 7, 3), None, torch.tensor([0, 1]))], n_groups=2, n_features=8)
+
+
+def test_statistics_from_cached_row_moments_equal_those_from_the_spectrograms() -> None:
+    """What a trial merges from the node's cached row moments is what it would compute from the
+    rows' spectrograms: per group (speaker normalisation) and for one set of rows (the global
+    normaliser), over real frames only, with a row of 0 frames and rows left out (-1)."""
+    from ser_core.features import (FeatureNormalizer, group_statistics, row_moments,
+                                   statistics_from_row_moments)
+
+    rng = np.random.default_rng(7)
+    x = torch.from_numpy((rng.normal(2.0, 3.0, (9, 6, 14)) + np.arange(9)[:, None, None]).astype(np.float32))
+    lengths = torch.tensor([14, 3, 0, 9, 14, 1, 7, 12, 5])
+    groups = torch.tensor([0, 1, 0, 2, -1, 1, 0, 2, 1])
+    n_r, mean_r, m2_r = row_moments(x, lengths)
+    assert n_r.tolist() == lengths.tolist() and torch.all(mean_r[2] == 0) and torch.all(m2_r[2] == 0)
+    got = statistics_from_row_moments(n_r, mean_r, m2_r, groups, 4)
+    batches = [(x[s:s + 4], lengths[s:s + 4], groups[s:s + 4]) for s in range(0, 9, 4)]  # groups split over batches
+    want = group_statistics(batches, n_groups=4, n_features=6)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    assert got[2][3] == 0 and torch.all(got[1][3] == 1)  # a group with no rows: no frames, std 1
+
+    train = torch.tensor([0, 1, 3, 5, 8])
+    streamed = FeatureNormalizer(6).fit([(x[train[:2]], lengths[train[:2]]), (x[train[2:]], lengths[train[2:]])])
+    merged = FeatureNormalizer(6).fit_row_moments(n_r[train], mean_r[train], m2_r[train])
+    torch.testing.assert_close(merged.mean, streamed.mean, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(merged.std, streamed.std, rtol=1e-6, atol=1e-6)
+    cols = torch.cat([x[i, :, :int(lengths[i])] for i in train.tolist()], dim=1).double()
+    torch.testing.assert_close(merged.mean, cols.mean(dim=1).float(), rtol=1e-6, atol=1e-6)
+    with pytest.raises(ValueError, match="no frames"):
+        FeatureNormalizer(6).fit_row_moments(n_r[[2]], mean_r[[2]], m2_r[[2]])
