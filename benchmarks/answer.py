@@ -62,7 +62,7 @@ from benchmarks.sweep import demo_space, overhead_breakdown, print_breakdown  # 
 from ser_core.corpus import PreparedCorpus  # noqa: E402
 from ser_core.feature_cache import CACHE_SUBDIR  # noqa: E402
 from ser_core.prepare import PrepareOptions, prepare_corpora  # noqa: E402
-from search.config import SweepConfig, parse_sweep  # noqa: E402
+from search.config import SchedulerSection, SweepConfig, parse_sweep  # noqa: E402
 from search.results import read_epochs, read_trials  # noqa: E402
 from search.runner import connect, run_sweep  # noqa: E402
 
@@ -408,7 +408,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--trials", type=int, default=None, help="trials per side (default 24, --full 64)")
     p.add_argument("--max-epochs", type=int, default=4, help="ASHA max_t (default 4)")
     p.add_argument("--grace-period", type=int, default=1)
-    p.add_argument("--reduction-factor", type=float, default=2.0)
+    p.add_argument("--reduction-factor", type=float, default=SchedulerSection(max_epochs=1).reduction_factor,
+                   help="ASHA reduction factor (default: the shipped one)")
     p.add_argument("--concurrent", type=int, default=None, help="trials at a time (default: the CPUs)")
     p.add_argument("--seeds", type=lambda v: [int(x) for x in v.split(",") if x.strip()], default=[0],
                    help="TPE seeds, comma-separated: both sides run once per seed (default 0)")
