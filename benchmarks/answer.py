@@ -29,10 +29,13 @@ trial's epoch seconds, plus what it paid between its process's start and its fun
 Ray stamps a trial's start only then), epochs spent, best validation UA reached (any epoch of any trial), the time
 at which each side first reached within 1 UA point of its own final best (from every report's
 wall-clock stamp), peak RSS per trial, and the ratios; then ser-search's overhead breakdown
-(search/overhead.py) and the conventional trial's.
+(search/overhead.py) and the conventional trial's. With several seeds, the ratios over the seeds; with
+--same-configs K, each side's top K configurations over its searches trained again by both trainers (two seeds
+each), which tells a side that trains worse from a search that looked elsewhere.
 
     python benchmarks/answer.py                 # EmoDB (../shared/data/emodb or $SER_SEARCH_EMODB), 24 trials
     python benchmarks/answer.py --seeds 0,1,2   # both sides once per TPE seed, then the ratios over the seeds
+    python benchmarks/answer.py --seeds 0,1,2 --same-configs 1   # + each side's best trained by both trainers
     python benchmarks/answer.py --full          # RAVDESS-sized synthetic corpus (1440 clips), 64 trials
 """
 from __future__ import annotations
@@ -45,7 +48,7 @@ import shutil
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -298,6 +301,62 @@ def run_conventional(args: argparse.Namespace, sweep: SweepConfig, corpus: Prepa
     return t0, stamps
 
 
+# ----------------------------------------------------------------------------- the same configurations, both trainers
+
+
+def same_configurations(args: argparse.Namespace, sweep: SweepConfig, corpus: PreparedCorpus, results: Path,
+                        pairs: dict[int, tuple[Side, Side]], k: int, seeds: tuple[int, ...] = (0, 1)) -> None:
+    """Each side's top-k configurations over all its searches (by the best val UA a search saw), trained again by
+    BOTH trainers with `seeds`, the rest of the configuration as searched: a side's searched best
+    is the maximum over ~100 noisy numbers on a ~90-clip validation fold, so two sides' bests
+    differ by where each search happened to look; the same configuration trained by each tells
+    whether one side TRAINS worse. The conventional side runs in Tune (its trainable needs
+    tune.report), 2 at a time; ser-search's `fit` in this process with one torch thread."""
+    import scipy.stats  # noqa: PLC0415
+    import torch  # noqa: PLC0415
+    from ray import tune  # noqa: PLC0415
+
+    from ser_core.train import fit  # noqa: PLC0415
+
+    configs: list[tuple[str, dict[str, Any]]] = []
+    for index, short in ((0, "conventional"), (1, "ser-search")):
+        found = [(ua, tpe_seed, params) for tpe_seed, sides in pairs.items() for ua, params in sides[index].top(k)]
+        for ua, tpe_seed, params in sorted(found, key=lambda t: -t[0])[:k]:  # the side's top k over all its searches
+            for seed in seeds:
+                configs.append((f"{short} s{tpe_seed} {ua:.3f}", {**params, "seed": seed}))
+    trainable = conventional_trainable(sweep)
+
+    def by_index(config: dict[str, Any], data: dict[str, Any]) -> None:
+        return trainable(configs[config["i"]][1], data)
+
+    grid = tune.Tuner(tune.with_resources(tune.with_parameters(by_index, data=conventional_data(corpus)), {"cpu": 1}),
+                      param_space={"i": tune.grid_search(list(range(len(configs))))},
+                      tune_config=tune.TuneConfig(max_concurrent_trials=args.concurrent),
+                      run_config=tune.RunConfig(name=f"same-configs-{int(time.time())}", storage_path=str(results),
+                                                verbose=0))
+    conv_curves = {r.config["i"]: list(r.metrics_dataframe[METRIC]) for r in grid.fit()}
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as a 1-CPU trial has
+    try:
+        ours_curves = {i: [h.val_ua for h in fit(sweep.trial_config(params), corpus).history]
+                       for i, (_, params) in enumerate(configs)}
+    finally:
+        torch.set_num_threads(threads)
+    print(f"\nthe same configurations trained by both (each side's top {k} over its searches x seeds {list(seeds)}; "
+          f"best val UA over the {args.max_epochs} epochs):")
+    print(f"  {'found by (TPE seed, searched best)':<37}{'family':<15}{'frontend':<9}{'seed':>5}"
+          f"{'conventional':>14}{'ser-search':>12}")
+    diffs = []
+    for i, (origin, params) in enumerate(configs):
+        a, b = max(conv_curves[i]), max(ours_curves[i])
+        diffs.append(b - a)
+        print(f"  {origin:<37}{params['loss_family']:<15}{params['frontend']:<9}{params['seed']:>5}{a:>14.3f}{b:>12.3f}")
+    d = np.array(diffs)
+    half = float(scipy.stats.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("nan")
+    print(f"  ser-search - conventional on the same configurations: {100 * d.mean():+.1f} points "
+          f"(95 % t interval {100 * (d.mean() - half):+.1f} to {100 * (d.mean() + half):+.1f}, {len(d)} pairs)")
+
+
 # ----------------------------------------------------------------------------- figures
 
 
@@ -312,6 +371,10 @@ class Side:
     curve: pd.DataFrame         # reported_at, val_ua of every epoch report, in time order
     peak_rss: pd.Series
     breakdown: Any = None
+    searched: list[tuple[float, dict[str, Any]]] = field(default_factory=list)  # (trial's best val UA, its params)
+
+    def top(self, k: int) -> list[tuple[float, dict[str, Any]]]:
+        return sorted(self.searched, key=lambda t: -t[0])[:k]
 
     @property
     def best(self) -> float:
@@ -341,6 +404,12 @@ def _results(tune_dir: Path) -> dict[str, list[dict[str, Any]]]:
     return out
 
 
+def _searched(results: dict[str, list[dict[str, Any]]]) -> list[tuple[float, dict[str, Any]]]:
+    """Each trial's best reported val UA and its sampled parameters (Tune's logged config)."""
+    return [(max(r[METRIC] for r in rows), dict(rows[0]["config"])) for rows in results.values()
+            if rows and "config" in rows[0]]
+
+
 def conventional_side(start: float, wall: float, stamps: TrialStamps, tune_dir: Path) -> Side:
     results = _results(tune_dir)
     overhead, rss, phases = {}, {}, {}
@@ -352,7 +421,8 @@ def conventional_side(start: float, wall: float, stamps: TrialStamps, tune_dir: 
     curve = pd.DataFrame([{"reported_at": r["reported_at"], METRIC: r[METRIC]} for rows in results.values()
                           for r in rows]).sort_values("reported_at")
     return Side("Ray Tune + Optuna (conventional)", start, wall, len(results), sum(len(r) for r in results.values()),
-                pd.Series(overhead), curve, pd.Series(rss), pd.DataFrame.from_dict(phases, orient="index"))
+                pd.Series(overhead), curve, pd.Series(rss), pd.DataFrame.from_dict(phases, orient="index"),
+                _searched(results))
 
 
 def ser_search_side(start: float, wall: float, sweep_dir: Path) -> Side:
@@ -366,7 +436,8 @@ def ser_search_side(start: float, wall: float, sweep_dir: Path) -> Side:
     curve = pd.DataFrame([{"reported_at": r["reported_at"], METRIC: r[METRIC]} for rows in results.values()
                           for r in rows if "reported_at" in r]).sort_values("reported_at")
     rss = pd.Series({tid: rows[-1].get("peak_rss_mib") for tid, rows in results.items()})
-    return Side("ser-search sweep", start, wall, len(trials), int(len(epochs)), overhead, curve, rss, breakdown)
+    return Side("ser-search sweep", start, wall, len(trials), int(len(epochs)), overhead, curve, rss, breakdown,
+                _searched(results))
 
 
 def report(conv: Side, ours: Side, args: argparse.Namespace, prepare_s: float) -> None:
@@ -414,6 +485,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seeds", type=lambda v: [int(x) for x in v.split(",") if x.strip()], default=[0],
                    help="TPE seeds, comma-separated: both sides run once per seed (default 0)")
     p.add_argument("--emodb", type=Path, default=None)
+    p.add_argument("--same-configs", type=int, default=0, metavar="K",
+                   help="then train each side's top K configurations (over its searches) with both trainers, seeds 0 and 1")
     p.add_argument("--only", choices=("conventional", "ser-search"), default=None, help="run one side only")
     p.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "ser-search-answer")
     args = p.parse_args(argv)
@@ -423,6 +496,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.trials < 1 or not 1 <= args.grace_period <= args.max_epochs or args.reduction_factor <= 1:
         p.error("--trials >= 1, 1 <= --grace-period <= --max-epochs, --reduction-factor > 1")
     return args
+
+
+def sweep_for(args: argparse.Namespace, corpus: PreparedCorpus, seed: int = 0, name: str = "answer") -> SweepConfig:
+    return parse_sweep(sweep_file(args, name, corpus.root, seed), source="benchmarks/answer.py")
 
 
 def run_seed(args: argparse.Namespace, corpus: PreparedCorpus, results: Path, stamp: str,
@@ -511,6 +588,8 @@ def main(argv: list[str] | None = None) -> None:
                             print_breakdown(side.breakdown, "  ")
         if len(pairs) > 1:
             summary(pairs)
+        if pairs and args.same_configs:
+            same_configurations(args, sweep_for(args, corpus), corpus, results, pairs, args.same_configs)
     finally:
         ray.shutdown()
 
