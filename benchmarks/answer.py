@@ -20,8 +20,10 @@ would write it:
 Both sides search the demo sweep's space (search/sweeps/demo.toml: 8 loss families x Mel/STFT, lr,
 family parameters) through the same define-by-run function (search.config.SweepConfig.define_by_run),
 and turn a trial's parameters into the same settings (SweepConfig.trial_config), so they differ only
-in how a trial gets its data and what it pays around its epochs — and in ser-search's own search
-features as shipped (covering first trials, pruned trials told to Optuna as pruned).
+in how a trial gets its data and what it pays around its epochs — and in ser-search telling Optuna
+ASHA's stops as pruned. demo.toml's covering first trials (`cover_choices`) are off unless
+--cover-choices on: with 16 family x frontend combinations they would be 16 of 24 trials, a
+different search from the conventional side's TPE.
 
 Printed for both: wall time (the Tuner's / run_sweep's call; Ray is started once before both and
 timed apart), trials/hour, mean per-trial overhead (driver-stamped trial wall time minus the
@@ -102,7 +104,7 @@ def sweep_file(args: argparse.Namespace, name: str, prepared: Path, seed: int) -
 name = "{name}"
 num_samples = {args.trials}
 max_concurrent_trials = {args.concurrent}
-cover_choices = true
+cover_choices = {str(args.cover_choices == "on").lower()}
 seed = {seed}
 
 [data]
@@ -485,6 +487,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seeds", type=lambda v: [int(x) for x in v.split(",") if x.strip()], default=[0],
                    help="TPE seeds, comma-separated: both sides run once per seed (default 0)")
     p.add_argument("--emodb", type=Path, default=None)
+    p.add_argument("--cover-choices", choices=("on", "off"), default="off",
+                   help="ser-search's covering first trials: off (default) = TPE from the first trial, the same "
+                        "search as the conventional side's OptunaSearch; on = demo.toml's setting")
     p.add_argument("--same-configs", type=int, default=0, metavar="K",
                    help="then train each side's top K configurations (over its searches) with both trainers, seeds 0 and 1")
     p.add_argument("--only", choices=("conventional", "ser-search"), default=None, help="run one side only")
@@ -568,7 +573,8 @@ def main(argv: list[str] | None = None) -> None:
     interrupt_on_signals()
     print(f"answer benchmark: {args.trials} trials per side, ASHA (max {args.max_epochs} epochs, grace "
           f"{args.grace_period}, reduction {args.reduction_factor:g}), TPE seeds {args.seeds}, {args.concurrent} at a "
-          f"time of 1 CPU; {what}: {len(corpus)} prepared clips; demo space, tiny CNN-Transformer")
+          f"time of 1 CPU; {what}: {len(corpus)} prepared clips; demo space, tiny CNN-Transformer; ser-search's "
+          f"cover_choices {args.cover_choices}")
     print(f"  machine: {describe_machine('cpu')}; local Ray started in {ray_start:.1f} s", flush=True)
     pairs: dict[int, tuple[Side, Side]] = {}
     try:
