@@ -485,13 +485,22 @@ def _speaker_normalizer_from_moments(moments: tuple[Tensor, Tensor, Tensor], spl
     """`_fit_speaker_normalizer`'s statistics (each speaker's ORIGINAL clips in the trial's splits)
     merged from the rows' cached moments."""
     rows = np.concatenate(list(splits.values()))
+    groups = torch.from_numpy(_statistics_groups(rows, corpus, group_of_row))
+    idx = torch.from_numpy(rows.astype(np.int64))
+    mean, std, _ = statistics_from_row_moments(*(t[idx] for t in moments), groups, _n_speakers(group_of_row))
+    return SpeakerNormalizer(mean, std, torch.from_numpy(group_of_row))
+
+
+def _statistics_groups(rows: np.ndarray, corpus: CorpusLike, group_of_row: np.ndarray) -> np.ndarray:
+    """Which speaker's statistics each of `rows` shapes: -1 for a noisy copy, which is normalised
+    with its source speaker's statistics but does not shape them."""
     augmented = corpus.manifest["augmented"].to_numpy(dtype=bool) if "augmented" in corpus.manifest.columns \
         else np.zeros(len(corpus.manifest), dtype=bool)
-    groups = torch.from_numpy(np.where(augmented[rows], -1, group_of_row[rows]))
-    n_groups = int(group_of_row.max()) + 1 if len(group_of_row) else 0
-    idx = torch.from_numpy(rows.astype(np.int64))
-    mean, std, _ = statistics_from_row_moments(*(t[idx] for t in moments), groups, n_groups)
-    return SpeakerNormalizer(mean, std, torch.from_numpy(group_of_row))
+    return np.where(augmented[rows], -1, group_of_row[rows])
+
+
+def _n_speakers(group_of_row: np.ndarray) -> int:
+    return int(group_of_row.max()) + 1 if len(group_of_row) else 0
 
 
 def _split_raw_batches(feats: SplitFeatures, lengths: Tensor | None, keep: bool):
@@ -519,19 +528,16 @@ def _fit_speaker_normalizer(batches_of: Callable[[str], Any], splits: dict[str, 
     validation and test: no labels read); noisy copies are normalised with their source speaker's
     statistics but do not shape them, so a training speaker's statistics are taken exactly as an
     evaluation speaker's are."""
-    augmented = corpus.manifest["augmented"].to_numpy(dtype=bool) if "augmented" in corpus.manifest.columns \
-        else np.zeros(len(corpus.manifest), dtype=bool)
-    n_groups = int(group_of_row.max()) + 1 if len(group_of_row) else 0
 
     def items():
         for name, rows in splits.items():
-            groups = np.where(augmented[rows], -1, group_of_row[rows])
+            groups = _statistics_groups(rows, corpus, group_of_row)
             offset = 0
             for feats, lengths in batches_of(name):
                 yield feats, lengths, torch.from_numpy(groups[offset:offset + len(feats)])
                 offset += len(feats)
 
-    mean, std, _ = group_statistics(items(), n_groups, n_features)
+    mean, std, _ = group_statistics(items(), _n_speakers(group_of_row), n_features)
     return SpeakerNormalizer(mean, std, torch.from_numpy(group_of_row))
 
 
