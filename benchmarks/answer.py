@@ -62,6 +62,7 @@ from ray.tune import Callback
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from benchmarks.common import tiny_cpu_sweep  # noqa: E402
 from benchmarks.packing import describe_machine, fmt, interrupt_on_signals, private_ray_env  # noqa: E402
 from benchmarks.sweep import demo_space, overhead_breakdown, print_breakdown  # noqa: E402
 from ser_core.corpus import PreparedCorpus  # noqa: E402
@@ -71,8 +72,6 @@ from search.config import SchedulerSection, SweepConfig, parse_sweep  # noqa: E4
 from search.results import read_epochs, read_trials  # noqa: E402
 from search.runner import connect, run_sweep  # noqa: E402
 
-TINY_MODEL = ('{ name = "cnn_transformer", channels = [8, 16, 16, 16], d_model = 32, n_heads = 2, '
-              'n_layers = 1, ff_dim = 64 }')
 METRIC = "val_ua"
 
 
@@ -99,34 +98,10 @@ def prepared_corpus(args: argparse.Namespace) -> tuple[PreparedCorpus, float, st
 
 
 def sweep_file(args: argparse.Namespace, name: str, prepared: Path, seed: int) -> str:
-    return f"""# Written by benchmarks/answer.py; the [space] is search/sweeps/demo.toml's.
-[sweep]
-name = "{name}"
-num_samples = {args.trials}
-max_concurrent_trials = {args.concurrent}
-cover_choices = {str(args.cover_choices == "on").lower()}
-seed = {seed}
-
-[data]
-prepared = "{prepared}"
-fold = 0
-
-[scheduler]
-max_epochs = {args.max_epochs}
-grace_period = {args.grace_period}
-reduction_factor = {args.reduction_factor:g}
-
-[resources]
-cpus_per_trial = 1
-gpus_per_trial = 0
-
-{demo_space()}
-[base]
-device = "cpu"
-model = {TINY_MODEL}
-frontend = {{ n_mels = 40 }}
-optim = {{ name = "adamw", weight_decay = 1e-4 }}
-"""
+    return tiny_cpu_sweep(written_by="benchmarks/answer.py; the [space] is search/sweeps/demo.toml's", name=name,
+                          trials=args.trials, concurrent=args.concurrent, cover_choices=args.cover_choices == "on",
+                          seed=seed, prepared=prepared, max_epochs=args.max_epochs, grace_period=args.grace_period,
+                          reduction_factor=args.reduction_factor, space=demo_space())
 
 
 # ----------------------------------------------------------------------------- the conventional side

@@ -148,3 +148,42 @@ def machine_summary(device: torch.device) -> str:
 
 def rate_line(label: str, clips: int, seconds: float) -> str:
     return f"  {label:<62} {clips / seconds:9.1f} clips/s  ({clips} clips in {seconds:.2f} s)"
+
+
+TINY_MODEL = ('{ name = "cnn_transformer", channels = [8, 16, 16, 16], d_model = 32, n_heads = 2, '
+              'n_layers = 1, ff_dim = 64 }')  # the demo's model
+
+
+def tiny_cpu_sweep(*, written_by: str, name: str, trials: int, concurrent: int, cover_choices: bool, seed: int,
+                   prepared: Path, max_epochs: int, grace_period: int, reduction_factor: float, space: str) -> str:
+    """A sweep file for the EmoDB benchmarks (answer.py, early_stopping.py): `space` ([space]
+    TOML) searched with TPE `seed` and ASHA over fold 0 of `prepared`, one CPU per trial, the
+    demo's tiny CNN-Transformer on 40-band Mel (or STFT where the space picks it)."""
+    return f"""# Written by {written_by}.
+[sweep]
+name = "{name}"
+num_samples = {trials}
+max_concurrent_trials = {concurrent}
+cover_choices = {str(cover_choices).lower()}
+seed = {seed}
+
+[data]
+prepared = "{prepared}"
+fold = 0
+
+[scheduler]
+max_epochs = {max_epochs}
+grace_period = {grace_period}
+reduction_factor = {reduction_factor:g}
+
+[resources]
+cpus_per_trial = 1
+gpus_per_trial = 0
+
+{space}
+[base]
+device = "cpu"
+model = {TINY_MODEL}
+frontend = {{ n_mels = 40 }}
+optim = {{ name = "adamw", weight_decay = 1e-4 }}
+"""

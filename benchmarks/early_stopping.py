@@ -64,10 +64,6 @@ UA_TOLERANCE = 0.01
 # ... with at most this share of FIFO's search epochs.
 EPOCHS_SHARE = 0.25
 
-TINY_MODEL = ('{ name = "cnn_transformer", channels = [8, 16, 16, 16], d_model = 32, n_heads = 2, '
-              'n_layers = 1, ff_dim = 64 }')
-
-
 # ----------------------------------------------------------------------------- pure figures
 
 
@@ -219,34 +215,13 @@ def space(frontends: list[str]) -> str:
 
 
 def sweep_text(name: str, seed: int, args: argparse.Namespace, prepared: Path, grace_period: int) -> str:
-    return f"""# Written by benchmarks/early_stopping.py; the [space] is search/sweeps/demo.toml's (frontend: {args.frontends}).
-[sweep]
-name = "{name}"
-num_samples = {args.trials}
-max_concurrent_trials = {args.concurrent}
-cover_choices = true
-seed = {seed}
+    from benchmarks.common import tiny_cpu_sweep  # noqa: PLC0415 - librosa and torch: not for the pure figures
 
-[data]
-prepared = "{prepared}"
-fold = 0
-
-[scheduler]
-max_epochs = {args.max_epochs}
-grace_period = {grace_period}
-reduction_factor = {args.reduction_factor:g}
-
-[resources]
-cpus_per_trial = 1
-gpus_per_trial = 0
-
-{space(args.frontends)}
-[base]
-device = "cpu"
-model = {TINY_MODEL}
-frontend = {{ n_mels = 40 }}
-optim = {{ name = "adamw", weight_decay = 1e-4 }}
-"""
+    return tiny_cpu_sweep(written_by=f"benchmarks/early_stopping.py; the [space] is search/sweeps/demo.toml's "
+                                     f"(frontend: {args.frontends})", name=name, trials=args.trials,
+                          concurrent=args.concurrent, cover_choices=True, seed=seed, prepared=prepared,
+                          max_epochs=args.max_epochs, grace_period=grace_period,
+                          reduction_factor=args.reduction_factor, space=space(args.frontends))
 
 
 def _finished(sweep_dir: Path, n: int) -> bool:
