@@ -104,22 +104,10 @@ class ParquetRecorder(Callback):
                 print(f"  {trial.trial_id} ran again after a restore; its first outcome stays recorded", flush=True)
             return
         last = trial.last_result or {}
-        try:
-            # getattr: a recorder pickled by an older version (a restored sweep) has no corpora
-            columns = config_columns(self.to_config(dict(trial.config)), getattr(self, "corpora", None),
-                                     getattr(self, "prepared_id", None))
-        except Exception as e:  # noqa: BLE001 - a bad axis combination must still leave a row
-            columns = _invalid_config_columns(dict(trial.config)) | {"prepared_id": getattr(self, "prepared_id", None)}
-            # the validation message itself, not Ray's wrapping of the trial's identical failure
-            error, status = f"invalid trial configuration: {_invalid_config_text(e)}", "error"
-        row: dict[str, Any] = {
-            "sweep": self.name, "trial_id": trial.trial_id, "status": status,
-            "stage": self.stage, "source_sweep": getattr(self, "source_sweep", None), **columns,
-            "epochs_run": last.get("epoch"), "node": last.get("node"),
-            **{k: _finite_or_none(last.get(k)) for k in COST_METRICS},  # every report carries them
-            "gpu_fraction": self.gpu_fraction, "error": error,
-            "started_at": self._started.get(trial.trial_id), "finished_at": _now(),
-        }
+        row = self._row(trial.trial_id, dict(trial.config), status, error)
+        row.update({"epochs_run": last.get("epoch"), "node": last.get("node"),
+                    **{k: _finite_or_none(last.get(k)) for k in COST_METRICS}})  # every report carries them
+        status = row["status"]  # an invalid configuration is an error whatever Tune said
         if status == "completed":
             best = final_metrics(last) or {}
             row.update({k: _finite_or_none(best.get(k)) for k in _FINAL_KEYS})
@@ -142,6 +130,41 @@ class ParquetRecorder(Callback):
             self._finished.add(trial.trial_id)
         if self.echo:
             print(self._line(row), flush=True)
+
+    def record_lost(self, trial_id: str, params: dict[str, Any], reason: str,
+                    started_at: datetime | None, finished_at: datetime | None) -> None:
+        """A row for a trial that Tune lost with a driver that died (it was asked after Tune's
+        last experiment snapshot, so the resumed sweep cannot know it) and that Optuna was told
+        FAIL: status error, the reason, and whatever epochs it had reported. Without it, those
+        epochs would sit in epochs.parquet under a trial id no row names."""
+        if self.finished(trial_id):
+            return
+        row = self._row(trial_id, params, "error", f"lost with the driver: {reason}")
+        row.update({"started_at": started_at, "finished_at": finished_at or _now()})
+        row.update(self._best_so_far(trial_id))
+        epochs = self.store.epochs()
+        mine = epochs[epochs["trial_id"] == trial_id] if len(epochs) else epochs
+        row["epochs_run"] = int(mine["epoch"].max()) if len(mine) else None
+        self.store.upsert_trial(row)
+        if self.echo:
+            print(self._line(row), flush=True)
+
+    def _row(self, trial_id: str, params: dict[str, Any], status: str, error: str | None) -> dict[str, Any]:
+        """The columns every trial row has: its configuration, status and times."""
+        try:
+            # getattr: a recorder pickled by an older version (a restored sweep) has no corpora
+            columns = config_columns(self.to_config(params), getattr(self, "corpora", None),
+                                     getattr(self, "prepared_id", None))
+        except Exception as e:  # noqa: BLE001 - a bad axis combination must still leave a row
+            columns = _invalid_config_columns(params) | {"prepared_id": getattr(self, "prepared_id", None)}
+            # the validation message itself, not Ray's wrapping of the trial's identical failure
+            error, status = f"invalid trial configuration: {_invalid_config_text(e)}", "error"
+        return {
+            "sweep": self.name, "trial_id": trial_id, "status": status,
+            "stage": self.stage, "source_sweep": getattr(self, "source_sweep", None), **columns,
+            "gpu_fraction": self.gpu_fraction, "error": error,
+            "started_at": self._started.get(trial_id), "finished_at": _now(),
+        }
 
     def _best_so_far(self, trial_id: str) -> dict[str, Any]:
         """Validation figures of a stopped or failed trial's best epoch (no test: it never got there)."""

@@ -22,6 +22,7 @@ import shutil
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timezone
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +38,9 @@ from .checkpoints import SnapshotSafePruning, checkpoint_config, keep_latest_che
 from .config import SweepConfig, changed_settings, parse_sweep, tune_metric
 from .mo_asha import MultiObjectiveASHA, RungState
 from .pruning import PruningAwareOptunaSearch
-from .study import (FINISHED_ATTR, RESULTS_ATTR, StudyLocation, StudyMirror, bind, deletion_hint, discard_dead_start,
-                    existing_study, finish_study, locate_study, restore_study, unbind)
+from .study import (FAILED_ATTR, FINISHED_ATTR, RESULTS_ATTR, TUNE_ID_ATTR, StudyLocation, StudyMirror, bind,
+                    deletion_hint, discard_dead_start, existing_study, failed_tune_trials, finish_study,
+                    locate_study, restore_study, unbind)
 from .recorder import ParquetRecorder
 from .results import ResultsStore
 from .trainable import make_trainable
@@ -405,8 +407,7 @@ def _run_study(sweep: SweepConfig, results: str, sweep_dir: str, tune_path: str,
         else:
             scheduler = ASHAScheduler(**rungs)
             extra = (StudyMirror(name),)
-        recorder = ParquetRecorder(name, sweep.trial_config, results, gpu_fraction, echo=echo,
-                                    corpora=_corpora(corpus), prepared_id=_prepared_id(corpus), source_sweep=name)
+        recorder = _recorder(sweep, results, gpu_fraction, corpus, echo)
         tuner = tune.Tuner(
             trainable,
             tune_config=tune.TuneConfig(
@@ -429,12 +430,51 @@ def _run_study(sweep: SweepConfig, results: str, sweep_dir: str, tune_path: str,
         if failed and echo:
             print(f"told Optuna FAIL for {failed} trial(s) that ended without a result (their reason is in "
                   f"each trial's user attribute ser_search_failed)", file=sys.stderr, flush=True)
+    lost = record_lost_trials(sweep, study, _recorder(sweep, results, gpu_fraction, corpus, echo), store)
+    if lost and echo:
+        print(f"{lost} trial(s) lost with a driver that died are in trials.parquet as errors (their epochs "
+              "are kept; Optuna was told FAIL)", file=sys.stderr, flush=True)
     study.push()  # object-store results: the study's final state beside them
     if study.mirror is not None and study.local_file is not None:  # the driver's private copy is done
         shutil.rmtree(study.local_file.parent, ignore_errors=True)
     local = study.local_file if study.mirror is None and study.local_file is not None else None
     return SweepOutcome(sweep_dir=sweep_dir, num_trials=len(grid), num_errors=errors,
                         study_path=str(local) if local else None, study_location=study.shown)
+
+
+def _recorder(sweep: SweepConfig, results: str, gpu_fraction: float, corpus: Any, echo: bool) -> ParquetRecorder:
+    name = sweep.sweep.name
+    return ParquetRecorder(name, sweep.trial_config, results, gpu_fraction, echo=echo,
+                           corpora=_corpora(corpus), prepared_id=_prepared_id(corpus), source_sweep=name)
+
+
+def record_lost_trials(sweep: SweepConfig, study: StudyLocation, recorder: ParquetRecorder,
+                       store: ResultsStore) -> int:
+    """Give a trials.parquet row to every Tune trial that Optuna was told FAIL for and that has
+    none: one a driver lost before Tune's snapshot named it (the resume never runs it again).
+    Its parameters are Optuna's, with the space's fixed values as define_by_run returns them.
+    Idempotent: a second resume finds the rows. Returns how many rows it wrote."""
+    rows = store.trials()
+    recorded = set(rows["trial_id"]) if len(rows) else set()
+    written = 0
+    for t in failed_tune_trials(study):
+        tune_id = t.user_attrs[TUNE_ID_ATTR]
+        if tune_id in recorded:
+            continue
+        params = dict(t.params)
+        try:
+            params |= sweep.define_by_run(optuna.trial.FixedTrial(t.params)) or {}
+        except Exception:  # noqa: BLE001 - the row is still written, with Optuna's parameters only
+            logger.warning("trial %s: could not rebuild its fixed parameters", tune_id, exc_info=True)
+        recorder.record_lost(tune_id, params, t.user_attrs[FAILED_ATTR], _utc(t.datetime_start),
+                             _utc(t.datetime_complete))
+        written += 1
+    return written
+
+
+def _utc(moment: Any) -> Any:
+    """Optuna's times are naive local times; Parquet's are UTC."""
+    return None if moment is None else moment.astimezone(timezone.utc)
 
 
 def confirmation_seeds(trials: Any, n: int) -> list[int]:

@@ -276,6 +276,17 @@ class StudyMirror(tune.Callback):
         self.sync(force=True)
 
 
+def failed_tune_trials(location: StudyLocation) -> list[optuna.trial.FrozenTrial]:
+    """The trials ser-search told FAIL that had a Ray Tune trial (its id in TUNE_ID_ATTR): an
+    errored trial once the sweep ended, or one lost with a driver that died before Tune's
+    experiment snapshot named it (search.pruning). Warm-start trials are never FAIL."""
+    study = location.load()
+    if study is None:
+        return []
+    return [t for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+            if FAILED_ATTR in t.user_attrs and t.user_attrs.get(TUNE_ID_ATTR)]
+
+
 def finish_study(location: StudyLocation) -> int:
     """Once every trial of a sweep has ended: tell Optuna FAIL for each trial still RUNNING (an
     errored trial, kept RUNNING while a resume could still retry it, or one no driver can tell

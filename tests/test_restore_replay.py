@@ -155,3 +155,53 @@ def test_restored_searcher_uses_this_drivers_copy_of_the_study(tmp_path):
     assert b"old-driver" not in (tmp_path / "searcher.pkl").read_bytes()  # no storage URL in the state
     trial, = optuna.load_study(study_name="replay", storage=f"sqlite:///{new}").trials
     assert trial.state == TrialState.PRUNED and trial.intermediate_values == {1: 0.4, 2: 0.6}
+
+
+def test_a_trial_lost_with_the_driver_gets_an_error_row_over_its_epochs(tmp_path):
+    """A trial asked after Tune's last snapshot reported epochs, then its driver died. The resume
+    fails it in Optuna; it must also get a trials.parquet row (status error, why, its parameters
+    with the space's fixed values, its best epoch so far), so that its epochs in epochs.parquet
+    belong to a row, and Parquet and Optuna name the same trials."""
+    from search.runner import record_lost_trials
+    from search.study import StudyLocation, bind, unbind
+
+    sweep = load_sweep(SWEEPS / "demo.toml")
+    name = sweep.sweep.name
+    path = tmp_path / "optuna.db"
+    location = StudyLocation(name, f"sqlite:///{path}", str(path), path)
+    bind(location)
+    try:
+        storage = optuna.storages.RDBStorage(location.url)
+        searcher = PruningAwareOptunaSearch(space=sweep.define_by_run, metric="val_ua", mode="max",
+                                            sampler=optuna.samplers.TPESampler(seed=0), storage=storage,
+                                            study_name=name, max_epochs=6)
+        searcher.suggest("t1")
+        searcher.save(str(tmp_path / "searcher.pkl"))  # Tune's last snapshot
+        config = searcher.suggest("t2")  # asked after it
+        recorder = ParquetRecorder(name, sweep.trial_config, str(tmp_path), 0.0, echo=False)
+        lost = _Trial("t2", config, {})
+        recorder.on_trial_start(0, [], lost)
+        for n, v in ((1, 0.40), (2, 0.45), (3, 0.42)):
+            recorder.on_trial_result(0, [], lost, {"epoch": n, "train_loss": 1.0, "val_loss": 1.0, "val_ua": v,
+                                                   "val_wa": v, "best_val_ua": 0.45, "epoch_seconds": 2.0})
+        # the driver dies; the resumed one restores the searcher (t2 is told FAIL) and, at the end,
+        # records what was lost, with a fresh recorder as the resumed driver builds it
+        restored = PruningAwareOptunaSearch.__new__(PruningAwareOptunaSearch)
+        restored.restore(str(tmp_path / "searcher.pkl"))
+        again = ParquetRecorder(name, sweep.trial_config, str(tmp_path), 0.0, echo=False)
+        assert record_lost_trials(sweep, location, again, again.store) == 1
+        assert record_lost_trials(sweep, location, again, again.store) == 0  # a second resume adds nothing
+    finally:
+        unbind(name)
+
+    rows = again.store.trials().set_index("trial_id")
+    assert list(rows.index) == ["t2"]  # t1 is Tune's to finish; it has no row yet
+    row = rows.loc["t2"]
+    assert row["status"] == "error" and row["error"].startswith("lost with the driver: asked after the last")
+    assert (row["epochs_run"], row["best_epoch"], row["val_ua"], row["train_seconds"]) == (3, 2, 0.45, 6.0)
+    for key in ("loss_family", "frontend", "lr", "batch_size", "seed"):  # batch_size, seed: fixed axes
+        assert row[key] == config[key], key
+    ot = optuna.load_study(study_name=name, storage=storage).trials[1]
+    assert ot.state == TrialState.FAIL
+    assert row["started_at"].to_pydatetime() == ot.datetime_start.astimezone(row["started_at"].tzinfo)
+    assert set(again.store.epochs()["trial_id"]) <= set(rows.index)

@@ -14,10 +14,11 @@ import optuna
 import pandas as pd
 from optuna.trial import TrialState
 
-from search.study import FAILED_ATTR
+from search.study import FAILED_ATTR, TUNE_ID_ATTR
 from sweep_helpers import write_sweep
 
 NUM_SAMPLES = 8
+LOST = "lost with the driver: "  # how search.recorder.ParquetRecorder.record_lost begins its error
 
 
 def _sweep_cmd(sweep: Path, results: Path, *extra: str) -> list[str]:
@@ -55,8 +56,11 @@ def test_killed_sweep_resumes_without_losing_or_repeating_trials(synthetic_prepa
     assert done.returncode == 0, done.stderr[-3000:]
     after = pd.read_parquet(trials_file)
     assert after["trial_id"].is_unique
-    assert len(after) == NUM_SAMPLES, after[["trial_id", "status"]]
-    assert set(after["status"]) <= {"completed", "pruned"}
+    lost_rows = after[after["error"].fillna("").str.startswith(LOST)]
+    assert set(lost_rows["status"]) <= {"error"}
+    ran = after.drop(lost_rows.index)
+    assert len(ran) == NUM_SAMPLES, after[["trial_id", "status", "error"]]
+    assert set(ran["status"]) <= {"completed", "pruned"}
     after = after.set_index("trial_id")
     for trial_id, row in before.iterrows():  # finished before the kill: not run again
         assert after.loc[trial_id, "finished_at"] == row["finished_at"]
@@ -64,9 +68,12 @@ def test_killed_sweep_resumes_without_losing_or_repeating_trials(synthetic_prepa
     study = optuna.load_study(study_name="r", storage=f"sqlite:///{results / 'r' / 'optuna.db'}")
     finished = [t for t in study.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
     assert len(finished) == NUM_SAMPLES
-    # a trial asked after the last snapshot (the driver died within ~2 s of asking it) is told FAIL
-    assert all(t.state == TrialState.FAIL and FAILED_ATTR in t.user_attrs
-               for t in study.trials if t not in finished)
+    # a trial asked after the last snapshot (the driver died within ~2 s of asking it) is told FAIL,
+    # and its row says it was lost (whether the kill lands there is a matter of timing)
+    others = [t for t in study.trials if t not in finished]
+    assert all(t.state == TrialState.FAIL and FAILED_ATTR in t.user_attrs for t in others)
+    assert set(lost_rows["trial_id"]) == {t.user_attrs[TUNE_ID_ATTR] for t in others}
+    assert set(pd.read_parquet(results / "r" / "epochs.parquet")["trial_id"]) <= set(after.index)
 
 
 def test_resume_after_losing_trials_the_snapshot_never_saw(synthetic_prepared, tmp_path):
@@ -76,8 +83,6 @@ def test_resume_after_losing_trials_the_snapshot_never_saw(synthetic_prepared, t
     ~/.cache; a changed sweep file is refused, a re-commented one resumes; afterwards no Optuna
     trial is RUNNING, every cover_choices point has run, and Optuna and Parquet agree on every
     trial's state."""
-    from search.study import TUNE_ID_ATTR
-
     families = ("cross_entropy", "bce")
     sweep = write_sweep(tmp_path / "lost.toml", synthetic_prepared, name="lost", num_samples=6, max_epochs=2,
                         families=families)
@@ -137,9 +142,22 @@ def test_resume_after_losing_trials_the_snapshot_never_saw(synthetic_prepared, t
     assert lost and all(t.state == TrialState.FAIL for t in lost)  # the driver died with trials running
     rows = pd.read_parquet(trials_file)
     assert rows["trial_id"].is_unique
+    # Parquet and Optuna name the same trials: a lost one too has its row, an error saying so,
+    # over the epochs it had reported (without it they would belong to no row)
     state = {"completed": TrialState.COMPLETE, "pruned": TrialState.PRUNED, "error": TrialState.FAIL}
-    by_tune_id = {t.user_attrs.get(TUNE_ID_ATTR): t for t in study.trials if t not in lost}
+    by_tune_id = {t.user_attrs.get(TUNE_ID_ATTR): t for t in study.trials}
+    assert set(rows["trial_id"]) == set(by_tune_id)
     for _, row in rows.iterrows():
         assert by_tune_id[row["trial_id"]].state == state[row["status"]], row["trial_id"]
+    lost_rows = rows.set_index("trial_id").loc[[t.user_attrs[TUNE_ID_ATTR] for t in lost]]
+    assert (lost_rows["status"] == "error").all() and lost_rows["error"].str.startswith(LOST).all()
+    epochs = pd.read_parquet(results_dir / "lost" / "epochs.parquet")
+    assert set(epochs["trial_id"]) <= set(rows["trial_id"])
+    for trial_id, row in lost_rows.iterrows():
+        mine = epochs[epochs["trial_id"] == trial_id]
+        if len(mine):
+            assert row["epochs_run"] == mine["epoch"].max() and row["val_ua"] == mine["val_ua"].max()
+        else:
+            assert pd.isna(row["epochs_run"])
     ran = {(r.loss_family, r.frontend) for r in rows.itertuples() if r.status in ("completed", "pruned")}
     assert ran == {(f, fe) for f in families for fe in ("mel", "stft")}  # every cover point ran
