@@ -689,8 +689,9 @@ class FoldRun:
                 f"non-finite training loss ({train_loss}) in epoch {epoch} with loss family "
                 f"{cfg.loss.family!r}, lr={cfg.optim.lr}; the trial was stopped"
             )
-        val_sum, val_pred, _ = _predict(self.eval_model, loss_fn, feats["val"], ys["val"], lens["val"], 256, autocast,
-                                        data.class_mask)
+        val_sum, val_pred, val_z = _predict(self.eval_model, loss_fn, feats["val"], ys["val"], lens["val"], 256,
+                                            autocast, data.class_mask)
+        self._val_outputs = (val_pred, val_z)  # the best epoch's are the final validation figures (keep_best)
         val_rep = classification_report(ys["val"].cpu().numpy(), val_pred.cpu().numpy(), data.num_classes)
         seconds = time.perf_counter() - t0
         self.train_seconds += seconds
@@ -700,7 +701,8 @@ class FoldRun:
     def keep_best(self, epoch: int, score: float) -> None:
         """Remember the weights validation scored (the average's with optim.ema_decay) as the best
         so far; `score` is what selection compares (a cross-validated trial: the folds' mean)."""
-        self.best = {"ua": score, "epoch": epoch, "state": _cpu_state(self.eval_model)}
+        self.best = {"ua": score, "epoch": epoch, "state": _cpu_state(self.eval_model),
+                     "val_outputs": getattr(self, "_val_outputs", None)}
 
     def checkpoint(self) -> dict[str, Any]:
         """The resumable state after the last epoch trained."""
@@ -895,7 +897,10 @@ def _final_evaluation(cfg, corpus, frontend_cfg, model, loss_fn, normalizer, bes
     optim.ema_decay those are the moving average's weights, which `model` is then."""
     num_classes = len(corpus.labels)
     model.load_state_dict(best["state"])
-    _, val_pred, val_z = _predict(model, loss_fn, feats["val"], ys["val"], lens["val"], 256, autocast, class_mask)
+    if best.get("val_outputs") is not None:  # the best epoch's own validation pass, on these same weights
+        val_pred, val_z = best["val_outputs"]
+    else:  # a best epoch from a resumed checkpoint: its outputs were not kept
+        _, val_pred, val_z = _predict(model, loss_fn, feats["val"], ys["val"], lens["val"], 256, autocast, class_mask)
     _, test_pred, test_z = _predict(model, loss_fn, feats["test"], ys["test"], lens["test"], 256, autocast,
                                     class_mask)
     yv, yt = ys["val"].cpu().numpy(), ys["test"].cpu().numpy()

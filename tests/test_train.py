@@ -69,6 +69,37 @@ def test_resume_from_checkpoint_equals_uninterrupted_run(corpus, synthetic_prepa
     assert resumed.test.ua == full.test.ua
 
 
+def test_final_evaluation_reuses_the_best_epochs_validation_pass(corpus, synthetic_prepared, monkeypatch):
+    """The best epoch's validation outputs are the final validation figures: the final
+    evaluation runs only the test pass. A resume whose best epoch is in the checkpoint has no
+    outputs kept and runs validation again, to the same figures."""
+    import ser_core.train as train
+
+    passes: list[int] = []  # which split each pass read (by its features object)
+    predict = train._predict
+
+    def counted(model, loss_fn, x, *args, **kwargs):
+        passes.append(id(x))
+        return predict(model, loss_fn, x, *args, **kwargs)
+
+    monkeypatch.setattr(train, "_predict", counted)
+    cfg = tiny_config(synthetic_prepared, loss={"family": "center"})
+    cfg = cfg.model_copy(update={"optim": cfg.optim.model_copy(update={"epochs": 3})})
+    states = {}
+    full = fit(cfg, corpus, on_epoch=lambda r, state: states.__setitem__(r.epoch, state()))
+    val, test = passes[0], passes[-1]
+    assert passes == [val, val, val, test] and val != test  # one validation pass per epoch, test once
+    best = full.history[full.best_epoch - 1]
+    assert (full.val.ua, full.val.wa) == (best.val_ua, best.val_wa)
+
+    passes.clear()
+    resumed = fit(cfg, corpus, resume=states[2])
+    again = passes[:-1]  # epoch 3's validation, and validation once more if the best epoch was before it
+    assert len(again) == (2 if full.best_epoch < 3 else 1) and len(set(again)) == 1
+    assert (resumed.best_epoch, resumed.val.ua, resumed.test.ua) == (full.best_epoch, full.val.ua, full.test.ua)
+    assert resumed.compactness_val == pytest.approx(full.compactness_val, rel=1e-6)
+
+
 def test_non_finite_loss_stops_the_trial_with_a_clear_error(corpus, synthetic_prepared):
     class Poisoned:
         """The same corpus with one training clip's samples set to inf."""
