@@ -18,6 +18,7 @@ from ray.tune import Callback
 
 from ser_core.config import TrainConfig
 from ser_core.cost import COST_METRICS
+from ser_core.metrics import SAME_SCORE
 
 from .trainable import BEST_FILE, FINAL_JSON, final_metrics
 from .results import LOSS_PARAM_COLUMNS, ResultsStore, config_columns, confusion_rows
@@ -172,7 +173,9 @@ class ParquetRecorder(Callback):
         mine = epochs[epochs["trial_id"] == trial_id] if len(epochs) else epochs
         if not len(mine):
             return {}
-        best = mine.loc[mine["val_ua"].idxmax()]
+        mine = mine.sort_values("epoch")
+        ua = mine["val_ua"]
+        best = mine.loc[(ua >= ua.max() - SAME_SCORE).idxmax()]  # the first best epoch, as ser_core.metrics.improves
         return {"best_epoch": int(best["epoch"]), "val_ua": float(best["val_ua"]),
                 "val_wa": float(best["val_wa"]), "train_seconds": float(mine["seconds"].sum())}
 

@@ -49,6 +49,19 @@ def classification_report(y_true: np.ndarray, y_pred: np.ndarray, num_classes: i
     )
 
 
+# Two UAs closer than this are one score reached by two confusion matrices: UA is a mean of
+# per-class recalls, and equal means summed from other recalls can differ in the last bit
+# (0.5208333333333333 vs ...334: the float error is ~1e-16). A real difference below 1e-12
+# would need per-class recall changes that cancel to 12 digits.
+SAME_SCORE = 1e-12
+
+
+def improves(score: float, best: float) -> bool:
+    """Model selection's rule: a later epoch replaces the best only by a higher score; on a tie
+    the earlier epoch stays (the fewer epochs, and the same rule whatever the rounding)."""
+    return score > best + SAME_SCORE
+
+
 def compactness(embeddings: np.ndarray, y: np.ndarray) -> float:
     """Mean distance of each embedding to its class center divided by the mean distance
     between class centers: lower means tighter, better separated classes (the center-loss

@@ -36,7 +36,7 @@ from .feature_cache import cache_dir, cache_key, corpus_identity, open_or_build
 from .features import (FeatureNormalizer, SpeakerNormalizer, build_frontend, group_statistics, num_frames,
                        row_moments, statistics_from_row_moments)
 from .losses import LossFamily, build_loss, class_balanced_weights
-from .metrics import ClassificationReport, classification_report, compactness
+from .metrics import ClassificationReport, classification_report, compactness, improves
 from .models import MODELS
 from .augment import BatchAugment
 from .schedules import build_schedule, steps_per_epoch
@@ -552,7 +552,7 @@ def fit(cfg: TrainConfig, corpus: CorpusLike, on_epoch: EpochCallback | None = N
     run = FoldRun(cfg, corpus, resume, timings)
     for epoch in range(run.start_epoch, cfg.optim.epochs + 1):
         report = run.train_epoch(epoch)
-        if report.val_ua > run.best["ua"]:
+        if improves(report.val_ua, run.best["ua"]):
             run.keep_best(epoch, report.val_ua)
         report.best_val_ua = run.best["ua"]
         run.history.append(report)
@@ -844,7 +844,7 @@ def fit_folds(cfg: TrainConfig, corpus: CorpusLike, on_epoch: EpochCallback | No
             with rng.of(i, device):
                 reports.append(run.train_epoch(epoch))
         mean_ua = float(np.mean([r.val_ua for r in reports]))
-        if mean_ua > best["ua"]:
+        if improves(mean_ua, best["ua"]):
             best = {"ua": mean_ua, "epoch": epoch}
             for run in runs:
                 run.keep_best(epoch, mean_ua)

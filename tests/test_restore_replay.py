@@ -205,3 +205,19 @@ def test_a_trial_lost_with_the_driver_gets_an_error_row_over_its_epochs(tmp_path
     assert ot.state == TrialState.FAIL
     assert row["started_at"].to_pydatetime() == ot.datetime_start.astimezone(row["started_at"].tzinfo)
     assert set(again.store.epochs()["trial_id"]) <= set(rows.index)
+
+
+def test_a_stopped_trials_best_epoch_is_its_first_best(tmp_path):
+    """A stopped trial's row takes its best epoch from epochs.parquet with the training loop's
+    rule (ser_core.metrics.improves): equal UAs but for the last bit keep the earlier epoch."""
+    sweep = load_sweep(SWEEPS / "demo.toml")
+    params = {"loss_family": "cross_entropy", "frontend": "mel", "lr": 1e-3, "batch_size": 32, "seed": 0}
+    recorder = ParquetRecorder(sweep.sweep.name, sweep.trial_config, str(tmp_path), 0.0, echo=False)
+    trial = _Trial("t1", {k: params.get(k) for k in sweep.space}, {"epoch": 3})
+    recorder.on_trial_start(0, [], trial)
+    for n, v in ((1, 0.5208333333333333), (2, 0.5), (3, 0.5208333333333334)):
+        recorder.on_trial_result(0, [], trial, {"epoch": n, "train_loss": 1.0, "val_loss": 1.0, "val_ua": v,
+                                                "val_wa": v, "best_val_ua": 0.5208333333333333, "epoch_seconds": 1.0})
+    recorder.on_trial_complete(0, [], trial)  # stopped by ASHA: pruned
+    row = recorder.store.trials().set_index("trial_id").loc["t1"]
+    assert (row["status"], row["best_epoch"], row["val_ua"]) == ("pruned", 1, 0.5208333333333333)

@@ -365,3 +365,26 @@ def test_ema_weights_are_what_validation_and_test_use(corpus, synthetic_prepared
     best_epoch_state = seen[result.best_epoch - 1][1]
     ema_best = {k.removeprefix("module."): v for k, v in best_epoch_state["ema"].items() if k.startswith("module.")}
     assert all(torch.equal(result.checkpoint["model"][k], ema_best[k]) for k in ema_best)
+
+
+def test_a_tie_in_validation_ua_keeps_the_earlier_epoch(corpus, synthetic_prepared, monkeypatch):
+    """Epochs 1 and 3 reach the same UA by two confusion matrices, equal but for the last bit
+    (as 0.5208333333333333 and 0.5208333333333334 did in a demo trial): the first stays the best,
+    and its weights are what the test split sees."""
+    import dataclasses
+
+    import ser_core.train as train
+
+    scores = iter([0.5208333333333333, 0.5, 0.5208333333333334])
+    report = train.classification_report
+
+    def epoch_scores(y_true, y_pred, num_classes):
+        real = report(y_true, y_pred, num_classes)
+        return dataclasses.replace(real, ua=next(scores, real.ua))  # the epochs' three validations, then real
+
+    monkeypatch.setattr(train, "classification_report", epoch_scores)
+    cfg = tiny_config(synthetic_prepared)
+    cfg = cfg.model_copy(update={"optim": cfg.optim.model_copy(update={"epochs": 3})})
+    result = fit(cfg, corpus)
+    assert [h.best_val_ua for h in result.history] == [0.5208333333333333] * 3
+    assert result.best_epoch == 1
