@@ -164,7 +164,7 @@ PHASES = {
     "fit_model": "fit: model, loss, optimisers",
     "fit_between_epochs": "fit, between epochs outside their timed seconds",
     "checkpoint_report": "a checkpoint and a tune.report per epoch",
-    "final_eval": "the best epoch's validation + test evaluation",
+    "final_eval": "the best epoch's test evaluation (its validation outputs are kept from that epoch)",
     "rest": "wall - epochs - the above: the last report, stopping, the driver's bookkeeping",
 }
 
