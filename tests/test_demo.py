@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 import ray
+from scipy import stats
 
-from search.claims import CLAIMS, VERDICTS
+from search.claims import CLAIMS, LOWER_IS_BETTER
 from search.cli import main
 from search.demo import run_demo
 from search.demolog import FINISHED_PREFIX, LOG_NAME, RAY_LOGS, SESSION_PREFIX
@@ -50,13 +51,41 @@ def test_claims_command_on_the_demo_results(demo_out, capsys):
     table = json.loads(capsys.readouterr().out)
     assert {r["claim"] for r in table} == {c.claim for c in CLAIMS}
     assert {r["protocol"] for r in table} == {"within synthetic"}
+    # Every number recomputed here from demo-confirm's trials.parquet with scipy, and the verdict
+    # from the interval by the rule the README states, independently of search.claims.
+    confirmed = read_trials(out / "results" / "demo-confirm")
+    claims = {c.claim: c for c in CLAIMS}
     for row in table:
-        assert row["n_pairs"] == 2, row                      # both arms confirmed with 2 seeds
-        assert row["verdict"] in VERDICTS and row["sweep"] == "demo"  # the lineage: demo + demo-confirm
-        if row["ci_low"] is None:  # 2 seeds on a tiny test set: equal differences happen, no interval then
-            assert "differences are equal" in row["note"] and row["verdict"] == "inconclusive", row
-        else:
-            assert row["ci_low"] <= row["mean_diff"] <= row["ci_high"]
+        claim, metric = claims[row["claim"]], row["metric"]
+        assert row["sweep"] == "demo"  # the lineage: demo + demo-confirm
+
+        def runs(arm):
+            mine = confirmed[(confirmed["loss_family"] == arm.loss_family) & (confirmed["frontend"] == arm.frontend)]
+            assert mine["config_key"].nunique() == 1  # one configuration per arm, run with 2 seeds
+            return mine.set_index("seed")[metric]
+
+        a, b = runs(claim.arm_a), runs(claim.arm_b)
+        diffs = ((b - a) if metric in LOWER_IS_BETTER else (a - b)).dropna()
+        assert row["n_pairs"] == len(diffs) == 2, row  # paired by seed
+        assert row["mean_diff"] == pytest.approx(diffs.mean(), abs=1e-12)
+        if diffs.std(ddof=1) <= 1e-12:  # 2 seeds on a tiny test set: equal differences, no interval
+            assert row["ci_low"] is None and row["verdict"] == "inconclusive", row
+            assert "differences are equal" in row["note"]
+            continue
+        low, high = stats.t.interval(0.95, len(diffs) - 1, loc=diffs.mean(), scale=stats.sem(diffs))
+        assert (row["ci_low"], row["ci_high"]) == (pytest.approx(low), pytest.approx(high))
+        assert row["verdict"] == _verdict(low, high, claim.stated_effect), row
+
+
+def _verdict(low: float, high: float, effect: float) -> str:
+    """The README's verdict rule, written out again: the interval against 0 and the effect E."""
+    if low > effect:
+        return "exceeds E"
+    if high < 0:
+        return "opposite"
+    if low > 0:
+        return "consistent with E" if high >= effect else "real but smaller than E"
+    return "not detected" if high < effect else "inconclusive"
 
 
 def test_the_demo_keeps_its_own_log(demo_out):
