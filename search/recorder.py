@@ -140,7 +140,10 @@ class ParquetRecorder(Callback):
         epochs would sit in epochs.parquet under a trial id no row names."""
         if self.finished(trial_id):
             return
-        row = self._row(trial_id, params, "error", f"lost with the driver: {reason}")
+        lost = f"lost with the driver: {reason}"
+        row = self._row(trial_id, params, "error", lost)
+        if row["error"] != lost:  # its configuration did not validate (or was not found): say both
+            row["error"] = f"{lost} ({row['error']})"
         row.update({"started_at": started_at, "finished_at": finished_at or _now()})
         row.update(self._best_so_far(trial_id))
         epochs = self.store.epochs()

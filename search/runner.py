@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+import pyarrow.fs as pafs
 import ray
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler
@@ -635,5 +636,41 @@ def run_confirm(results: str, sweep_name: str, *, top: int, seeds: int, address:
             _announce(f"confirmation {name!r} ({' x '.join(repeats)})", runs, address, resources, run_dir)
         grid = tuner.fit()
         keep_latest_checkpoints(grid)
+        store = ResultsStore(results, name)
+        recorder = ParquetRecorder(name, confirm_config, results, gpu_fraction, stage="confirm", echo=echo,
+                                   corpora=_corpora(corpus), prepared_id=_prepared_id(corpus), source_sweep=sweep_name)
+        lost = record_lost_runs(store, recorder, {(r.metrics or {}).get("trial_id") for r in grid})
+        if lost and echo:
+            print(f"{lost} run(s) lost with a driver that died are in trials.parquet as errors (their epochs "
+                  "are kept; their configurations ran again)", file=sys.stderr, flush=True)
     errors = sum(1 for r in grid if r.error is not None)
     return SweepOutcome(sweep_dir=run_dir, num_trials=len(grid), num_errors=errors, study_path=None)
+
+
+LOST_RUN = ("started after the last experiment snapshot of a driver that died: the restored experiment "
+            "does not know it and ran its configuration again as a new trial")
+
+
+def record_lost_runs(store: ResultsStore, recorder: ParquetRecorder, known: set[str | None]) -> int:
+    """A confirmation has no Optuna study to say which runs a killed driver lost: a lost run is
+    one with epochs in epochs.parquet, no trial row, and no trial in the restored experiment
+    (`known`). Its row (ParquetRecorder.record_lost) takes the configuration from its Tune
+    directory's params.json. Returns how many rows it wrote."""
+    epochs, rows = store.epochs(), store.trials()
+    if not len(epochs):
+        return 0
+    recorded = set(rows["trial_id"]) if len(rows) else set()
+    lost = sorted(set(epochs["trial_id"]) - recorded - known)
+    if not lost:
+        return 0
+    tune_dir = f"{store.root}/{TUNE_DIR}"
+    names = [info.base_name for info in store.fs.get_file_info(pafs.FileSelector(tune_dir, allow_not_found=True))
+             if info.type == pafs.FileType.Directory]
+    for trial_id in lost:
+        found = [n for n in names if f"_{trial_id}_" in n]
+        params: dict[str, Any] = {}
+        if found:
+            with store.fs.open_input_stream(f"{tune_dir}/{found[0]}/params.json") as fh:
+                params = json.loads(fh.read().decode("utf-8"))
+        recorder.record_lost(trial_id, params, LOST_RUN, None, None)
+    return len(lost)

@@ -221,3 +221,41 @@ def test_a_stopped_trials_best_epoch_is_its_first_best(tmp_path):
     recorder.on_trial_complete(0, [], trial)  # stopped by ASHA: pruned
     row = recorder.store.trials().set_index("trial_id").loc["t1"]
     assert (row["status"], row["best_epoch"], row["val_ua"]) == ("pruned", 1, 0.5208333333333333)
+
+
+def test_a_confirmation_run_lost_with_the_driver_gets_an_error_row(tmp_path):
+    """A confirmation has no Optuna study: a run with epochs, no row and no trial in the restored
+    experiment was lost with a killed driver. Its row takes the configuration from its Tune
+    directory's params.json; a run the experiment still has, or one with a row, is left alone."""
+    import json
+
+    from search.runner import confirm_config, record_lost_runs
+
+    sweep = load_sweep(SWEEPS / "demo.toml")
+    params = {"loss_family": "center", "frontend": "stft", "lr": 2e-3, "batch_size": 32, "seed": 0,
+              "center_lambda": 0.01, "center_lr": 0.5}
+    config = sweep.trial_config({k: params.get(k) for k in sweep.space})
+    run = {"config_json": config.model_dump_json(), "seed": 2}
+    recorder = ParquetRecorder("demo-confirm", confirm_config, str(tmp_path), 0.0, stage="confirm", echo=False,
+                               source_sweep="demo")
+    for trial_id in ("lost0001_00003", "live0001_00004"):
+        trial = _Trial(trial_id, run, {})
+        recorder.on_trial_start(0, [], trial)
+        for n, v in ((1, 0.30), (2, 0.35)):
+            recorder.on_trial_result(0, [], trial, {"epoch": n, "train_loss": 1.0, "val_loss": 1.0, "val_ua": v,
+                                                    "val_wa": v, "best_val_ua": 0.35, "epoch_seconds": 1.5})
+    trial_dir = tmp_path / "demo-confirm" / "tune" / "ser_trial_lost0001_00003_3_config_json=x,seed=2_2026-12-01"
+    trial_dir.mkdir(parents=True)
+    (trial_dir / "params.json").write_text(json.dumps(run))
+
+    again = ParquetRecorder("demo-confirm", confirm_config, str(tmp_path), 0.0, stage="confirm", echo=False,
+                            source_sweep="demo")
+    assert record_lost_runs(again.store, again, known={"live0001_00004"}) == 1
+    assert record_lost_runs(again.store, again, known={"live0001_00004"}) == 0
+    rows = again.store.trials().set_index("trial_id")
+    assert list(rows.index) == ["lost0001_00003"]
+    row = rows.loc["lost0001_00003"]
+    assert row["status"] == "error" and row["error"].startswith("lost with the driver: started after the last")
+    assert (row["stage"], row["source_sweep"], row["seed"]) == ("confirm", "demo", 2)
+    assert (row["loss_family"], row["frontend"], row["center_lambda"]) == ("center", "stft", 0.01)
+    assert (row["epochs_run"], row["best_epoch"], row["val_ua"]) == (2, 2, 0.35)
