@@ -617,6 +617,7 @@ class FoldRun:
 
         self.history: list[EpochReport] = []
         self.best: dict[str, Any] = {"ua": -1.0, "epoch": 0, "state": None}
+        self._val_outputs: tuple[Tensor, Tensor] | None = None  # the last epoch's validation predictions, embeddings
         self.start_epoch = 1
         self.epoch = 0  # the last epoch trained
         if resume is not None:
@@ -691,7 +692,7 @@ class FoldRun:
             )
         val_sum, val_pred, val_z = _predict(self.eval_model, loss_fn, feats["val"], ys["val"], lens["val"], 256,
                                             autocast, data.class_mask)
-        self._val_outputs = (val_pred, val_z)  # the best epoch's are the final validation figures (keep_best)
+        self._val_outputs = (val_pred, val_z)  # if keep_best keeps this epoch, the final validation figures
         val_rep = classification_report(ys["val"].cpu().numpy(), val_pred.cpu().numpy(), data.num_classes)
         seconds = time.perf_counter() - t0
         self.train_seconds += seconds
@@ -702,7 +703,7 @@ class FoldRun:
         """Remember the weights validation scored (the average's with optim.ema_decay) as the best
         so far; `score` is what selection compares (a cross-validated trial: the folds' mean)."""
         self.best = {"ua": score, "epoch": epoch, "state": _cpu_state(self.eval_model),
-                     "val_outputs": getattr(self, "_val_outputs", None)}
+                     "val_outputs": self._val_outputs}
 
     def checkpoint(self) -> dict[str, Any]:
         """The resumable state after the last epoch trained."""
