@@ -30,6 +30,9 @@ _FINAL_KEYS = ("best_epoch", "val_ua", "val_wa", "val_f1_macro", "val_precision_
                "test_ua_ci95_low", "test_ua_ci95_high")  # the last two: cross-validated trials only
 
 
+LOST_PREFIX = "lost with the driver: "  # how a lost trial's error begins (record_lost)
+
+
 def _now() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -124,7 +127,7 @@ class ParquetRecorder(Callback):
                     for r in confusion_rows(final[f"confusion_{split}"], final["labels"], split)]
             self.store.replace_confusion(trial.trial_id, rows)
         else:
-            best = self._best_so_far(trial.trial_id)
+            best = _best_of(self._epochs_of(trial.trial_id))
             row.update(best)
         self.store.upsert_trial(row)
         if status in ("completed", "pruned"):
@@ -140,14 +143,13 @@ class ParquetRecorder(Callback):
         epochs would sit in epochs.parquet under a trial id no row names."""
         if self.finished(trial_id):
             return
-        lost = f"lost with the driver: {reason}"
+        lost = f"{LOST_PREFIX}{reason}"
         row = self._row(trial_id, params, "error", lost)
         if row["error"] != lost:  # its configuration did not validate (or was not found): say both
             row["error"] = f"{lost} ({row['error']})"
         row.update({"started_at": started_at, "finished_at": finished_at or _now()})
-        row.update(self._best_so_far(trial_id))
-        epochs = self.store.epochs()
-        mine = epochs[epochs["trial_id"] == trial_id] if len(epochs) else epochs
+        mine = self._epochs_of(trial_id)
+        row.update(_best_of(mine))
         row["epochs_run"] = int(mine["epoch"].max()) if len(mine) else None
         self.store.upsert_trial(row)
         if self.echo:
@@ -170,17 +172,10 @@ class ParquetRecorder(Callback):
             "started_at": self._started.get(trial_id), "finished_at": _now(),
         }
 
-    def _best_so_far(self, trial_id: str) -> dict[str, Any]:
-        """Validation figures of a stopped or failed trial's best epoch (no test: it never got there)."""
+    def _epochs_of(self, trial_id: str) -> Any:
+        """The trial's rows of epochs.parquet."""
         epochs = self.store.epochs()
-        mine = epochs[epochs["trial_id"] == trial_id] if len(epochs) else epochs
-        if not len(mine):
-            return {}
-        mine = mine.sort_values("epoch")
-        ua = mine["val_ua"]
-        best = mine.loc[(ua >= ua.max() - SAME_SCORE).idxmax()]  # the first best epoch, as ser_core.metrics.improves
-        return {"best_epoch": int(best["epoch"]), "val_ua": float(best["val_ua"]),
-                "val_wa": float(best["val_wa"]), "train_seconds": float(mine["seconds"].sum())}
+        return epochs[epochs["trial_id"] == trial_id] if len(epochs) else epochs
 
     @staticmethod
     def _line(row: dict[str, Any]) -> str:
@@ -199,6 +194,18 @@ class ParquetRecorder(Callback):
         if row.get("error"):
             parts.append(f"error: {row['error'].splitlines()[0][:160]}")
         return "  " + "  ".join(parts)
+
+
+def _best_of(mine: Any) -> dict[str, Any]:
+    """Validation figures of a stopped or failed trial's best epoch (no test: it never got there),
+    from its epoch rows."""
+    if not len(mine):
+        return {}
+    mine = mine.sort_values("epoch")
+    ua = mine["val_ua"]
+    best = mine.loc[(ua >= ua.max() - SAME_SCORE).idxmax()]  # the first best epoch, as ser_core.metrics.improves
+    return {"best_epoch": int(best["epoch"]), "val_ua": float(best["val_ua"]),
+            "val_wa": float(best["val_wa"]), "train_seconds": float(mine["seconds"].sum())}
 
 
 def _invalid_config_columns(params: dict[str, Any]) -> dict[str, Any]:

@@ -384,6 +384,9 @@ def _run_study(sweep: SweepConfig, results: str, sweep_dir: str, tune_path: str,
     trainable = tune.with_resources(tune.with_parameters(make_trainable(sweep.trial_config), corpus=corpus),
                                     resources)
 
+    # the pickled copy in Tune's snapshot records a restored sweep's trials; this one, what it lost
+    recorder = ParquetRecorder(name, sweep.trial_config, results, gpu_fraction, echo=echo,
+                               corpora=_corpora(corpus), prepared_id=_prepared_id(corpus), source_sweep=name)
     if resume:
         # Errored trials are retried only while their Optuna trials are open (a driver died before
         # the sweep ended): once a sweep has ended they are FAIL in Optuna, which cannot be undone.
@@ -408,7 +411,6 @@ def _run_study(sweep: SweepConfig, results: str, sweep_dir: str, tune_path: str,
         else:
             scheduler = ASHAScheduler(**rungs)
             extra = (StudyMirror(name),)
-        recorder = _recorder(sweep, results, gpu_fraction, corpus, echo)
         tuner = tune.Tuner(
             trainable,
             tune_config=tune.TuneConfig(
@@ -431,7 +433,7 @@ def _run_study(sweep: SweepConfig, results: str, sweep_dir: str, tune_path: str,
         if failed and echo:
             print(f"told Optuna FAIL for {failed} trial(s) that ended without a result (their reason is in "
                   f"each trial's user attribute ser_search_failed)", file=sys.stderr, flush=True)
-    lost = record_lost_trials(sweep, study, _recorder(sweep, results, gpu_fraction, corpus, echo), store)
+    lost = record_lost_trials(sweep, study, recorder)
     if lost and echo:
         print(f"{lost} trial(s) lost with a driver that died are in trials.parquet as errors (their epochs "
               "are kept; Optuna was told FAIL)", file=sys.stderr, flush=True)
@@ -443,19 +445,12 @@ def _run_study(sweep: SweepConfig, results: str, sweep_dir: str, tune_path: str,
                         study_path=str(local) if local else None, study_location=study.shown)
 
 
-def _recorder(sweep: SweepConfig, results: str, gpu_fraction: float, corpus: Any, echo: bool) -> ParquetRecorder:
-    name = sweep.sweep.name
-    return ParquetRecorder(name, sweep.trial_config, results, gpu_fraction, echo=echo,
-                           corpora=_corpora(corpus), prepared_id=_prepared_id(corpus), source_sweep=name)
-
-
-def record_lost_trials(sweep: SweepConfig, study: StudyLocation, recorder: ParquetRecorder,
-                       store: ResultsStore) -> int:
+def record_lost_trials(sweep: SweepConfig, study: StudyLocation, recorder: ParquetRecorder) -> int:
     """Give a trials.parquet row to every Tune trial that Optuna was told FAIL for and that has
     none: one a driver lost before Tune's snapshot named it (the resume never runs it again).
     Its parameters are Optuna's, with the space's fixed values as define_by_run returns them.
     Idempotent: a second resume finds the rows. Returns how many rows it wrote."""
-    rows = store.trials()
+    rows = recorder.store.trials()
     recorded = set(rows["trial_id"]) if len(rows) else set()
     written = 0
     for t in failed_tune_trials(study):
@@ -617,13 +612,12 @@ def run_confirm(results: str, sweep_name: str, *, top: int, seeds: int, address:
     trainable = tune.with_resources(tune.with_parameters(make_trainable(confirm_config), corpus=corpus),
                                     resources)
     with one_driver(results, run_dir, f"confirmation {name!r}" + (" (--resume)" if resume else "")):
+        # source_sweep: the lineage, whatever `name` says (claims pair runs within one lineage)
+        recorder = ParquetRecorder(name, confirm_config, results, gpu_fraction, stage="confirm", echo=echo,
+                                   corpora=_corpora(corpus), prepared_id=_prepared_id(corpus), source_sweep=sweep_name)
         if resume:
             tuner = tune.Tuner.restore(tune_path, trainable=trainable, resume_unfinished=True, resume_errored=True)
         else:
-            # source_sweep: the lineage, whatever `name` says (claims pair runs within one lineage)
-            recorder = ParquetRecorder(name, confirm_config, results, gpu_fraction, stage="confirm", echo=echo,
-                                        corpora=_corpora(corpus), prepared_id=_prepared_id(corpus),
-                                        source_sweep=sweep_name)
             tuner = tune.Tuner(
                 trainable,
                 param_space=space,
@@ -636,10 +630,7 @@ def run_confirm(results: str, sweep_name: str, *, top: int, seeds: int, address:
             _announce(f"confirmation {name!r} ({' x '.join(repeats)})", runs, address, resources, run_dir)
         grid = tuner.fit()
         keep_latest_checkpoints(grid)
-        store = ResultsStore(results, name)
-        recorder = ParquetRecorder(name, confirm_config, results, gpu_fraction, stage="confirm", echo=echo,
-                                   corpora=_corpora(corpus), prepared_id=_prepared_id(corpus), source_sweep=sweep_name)
-        lost = record_lost_runs(store, recorder, {(r.metrics or {}).get("trial_id") for r in grid})
+        lost = record_lost_runs(recorder, {(r.metrics or {}).get("trial_id") for r in grid})
         if lost and echo:
             print(f"{lost} run(s) lost with a driver that died are in trials.parquet as errors (their epochs "
                   "are kept; their configurations ran again)", file=sys.stderr, flush=True)
@@ -651,11 +642,12 @@ LOST_RUN = ("started after the last experiment snapshot of a driver that died: t
             "does not know it and ran its configuration again as a new trial")
 
 
-def record_lost_runs(store: ResultsStore, recorder: ParquetRecorder, known: set[str | None]) -> int:
+def record_lost_runs(recorder: ParquetRecorder, known: set[str | None]) -> int:
     """A confirmation has no Optuna study to say which runs a killed driver lost: a lost run is
     one with epochs in epochs.parquet, no trial row, and no trial in the restored experiment
     (`known`). Its row (ParquetRecorder.record_lost) takes the configuration from its Tune
     directory's params.json. Returns how many rows it wrote."""
+    store = recorder.store
     epochs, rows = store.epochs(), store.trials()
     if not len(epochs):
         return 0

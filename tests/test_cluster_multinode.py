@@ -29,6 +29,7 @@ import pytest
 from optuna.trial import TrialState
 
 from search.jobs import add_job_commands, job_client, submit_sweep, wait_for_job
+from search.recorder import LOST_PREFIX
 from search.results import read_confusion, read_epochs, read_trials
 from search.study import TUNE_ID_ATTR
 
@@ -348,7 +349,6 @@ def trial_dir(sweep_dir: Path, trial_id: str) -> Path:
     return found
 
 
-LOST = "lost with the driver: "  # how search.recorder.ParquetRecorder.record_lost begins its error
 
 
 def assert_complete(sweep_dir: Path, num_samples: int, max_epochs: int | None = None,
@@ -358,7 +358,7 @@ def assert_complete(sweep_dir: Path, num_samples: int, max_epochs: int | None = 
     returns their ids."""
     trials = read_trials(sweep_dir)
     assert trials["trial_id"].is_unique
-    is_lost = trials["error"].fillna("").str.startswith(LOST)
+    is_lost = trials["error"].fillna("").str.startswith(LOST_PREFIX)
     lost = set(trials.loc[is_lost, "trial_id"])
     assert not lost or lost_allowed, trials.loc[is_lost, ["trial_id", "error"]]
     assert set(trials.loc[is_lost, "status"]) <= {"error"}

@@ -189,8 +189,8 @@ def test_a_trial_lost_with_the_driver_gets_an_error_row_over_its_epochs(tmp_path
         restored = PruningAwareOptunaSearch.__new__(PruningAwareOptunaSearch)
         restored.restore(str(tmp_path / "searcher.pkl"))
         again = ParquetRecorder(name, sweep.trial_config, str(tmp_path), 0.0, echo=False)
-        assert record_lost_trials(sweep, location, again, again.store) == 1
-        assert record_lost_trials(sweep, location, again, again.store) == 0  # a second resume adds nothing
+        assert record_lost_trials(sweep, location, again) == 1
+        assert record_lost_trials(sweep, location, again) == 0  # a second resume adds nothing
     finally:
         unbind(name)
 
@@ -250,8 +250,8 @@ def test_a_confirmation_run_lost_with_the_driver_gets_an_error_row(tmp_path):
 
     again = ParquetRecorder("demo-confirm", confirm_config, str(tmp_path), 0.0, stage="confirm", echo=False,
                             source_sweep="demo")
-    assert record_lost_runs(again.store, again, known={"live0001_00004"}) == 1
-    assert record_lost_runs(again.store, again, known={"live0001_00004"}) == 0
+    assert record_lost_runs(again, known={"live0001_00004"}) == 1
+    assert record_lost_runs(again, known={"live0001_00004"}) == 0
     rows = again.store.trials().set_index("trial_id")
     assert list(rows.index) == ["lost0001_00003"]
     row = rows.loc["lost0001_00003"]

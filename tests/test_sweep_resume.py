@@ -14,11 +14,11 @@ import optuna
 import pandas as pd
 from optuna.trial import TrialState
 
+from search.recorder import LOST_PREFIX
 from search.study import FAILED_ATTR, TUNE_ID_ATTR
 from sweep_helpers import write_sweep
 
 NUM_SAMPLES = 8
-LOST = "lost with the driver: "  # how search.recorder.ParquetRecorder.record_lost begins its error
 
 
 def _sweep_cmd(sweep: Path, results: Path, *extra: str) -> list[str]:
@@ -56,7 +56,7 @@ def test_killed_sweep_resumes_without_losing_or_repeating_trials(synthetic_prepa
     assert done.returncode == 0, done.stderr[-3000:]
     after = pd.read_parquet(trials_file)
     assert after["trial_id"].is_unique
-    lost_rows = after[after["error"].fillna("").str.startswith(LOST)]
+    lost_rows = after[after["error"].fillna("").str.startswith(LOST_PREFIX)]
     assert set(lost_rows["status"]) <= {"error"}
     ran = after.drop(lost_rows.index)
     assert len(ran) == NUM_SAMPLES, after[["trial_id", "status", "error"]]
@@ -150,7 +150,7 @@ def test_resume_after_losing_trials_the_snapshot_never_saw(synthetic_prepared, t
     for _, row in rows.iterrows():
         assert by_tune_id[row["trial_id"]].state == state[row["status"]], row["trial_id"]
     lost_rows = rows.set_index("trial_id").loc[[t.user_attrs[TUNE_ID_ATTR] for t in lost]]
-    assert (lost_rows["status"] == "error").all() and lost_rows["error"].str.startswith(LOST).all()
+    assert (lost_rows["status"] == "error").all() and lost_rows["error"].str.startswith(LOST_PREFIX).all()
     epochs = pd.read_parquet(results_dir / "lost" / "epochs.parquet")
     assert set(epochs["trial_id"]) <= set(rows["trial_id"])
     for trial_id, row in lost_rows.iterrows():
