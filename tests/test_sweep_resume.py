@@ -99,14 +99,17 @@ def test_resume_after_losing_trials_the_snapshot_never_saw(synthetic_prepared, t
 
     def asked_after_a_trial_ended() -> bool:
         """The stored study holds a RUNNING trial asked after some trial ended, i.e. after the one
-        snapshot (taken before any trial ran): Tune will not know it."""
+        snapshot (taken before any trial ran), and no stored experiment snapshot names it (Tune
+        may still write one, e.g. at a trial's end): Tune will not know it."""
         if not stored_study.exists():
             return False
         probe = tmp_path / "probe.db"
         shutil.copyfile(stored_study, probe)
         trials = optuna.load_study(study_name="lost", storage=f"sqlite:///{probe}").trials
         ended = [t.datetime_complete for t in trials if t.datetime_complete is not None]
-        return bool(ended) and any(t.state == TrialState.RUNNING and t.datetime_start > min(ended) for t in trials)
+        snapshots = "".join(f.read_text() for f in (results_dir / "lost" / "tune").glob("experiment_state*.json"))
+        return bool(ended) and any(t.state == TrialState.RUNNING and t.datetime_start > min(ended)
+                                   and t.user_attrs.get(TUNE_ID_ATTR, "?") not in snapshots for t in trials)
 
     try:
         deadline = time.time() + 400
