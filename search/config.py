@@ -8,6 +8,7 @@ one message that names every bad key, so a typo costs seconds, not a Ray cluster
 from __future__ import annotations
 
 import copy
+import difflib
 import itertools
 import tomllib
 from pathlib import Path
@@ -107,6 +108,68 @@ def parse_objectives(texts: list[str]) -> list[Objective]:
     return parsed
 
 
+# [base] keys a warm start does not compare (search/warm_start.py), with why: where and how a
+# trial runs is no part of the experiment (as search.results.config_key leaves them out), and
+# the epochs come from [scheduler] (a different max_epochs is noted, not refused).
+NOT_COMPARED: dict[str, str] = {
+    "base.device": "where a trial runs is no part of the experiment",
+    "base.output": "where a trial runs is no part of the experiment",
+    "base.fastpath": "where a trial runs is no part of the experiment (the same maths, faster)",
+    "base.feature_cache": "where a trial runs is no part of the experiment",
+    "base.feature_cache_dir": "where a trial runs is no part of the experiment",
+    "base.optim.epochs": "epochs come from scheduler.max_epochs (a warm start notes a different budget)",
+}
+# The objective is compared too, but no allowance can make an earlier trial's value one of this
+# study's: a warm start seeds a study maximising validation UA from trials that maximised it.
+OBJECTIVES_KEY = "sweep.objectives"
+
+
+def _model_keys(model: Any, prefix: str) -> list[str]:
+    out: list[str] = []
+    for name, info in model.model_fields.items():
+        key = f"{prefix}.{name}"
+        out.append(key)
+        if isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel):
+            out += _model_keys(info.annotation, key)
+    return out
+
+
+def experiment_keys() -> list[str]:
+    """The keys a warm start compares between an earlier sweep and a new one, in order, and so
+    the names `[sweep] warm_start_allow` may list: every [data] key (data.prepared standing for
+    the prepared corpus's identity) and every [base] key (a TrainConfig field, nested ones
+    dotted) but those in NOT_COMPARED, and the tables above them (`data`, `base`, `base.model`),
+    each of which stands for every key below it. Read from the models, so a field added to
+    DataConfig or TrainConfig is compared (and may be allowed) without a change here."""
+    keys = ["data", *_model_keys(DataConfig, "data"), "base"]
+    keys += [k for k in _model_keys(TrainConfig, "base") if not k.startswith("base.data")]
+    return [k for k in keys if k not in NOT_COMPARED]
+
+
+def _check_allowances(names: list[str]) -> list[str]:
+    known = experiment_keys()
+    problems: list[str] = []
+    for name in dict.fromkeys(names):
+        if name in known:
+            continue
+        if name in NOT_COMPARED:
+            problems.append(f"{name!r} is not compared: {NOT_COMPARED[name]}")
+        elif name in (OBJECTIVES_KEY, "objectives"):
+            problems.append(f"{name!r} cannot be allowed: an earlier trial's value must be what this study "
+                            "maximises (validation UA)")
+        else:
+            close = difflib.get_close_matches(name, known, n=1, cutoff=0.8)
+            problems.append(f"unknown key {name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+    if problems:
+        problems.append("a warm start compares data.<key> (data.prepared: the prepared corpus), base.<key> "
+                        "(e.g. base.model.name, base.frontend.kind, base.optim.lr) and tables of them (data, "
+                        "base.model), each standing for every key in it")
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        problems.append(f"{', '.join(map(repr, repeated))} listed twice")
+    return problems
+
+
 class SweepSection(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9._-]+$", description="results go to <results>/<name>/")
     description: str = ""
@@ -145,6 +208,26 @@ class SweepSection(_Strict):
     warm_start: list[str] = Field(
         default_factory=list, description="results directories of earlier sweeps whose finished trials seed this "
                                           "sweep's Optuna study (search/warm_start.py); relative to the sweep file")
+    warm_start_allow: list[str] = Field(
+        default_factory=list, description="keys in which a warm_start sweep's experiment may differ from this one's "
+                                          "([data] and [base] keys such as data.prepared, data.folds, "
+                                          "base.model.name, or a table such as base.model for every key in it); "
+                                          "any other difference refuses the warm start (search/warm_start.py)")
+
+    @field_validator("warm_start_allow")
+    @classmethod
+    def _known_allowances(cls, v: list[str]) -> list[str]:
+        problems = _check_allowances(v)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return v
+
+    @model_validator(mode="after")
+    def _allow_needs_warm_start(self) -> "SweepSection":
+        if self.warm_start_allow and not self.warm_start:
+            raise ValueError("warm_start_allow without warm_start: it names the ways the earlier sweeps that "
+                             "warm_start lists may differ from this one")
+        return self
 
     @field_validator("warm_start")
     @classmethod

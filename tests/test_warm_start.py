@@ -6,6 +6,8 @@ a resume adds nothing again. Real Optuna (pure studies for the conversion), and 
 sweep pair under a local Ray."""
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
 import optuna
@@ -33,8 +35,10 @@ from search.warm_start import (
     add_warm_start,
     load_earlier,
     new_distributions,
+    prepare_warm_start,
     warm_trials,
 )
+from ser_core.corpus import PreparedCorpus
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -121,6 +125,7 @@ loss_family = { choices = ["cross_entropy", "center"] }
 center_lambda = { low = 1e-3, high = 0.3, log = true }
 batch_size = 32
 seed = 0
+dropout = 0.2
 """, max_epochs=6), source="new.toml")  # lr not in the space any more; batch_size fixed
     warm = warm_trials(new, [earlier])
     assert len(warm.trials) == 6
@@ -128,6 +133,15 @@ seed = 0
     at_16 = sum(t.params["batch_size"] == 16 for t in earlier.trials)
     assert 0 < at_16 < 6
     assert f"batch_size ({at_16})" in warm.notes[0] and "up to 4 epochs, this one 6" in warm.notes[0]
+    # the earlier sweep's constant dropout (0.2) left out: this sweep's trials run at the default
+    # (0.1), another experiment, refused unless allowed (the experiment check below)
+    text = _sweep("new", "lr = { low = 5e-4, high = 3e-3, log = true }\nseed = 0\n", warm=["/results/old"])
+    with pytest.raises(WarmStartError, match=r"base.model.dropout: /results/old had 0.2 \(\[space\] dropout\), "
+                                             r"this sweep has 0.1"):
+        warm_trials(parse_sweep(text, source="new.toml"), [earlier])
+    allowed = text.replace("warm_start = ", 'warm_start_allow = ["base.model.dropout"]\nwarm_start = ')
+    warm = warm_trials(parse_sweep(allowed, source="new.toml"), [earlier])
+    assert len(warm.trials) == 6 and "differs as warm_start_allow allows: base.model.dropout" in warm.notes[0]
 
 
 def test_an_earlier_range_outside_the_new_one_is_refused_naming_each_parameter():
@@ -287,3 +301,228 @@ def test_warm_started_sweep_under_ray(synthetic_prepared, tmp_path):
     assert not old_ids & set(trials["trial_id"])
     epochs = pd.read_parquet(results / "new" / "epochs.parquet")
     assert set(epochs["trial_id"]) <= set(trials["trial_id"])
+
+
+# ----------------------------------------------------------------- the experiment, not only the space
+
+RECORDED_ID = "9f1c0ffee123"  # the prepared_id an earlier sweep on another corpus recorded
+SHARED_SPACE = """
+lr = { low = 5e-4, high = 3e-3, log = true }
+batch_size = { choices = [16, 32] }
+seed = 0
+"""
+# RAVDESS (utterance folds: its own preparation, hence its own prepared_id), one test fold,
+# CNN-BiRNN on the STFT
+RAVDESS_DATA = 'fold = 1\ntrain_corpora = ["ravdess"]\neval_corpora = ["ravdess"]\n'
+RAVDESS_BASE = """
+[base]
+device = "cpu"
+model = { name = "cnn_birnn", channels = [8, 16, 16, 16], rnn_hidden = 32 }
+frontend = { kind = "stft" }
+"""
+# EmoDB cross-validated over three test folds, CNN-Transformer on the mel spectrogram
+EMODB_DATA = "folds = [0, 1, 2]\nmax_train_clips = 24\n"
+
+
+def _experiment(name: str, prepared: Path | str, data: str, base: str, *, warm: list[str] | None = None,
+                allow: list[str] | None = None, space: str = SHARED_SPACE) -> str:
+    lines = [f"warm_start = {warm!r}".replace("'", '"') if warm else "",
+             f"warm_start_allow = {allow!r}".replace("'", '"') if allow is not None else ""]
+    return f"""
+[sweep]
+name = "{name}"
+num_samples = 1
+seed = 3
+{chr(10).join(lines)}
+[data]
+prepared = "{prepared}"
+{data}
+[scheduler]
+max_epochs = 1
+[space]
+{space}
+{base}"""
+
+
+def _earlier_results(results: Path, name: str, text: str, prepared_id: str | None, *, n: int = 4,
+                     row_ids: bool = True) -> Path:
+    """A finished sweep's results directory as the runner leaves it: sweep.toml and sweep.json
+    (record_start, with the prepared corpus's id), optuna.db with its trials (each carrying its Tune
+    trial id), and trials.parquet with one row per trial recording the prepared_id it ran on."""
+    sweep = parse_sweep(text, source=f"{name}.toml")
+    store = ResultsStore(str(results), name)
+    record_start(store, sweep, prepared_id)
+    study = optuna.create_study(study_name=name, direction="maximize",
+                                storage=f"sqlite:///{results / name / 'optuna.db'}",
+                                sampler=optuna.samplers.RandomSampler(seed=0))
+    for i in range(n):
+        trial = study.ask()
+        sweep.define_by_run(trial)
+        trial.set_user_attr(TUNE_ID_ATTR, f"{name}_{i}")
+        trial.report(0.4 + 0.01 * i, 1)
+        study.tell(trial, 0.4 + 0.01 * i)
+        store.upsert_trial({"trial_id": f"{name}_{i}", "status": "completed", "stage": "search",
+                            "val_ua": 0.4 + 0.01 * i, "prepared_id": prepared_id if row_ids else None})
+    return results / name
+
+
+def _refused_keys(message: str) -> list[str]:
+    return sorted(line.split(":")[0].strip() for line in message.splitlines()
+                  if line.startswith("  ") and ": " in line)
+
+
+def _constructed_case(tmp_path: Path, synthetic_prepared: Path, allow: list[str] | None = None) -> Path:
+    """RAVDESS utterance-fold CNN-BiRNN/STFT trials named as the warm start of an EmoDB
+    cross-validated CNN-Transformer/Mel sweep (the same [space])."""
+    _earlier_results(tmp_path / "results", "ravdess",
+                     _experiment("ravdess", tmp_path / "ravdess-utterance", RAVDESS_DATA, RAVDESS_BASE), RECORDED_ID)
+    path = tmp_path / "emodb.toml"
+    path.write_text(_experiment("emodb-cv", synthetic_prepared, EMODB_DATA, TINY_BASE, warm=["results/ravdess"],
+                                allow=allow))
+    return path
+
+
+def test_another_corpus_model_frontend_and_fold_design_is_refused_with_exit_2(tmp_path, synthetic_prepared,
+                                                                              capsys):
+    from search.cli import main
+
+    path = _constructed_case(tmp_path, synthetic_prepared)
+    try:
+        rc = main(["sweep", str(path), "--results", str(tmp_path / "results")])
+    finally:
+        ray.shutdown()  # (only started if the sweep was wrongly let through)
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    assert not (tmp_path / "results" / "emodb-cv").exists()  # refused before a study, a record or Ray
+    new_id = PreparedCorpus.load(synthetic_prepared).prepared_id
+    assert "ser-search sweep: error: [sweep] warm_start:" in err
+    assert f"data.prepared: {tmp_path / 'results' / 'ravdess'} had prepared corpus {RECORDED_ID}" in err
+    assert f"this sweep has prepared corpus {new_id}" in err
+    assert "data.folds: " in err and "had none, this sweep has [0, 1, 2]" in err
+    assert "data.fold: " in err and "had 1, this sweep has 0" in err
+    assert "data.train_corpora: " in err and "had ['ravdess'], this sweep has none" in err
+    assert "base.model.name: " in err and "had 'cnn_birnn', this sweep has 'cnn_transformer'" in err
+    assert "base.frontend.kind: " in err and "had 'stft', this sweep has 'mel'" in err
+    assert "warm_start_allow" in err
+
+
+def test_every_differing_key_is_named_once_with_both_values(tmp_path, synthetic_prepared):
+    path = _constructed_case(tmp_path, synthetic_prepared)
+    with pytest.raises(WarmStartError) as e:
+        prepare_warm_start(load_sweep(path), str(tmp_path / "results" / "emodb-cv"))
+    keys = _refused_keys(str(e.value))
+    assert keys == sorted({
+        "data.prepared", "data.fold", "data.folds", "data.max_train_clips", "data.train_corpora",
+        "data.eval_corpora",
+        "base.model.name", "base.model.d_model", "base.model.n_heads", "base.model.n_layers", "base.model.ff_dim",
+        "base.model.rnn_hidden", "base.frontend.kind", "base.frontend.n_mels"}), str(e.value)
+    # where a trial runs is no difference of the experiment; nor is the searched [space] (its own rules)
+    assert "device" not in str(e.value) and "base.optim.lr" not in str(e.value)
+
+
+def test_warm_start_allow_accepts_the_named_differences(tmp_path, synthetic_prepared):
+    allow = ["data.prepared", "data.fold", "data.folds", "data.max_train_clips", "data.train_corpora",
+             "data.eval_corpora", "base.model", "base.frontend.kind", "base.frontend.n_mels"]
+    path = _constructed_case(tmp_path, synthetic_prepared, allow=allow)
+    sweep = load_sweep(path)
+    assert sweep.sweep.warm_start_allow == allow
+    warm = prepare_warm_start(sweep, str(tmp_path / "results" / "emodb-cv"))
+    assert len(warm.trials) == 4
+    note = warm.notes[0]
+    assert "4 trials from" in note and "differs as warm_start_allow allows: data.prepared, data.fold" in note
+    assert "base.model.name" in note
+    # one key left out of the list: refused again, naming only that key
+    path.write_text(path.read_text().replace(', "base.frontend.n_mels"', ""))
+    with pytest.raises(WarmStartError) as e:
+        prepare_warm_start(load_sweep(path), str(tmp_path / "results" / "emodb-cv"))
+    assert _refused_keys(str(e.value)) == ["base.frontend.n_mels"]
+
+
+def test_warm_start_allow_is_validated(tmp_path):
+    def load(allow: list[str], warm: list[str] | None = ("a",)) -> None:
+        (tmp_path / "a").mkdir(exist_ok=True)
+        path = tmp_path / "s.toml"
+        path.write_text(_experiment("s", "/nonexistent", "", TINY_BASE, warm=list(warm or []) or None, allow=allow))
+        load_sweep(path)
+
+    with pytest.raises(SweepConfigError, match=r"sweep.warm_start_allow: unknown key 'base.model.nme' "
+                                               r"\(did you mean 'base.model.name'\?\)"):
+        load(["base.model.nme"])
+    with pytest.raises(SweepConfigError, match=r"unknown key 'data.corpus'"):
+        load(["data.corpus", "base.frontend"])
+    with pytest.raises(SweepConfigError, match=r"'base.device' is not compared: where a trial runs"):
+        load(["base.device"])
+    with pytest.raises(SweepConfigError, match="listed twice"):
+        load(["data.folds", "data.folds"])
+    with pytest.raises(SweepConfigError, match="warm_start_allow without warm_start"):
+        load(["data.folds"], warm=None)
+    load(["data", "base.optim", "base.loss.family", "data.prepared"])  # tables allow every key below them
+
+
+def test_the_same_experiment_still_warm_starts(tmp_path, synthetic_prepared):
+    """Same corpus (by identity: a copy at another path is the same preparation), same [data],
+    [base] and objective; only the [space] and the TPE seed changed: accepted as before."""
+    _earlier_results(tmp_path / "results", "old", _experiment("old", synthetic_prepared, EMODB_DATA, TINY_BASE),
+                     PreparedCorpus.load(synthetic_prepared).prepared_id)
+    copy = tmp_path / "copy"
+    shutil.copytree(synthetic_prepared, copy)
+    path = tmp_path / "new.toml"
+    path.write_text(_experiment("new", copy, EMODB_DATA, TINY_BASE, warm=["results/old"],
+                                space=SHARED_SPACE.replace("[16, 32]", "[16, 32, 64]")
+                                + "weight_decay = { low = 1e-6, high = 1e-3, log = true }\n")
+                    .replace("seed = 3", "seed = 4"))
+    warm = prepare_warm_start(load_sweep(path), str(tmp_path / "results" / "new"))
+    assert len(warm.trials) == 4
+    assert warm.notes == [f"warm start: 4 trials from {tmp_path / 'results' / 'old'} (4 completed, 0 pruned)"]
+
+
+def test_an_unknown_earlier_corpus_is_compared_by_path_and_said_so(tmp_path, synthetic_prepared):
+    """Rows and a record written before prepared_id existed (a trials.parquet without the column,
+    a sweep.json without the key) do not crash the check: the corpus is unknown, so the recorded
+    path is compared instead, and the note says so."""
+    import pyarrow.parquet as pq
+
+    from search.results import TRIALS_SCHEMA
+
+    old = _earlier_results(tmp_path / "results", "old",
+                           _experiment("old", synthetic_prepared, EMODB_DATA, TINY_BASE), None)
+    table = pq.read_table(old / "trials.parquet")
+    pq.write_table(table.drop_columns(["prepared_id"]).replace_schema_metadata(TRIALS_SCHEMA.metadata),
+                   old / "trials.parquet")
+    record = json.loads((old / "sweep.json").read_text())
+    del record["prepared_id"]
+    (old / "sweep.json").write_text(json.dumps(record))
+    path = tmp_path / "new.toml"
+    path.write_text(_experiment("new", synthetic_prepared, EMODB_DATA, TINY_BASE, warm=["results/old"]))
+    warm = prepare_warm_start(load_sweep(path), str(tmp_path / "results" / "new"))
+    assert len(warm.trials) == 4
+    assert "prepared corpus unknown (no prepared_id recorded); compared by path" in warm.notes[0]
+
+    copy = tmp_path / "copy"
+    shutil.copytree(synthetic_prepared, copy)
+    path.write_text(_experiment("new", copy, EMODB_DATA, TINY_BASE, warm=["results/old"]))
+    with pytest.raises(WarmStartError) as e:
+        prepare_warm_start(load_sweep(path), str(tmp_path / "results" / "new"))
+    assert _refused_keys(str(e.value)) == ["data.prepared"]
+    assert f"had {synthetic_prepared} (prepared_id unknown), this sweep has {copy}" in str(e.value)
+
+
+def test_a_value_fixed_in_space_counts_as_the_sweeps_value_and_the_objective_is_compared():
+    """A [space] constant is the sweep's value of the key it sets: against the other sweep's [base]
+    it is compared like [base] (fixed in both [space]s it stays a note, as before). An earlier
+    multi-objective sweep is another objective, which no allowance admits."""
+    earlier = _earlier(space=OLD_SPACE + 'frontend = "stft"\n')
+    with pytest.raises(WarmStartError) as e:
+        warm_trials(parse_sweep(_sweep("new", OLD_SPACE), source="new.toml"), [earlier])
+    assert _refused_keys(str(e.value)) == ["base.frontend.kind"]
+    assert "base.frontend.kind: /results/old had 'stft' ([space] frontend), this sweep has 'mel'" in str(e.value)
+    both = warm_trials(parse_sweep(_sweep("new", OLD_SPACE + 'frontend = "mel"\n'), source="new.toml"), [earlier])
+    assert len(both.trials) == 6 and "at another value of a parameter this sweep fixes: frontend (6)" in both.notes[0]
+
+    multi = parse_sweep(_sweep("old", OLD_SPACE).replace("seed = 3", 'seed = 3\nobjectives = ["val_ua:max", '
+                                                                     '"params:min"]'), source="old.toml")
+    with pytest.raises(WarmStartError) as e:
+        warm_trials(parse_sweep(_sweep("new", OLD_SPACE), source="new.toml"),
+                    [EarlierSweep("/results/old", multi, earlier.trials, "old.db")])
+    assert "sweep.objectives: /results/old had ['val_ua:max', 'params:min'], this sweep has val_ua:max" in str(e.value)
+    assert "sweep.objectives cannot be allowed" in str(e.value)
