@@ -10,10 +10,13 @@ share one copy in the page cache, and each normalises the rows it trains on per 
 Safe when trials ask at once: one `fcntl.flock` per cache file, so one trial computes while the
 others wait, and the result is written to a temporary file and renamed into place (atomic on one
 file system), so a reader never maps a half-written file. Never stale: the file name is a hash of
-the frontend's validated configuration and the corpus's identity (its `prepared_id` — manifest
-and protocol — the waveforms' shape, waveforms.npy's size and mtime, and a digest of a sample of
-rows), so a changed corpus or frontend gets a new file; the header's shape and dtype, and a JSON
-sidecar holding the full key, are checked on every open.
+the frontend's validated configuration, the code that computes it (ser_core.features.FEATURES_VERSION
+and the librosa and torch releases, major.minor) and the corpus's identity (its `prepared_id` —
+manifest and protocol — the waveforms' shape, waveforms.npy's size and mtime, and a digest of a
+sample of rows), so a changed corpus, frontend or frontend code gets a new file; the header's shape
+and dtype, and a JSON sidecar holding the full key, are checked on every open. A temporary file is
+named for its host and process: it is removed when its fill fails, and one left by a killed
+process (which cannot clean up) is removed by the next fill of the same file on that host.
 
 Beside each spectrogram file, the same way: every row's moments over its real frames (frames,
 mean and M2 per frequency, float64; ser_core.features.row_moments), from which any split's or
@@ -27,12 +30,18 @@ import fcntl
 import hashlib
 import json
 import os
+import re
+import socket
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import librosa
 import numpy as np
+import torch
+
+from . import features
 
 CACHE_FORMAT = 1
 CACHE_SUBDIR = "feature-cache"
@@ -63,8 +72,19 @@ def corpus_identity(corpus: Any) -> dict[str, Any] | None:
     return ident
 
 
+def _major_minor(version: str) -> str:
+    return ".".join(version.split("+")[0].split(".")[:2])
+
+
+def code_versions() -> dict[str, Any]:
+    """What computes the cached arrays: ser_core.features.FEATURES_VERSION (bumped with any change
+    to the frontends' maths) and the librosa (window, mel filters) and torch (STFT) releases."""
+    return {"features": features.FEATURES_VERSION, "librosa": _major_minor(librosa.__version__),
+            "torch": _major_minor(torch.__version__)}
+
+
 def cache_key(frontend: dict[str, Any], identity: dict[str, Any]) -> dict[str, Any]:
-    return {"format": CACHE_FORMAT, "frontend": frontend, "corpus": identity}
+    return {"format": CACHE_FORMAT, "code": code_versions(), "frontend": frontend, "corpus": identity}
 
 
 def key_name(key: dict[str, Any]) -> str:
@@ -120,15 +140,19 @@ def open_or_build(directory: Path, key: dict[str, Any], shape: tuple[int, ...],
     path, meta_path = directory / f"{name}.npy", directory / f"{name}.json"
     if path.exists():  # the fast path: renamed into place whole, so existing means finished
         with contextlib.suppress(FeatureCacheError):
-            return _open(path, meta_path, key, shape, dtype), False
+            arr = _open(path, meta_path, key, shape, dtype)
+            _tidy(directory, name)
+            return arr, False
     with open(directory / f"{name}.lock", "a+") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, even if fill raises
+        remove_stale_temporaries(directory, name)
         if path.exists():
             try:
                 return _open(path, meta_path, key, shape, dtype), False
             except FeatureCacheError:
                 path.unlink()  # under the lock: nobody else is writing it
-        tmp = directory / f".{name}.{os.getpid()}.tmp.npy"
+        mine = f".{name}.{_host()}.{os.getpid()}.tmp"
+        tmp, meta_tmp = directory / f"{mine}.npy", directory / f"{mine}.json"
         try:
             out = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=tuple(shape))
             fill(out)
@@ -136,11 +160,59 @@ def open_or_build(directory: Path, key: dict[str, Any], shape: tuple[int, ...],
             del out
             with open(tmp, "rb") as fh:
                 os.fsync(fh.fileno())
-            meta_tmp = directory / f".{name}.{os.getpid()}.tmp.json"
             meta_tmp.write_text(json.dumps(key, sort_keys=True), encoding="utf-8")
             os.replace(meta_tmp, meta_path)  # the key first: a finished .npy always has its key
             os.replace(tmp, path)
-        finally:
-            for leftover in directory.glob(f".{name}.{os.getpid()}.tmp.*"):
-                leftover.unlink(missing_ok=True)
+        finally:  # whatever fill raised (a KeyboardInterrupt, a trial stopped): no GB-sized leftover
+            tmp.unlink(missing_ok=True)
+            meta_tmp.unlink(missing_ok=True)
         return _open(path, meta_path, key, shape, dtype), True
+
+
+def _host() -> str:
+    """This machine's name as a temporary file names it (no dots: the pid follows the last one)."""
+    return re.sub(r"[^A-Za-z0-9_-]", "-", socket.gethostname()) or "host"
+
+
+def _pid_alive(pid: int) -> bool:
+    """Whether process `pid` of this host still runs (a zombie, killed but not yet reaped, does not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    with contextlib.suppress(OSError, IndexError):
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    return True
+
+
+def _tidy(directory: Path, name: str) -> None:
+    """On the fast path: temporaries of a finished file are a killed filler's (the process that
+    finished it took the lock after the killed one died, but may have seen it not yet reaped).
+    Removed under the lock when nobody holds it; never waits, never fails the read (a read-only
+    directory keeps them)."""
+    if not any(directory.glob(f".{name}.*.tmp.*")):
+        return
+    with contextlib.suppress(OSError), open(directory / f"{name}.lock", "a+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # BlockingIOError (an OSError) when held
+        remove_stale_temporaries(directory, name)
+
+
+def remove_stale_temporaries(directory: Path, name: str) -> list[Path]:
+    """Remove the temporary files of cache file `name` left by a process of this host that no
+    longer exists (a killed trial runs no `finally`), and return them. Called under the file's
+    lock, by the next process to fill it. A temporary of another host (a cache directory on a
+    shared file system) or of a live process is left alone; so is one whose name says no pid.
+    Names: .<name>.<host>.<pid>.tmp.{npy,json}, or .<name>.<pid>.tmp.* as before hosts were named."""
+    removed = []
+    host = _host()
+    for leftover in Path(directory).glob(f".{name}.*.tmp.*"):
+        middle = leftover.name[len(name) + 2:].rsplit(".tmp.", 1)[0]  # "<host>.<pid>" or "<pid>"
+        owner, _, pid = middle.rpartition(".")
+        if not pid.isdigit() or (owner and owner != host) or _pid_alive(int(pid)):
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            leftover.unlink()
+            removed.append(leftover)
+    return removed

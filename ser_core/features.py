@@ -28,6 +28,12 @@ PadMode = Literal["constant", "reflect"]
 
 AMIN = 1e-10  # librosa.power_to_db's floor on power before the log
 
+# The version of what this module computes for the node's spectrogram cache: the frontends'
+# maths (windows, padding, STFT, mel filters, power_to_db, the DCT) and row_moments. The cache
+# (ser_core/feature_cache.py) keys its files by it, with the librosa and torch releases, so BUMP
+# IT WITH ANY CHANGE TO THAT MATHS, or a persistent cache keeps serving the old code's arrays.
+FEATURES_VERSION = 1
+
 
 # ---------------------------------------------------------------------------- config
 
@@ -189,6 +195,7 @@ def power_to_db(power: Tensor, top_db: float | None = 80.0, amin: float = AMIN,
 
 
 # ---------------------------------------------------------------------------- frontends
+# A change to what a frontend computes must bump FEATURES_VERSION (above): cached spectrograms are keyed by it.
 
 
 class _PowerSpectrogram(nn.Module):

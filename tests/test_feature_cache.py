@@ -100,6 +100,138 @@ def test_two_processes_asking_at_once_compute_once(tmp_path):
     assert (tmp_path / "log").read_text().count("\n") == 1
 
 
+def test_a_failed_fill_leaves_no_temporary_file(tmp_path):
+    """Whatever fill raises (here a KeyboardInterrupt, as a stopped trial), its GB-sized
+    temporary file goes with it, and the next ask computes the file."""
+    key = {"format": 1, "corpus": {"prepared_id": "interrupted"}}
+
+    def interrupted(out: np.ndarray) -> None:
+        out[0] = 1.0
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        open_or_build(tmp_path, key, (2, 2, 2), interrupted)
+    assert not list(tmp_path.glob(".*tmp*")) and not list(tmp_path.glob("*.npy"))
+    arr, built = open_or_build(tmp_path, key, (2, 2, 2), _fill_counter(tmp_path / "log", 5.0))
+    assert built and np.all(arr == 5.0)
+
+
+def _dead_pid() -> int:
+    """The pid of a process that has exited (and been reaped)."""
+    import subprocess
+    import sys
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_the_next_fill_removes_what_a_killed_process_left(tmp_path):
+    """A process killed inside fill runs no `finally`: its temporary files stay. The next fill of
+    that file on the same host removes the ones whose process is gone, and only those."""
+    import re
+    import socket
+
+    key = {"format": 1, "corpus": {"prepared_id": "killed"}}
+    name = key_name(key)
+    host = re.sub(r"[^A-Za-z0-9_-]", "-", socket.gethostname())  # this machine's name as the files spell it
+    dead, alive = _dead_pid(), os.getppid()  # the test's parent process outlives the test
+    stale = [tmp_path / f".{name}.{host}.{dead}.tmp.npy", tmp_path / f".{name}.{host}.{dead}.tmp.json",
+             tmp_path / f".{name}.{dead}.tmp.npy"]  # the last: a name from before hosts were named
+    kept = [tmp_path / f".{name}.{host}.{alive}.tmp.npy",          # its process still runs
+            tmp_path / f".{name}.other-node.{dead}.tmp.npy",       # another host's pid says nothing here
+            tmp_path / f".{key_name({'other': 1})}.{host}.{dead}.tmp.npy"]  # another cache file's
+    for f in stale + kept:
+        f.write_bytes(b"half-written")
+    arr, built = open_or_build(tmp_path, key, (2, 2, 2), _fill_counter(tmp_path / "log", 6.0))
+    assert built and np.all(arr == 6.0)
+    assert [f.name for f in stale if f.exists()] == []
+    assert [f.name for f in kept if f.exists()] == [f.name for f in kept]
+    # leftovers beside a finished file (its filler may have seen the killed one not yet reaped):
+    # the next ask that maps it removes them
+    for f in stale:
+        f.write_bytes(b"half-written")
+    again, built = open_or_build(tmp_path, key, (2, 2, 2), _fill_counter(tmp_path / "log", 7.0))
+    assert not built and np.all(again == 6.0)
+    assert [f.name for f in stale if f.exists()] == []
+    assert [f.name for f in kept if f.exists()] == [f.name for f in kept]
+
+
+def _fill_until_killed(directory: str, marker: str) -> None:
+    def fill(out: np.ndarray) -> None:
+        out[:] = 1.0
+        Path(marker).write_text("filling")
+        time.sleep(600)
+    open_or_build(Path(directory), {"format": 1, "corpus": {"prepared_id": "sigkill"}}, (64, 8, 8), fill)
+
+
+def test_a_process_killed_inside_fill_leaves_nothing_behind_once_the_next_one_fills(tmp_path):
+    """SIGKILL inside fill (how Ray stops a trial's worker): the temporary file stays until the
+    next fill, which removes it, even while the killed process is not yet reaped (a zombie)."""
+    ctx = mp.get_context("spawn")
+    marker = tmp_path / "in-fill"
+    proc = ctx.Process(target=_fill_until_killed, args=(str(tmp_path / "c"), str(marker)))
+    proc.start()
+    try:
+        deadline = time.monotonic() + 120
+        while not marker.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert marker.exists(), "the child never reached fill"
+        left = list((tmp_path / "c").glob(".*.tmp.npy"))
+        assert len(left) == 1 and f".{proc.pid}.tmp.npy" in left[0].name
+        proc.kill()
+        deadline = time.monotonic() + 30  # dead (a zombie: not joined yet) once its lock is free
+        while time.monotonic() < deadline:
+            try:
+                os.kill(proc.pid, 0)
+                stat = Path(f"/proc/{proc.pid}/stat").read_text()
+            except (ProcessLookupError, FileNotFoundError):
+                break
+            if stat.rsplit(")", 1)[1].split()[0] == "Z":
+                break
+            time.sleep(0.05)
+        arr, built = open_or_build(tmp_path / "c", {"format": 1, "corpus": {"prepared_id": "sigkill"}}, (64, 8, 8),
+                                   _fill_counter(tmp_path / "log", 2.0))
+        assert built and np.all(arr == 2.0)
+        assert not list((tmp_path / "c").glob(".*tmp*"))
+    finally:
+        proc.kill()
+        proc.join(timeout=30)
+
+
+def test_the_key_names_the_frontend_code_and_libraries(tmp_path, monkeypatch):
+    """A persistent cache must not serve spectrograms computed by other frontend code: the key
+    holds ser_core.features.FEATURES_VERSION and the librosa and torch releases (major.minor)."""
+    import librosa
+
+    from ser_core import features
+
+    mel = FrontendConfig(n_mels=40).model_dump(mode="json")
+    ident = {"prepared_id": "versions"}
+    key = cache_key(mel, ident)
+    assert key["code"] == {"features": features.FEATURES_VERSION,
+                           "librosa": ".".join(librosa.__version__.split(".")[:2]),
+                           "torch": ".".join(torch.__version__.split("+")[0].split(".")[:2])}
+    first, built = open_or_build(tmp_path, key, (2, 2, 2), _fill_counter(tmp_path / "log", 1.0))
+    assert built
+
+    monkeypatch.setattr(features, "FEATURES_VERSION", features.FEATURES_VERSION + 1)
+    bumped = cache_key(mel, ident)
+    assert key_name(bumped) != key_name(key)
+    arr, built = open_or_build(tmp_path, bumped, (2, 2, 2), _fill_counter(tmp_path / "log", 2.0))
+    assert built and np.all(arr == 2.0)  # a miss: computed again, not the old code's file
+    monkeypatch.undo()
+
+    assert key_name(cache_key(mel, ident)) == key_name(key)
+    major, minor = torch.__version__.split("+")[0].split(".")[:2]
+    monkeypatch.setattr(torch, "__version__", f"{major}.{minor}.99+other")  # a patch release: the same key
+    assert key_name(cache_key(mel, ident)) == key_name(key)
+    monkeypatch.setattr(torch, "__version__", f"{major}.{int(minor) + 1}.0")  # another minor: another key
+    assert key_name(cache_key(mel, ident)) != key_name(key)
+    monkeypatch.setattr(torch, "__version__", f"{major}.{minor}.0")
+    monkeypatch.setattr(librosa, "__version__", "0.99.0")
+    assert key_name(cache_key(mel, ident)) != key_name(key)
+
+
 # ----------------------------------------------------------------------------- identity and location
 
 
