@@ -21,6 +21,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -259,13 +260,32 @@ def cluster(tmp_path_factory) -> LocalRayCluster:
 
 
 @pytest.fixture
-def client_env(cluster, monkeypatch, tmp_path) -> None:
+def client_env(cluster, monkeypatch, tmp_path) -> Iterator[None]:
     """This process talks to the cluster like a user's laptop: the cluster's token via
     RAY_AUTH_TOKEN_PATH, an empty HOME (never the real ~/.ray/auth_token)."""
-    for k in ("RAY_AUTH_TOKEN", "RAY_ADDRESS", "RAY_API_SERVER_ADDRESS"):
+    # RAY_AUTH_MODE: ray.init of an earlier in-process local cluster sets it in os.environ
+    mode = os.environ.get("RAY_AUTH_MODE")
+    for k in ("RAY_AUTH_TOKEN", "RAY_ADDRESS", "RAY_API_SERVER_ADDRESS", "RAY_AUTH_MODE"):
         monkeypatch.delenv(k, raising=False)
     monkeypatch.setenv("HOME", str(tmp_path / "client-home"))
     monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", cluster.env["RAY_AUTH_TOKEN_PATH"])
+    _forget_cached_token()
+    yield
+    # before monkeypatch's own undo: a later test's in-process cluster needs Ray's config to read
+    # the auth mode this process had, or its driver cannot reach its own GCS
+    if mode is not None:
+        os.environ["RAY_AUTH_MODE"] = mode
+    _forget_cached_token()
+
+
+def _forget_cached_token() -> None:
+    """Ray caches the auth mode and the first token this process read (an in-process local
+    cluster of an earlier test reads ~/.ray/auth_token): forget both, as Ray's own tests do
+    (ray._private.authentication_test_utils), so this process is the user's laptop the test
+    means, whatever ran in it before."""
+    from ray._private.authentication_test_utils import reset_auth_token_state
+
+    reset_auth_token_state()
 
 
 # --------------------------------------------------------------------------- data
@@ -420,11 +440,13 @@ def test_submission_without_the_cluster_token_is_refused(cluster, client_env, pr
     results = str(tmp_path / "results")
     # no token anywhere: no RAY_AUTH_TOKEN, no RAY_AUTH_TOKEN_PATH, an empty HOME
     monkeypatch.delenv("RAY_AUTH_TOKEN_PATH")
+    _forget_cached_token()
     with pytest.raises(AuthenticationError, match="Missing authentication token"):
         submit_sweep(sweep, cluster.dashboard, results)
     # a token, but not this cluster's
     wrong = "0" * 64
     monkeypatch.setenv("RAY_AUTH_TOKEN", wrong)
+    _forget_cached_token()
     with pytest.raises(AuthenticationError, match="Invalid authentication token"):
         submit_sweep(sweep, cluster.dashboard, results)
     # the command line says so in one line, exit status 2, and never echoes the token
@@ -438,6 +460,7 @@ def test_submission_without_the_cluster_token_is_refused(cluster, client_env, pr
     # nothing was queued, and with the right token the same client gets in
     monkeypatch.delenv("RAY_AUTH_TOKEN")
     monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", cluster.env["RAY_AUTH_TOKEN_PATH"])
+    _forget_cached_token()
     jobs = job_client(cluster.dashboard).list_jobs()
     assert not [j for j in jobs if (j.metadata or {}).get("sweep") == "cluster-refused"]
     assert not (tmp_path / "results").exists()
