@@ -524,7 +524,7 @@ def summary(pairs: dict[int, tuple[Side, Side]]) -> None:
     geo = float(np.exp(np.mean(np.log(ratios))))
     print(f"{'all':>6}{float(np.exp(np.mean(np.log(walls)))):>11.2f}x{'':>34}{geo:>13.2f}x{'':>28}"
           f"{100 * float(np.mean(diffs)):>+8.1f}   (geometric means of the ratios; mean UA difference, points)")
-    print(f"the same answer (ser-search timed to within 1 point of the conventional best): "
+    print("the same answer (ser-search timed to within 1 point of the conventional best): "
           + ", ".join(f"seed {seed} {r:.2f}x" if r > 0 else f"seed {seed} never" for seed, r in zip(pairs, same)))
     ours_overhead = pd.concat([o.overhead for _, o in pairs.values()])
     conv_overhead = pd.concat([c.overhead for c, _ in pairs.values()])

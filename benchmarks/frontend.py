@@ -123,9 +123,9 @@ def main(argv: list[str] | None = None) -> None:
     conventional: dict[str, tuple[float, float]] = {}
     for kind, cfg in configs.items():
         librosa_features(librosa_load(files[0], sr, length), cfg)  # warm-up: numba, FFT plans
-        t_a = median_seconds(lambda: [librosa_features(librosa_load(f, sr, length), cfg) for f in files],
+        t_a = median_seconds(lambda cfg=cfg: [librosa_features(librosa_load(f, sr, length), cfg) for f in files],
                              args.repeats, device)
-        t_b = median_seconds(lambda: [librosa_features(y, cfg) for y in decoded_np], args.repeats, device)
+        t_b = median_seconds(lambda cfg=cfg: [librosa_features(y, cfg) for y in decoded_np], args.repeats, device)
         conventional[kind] = (t_a, t_b)
     if device.type == "cpu":
         keep_freed_memory()
@@ -134,16 +134,17 @@ def main(argv: list[str] | None = None) -> None:
         t_a, t_b = conventional[kind]
         frontend = build_frontend(cfg).to(device)
         torch_features(frontend, waves_host[: args.batch], args.batch, device)  # warm-up: kernels
-        t_c = median_seconds(lambda: torch_features(frontend, waves_host, args.batch, device),
+        t_c = median_seconds(lambda frontend=frontend: torch_features(frontend, waves_host, args.batch, device),
                              args.repeats, device)
         t_c1 = None
         if device.type == "cpu" and torch.get_num_threads() > 1:  # per core: librosa here uses one
             threads = torch.get_num_threads()
             torch.set_num_threads(1)
-            t_c1 = median_seconds(lambda: torch_features(frontend, waves_host, args.batch, device),
+            t_c1 = median_seconds(lambda frontend=frontend: torch_features(frontend, waves_host, args.batch, device),
                                   args.repeats, device)
             torch.set_num_threads(threads)
-        t_d = median_seconds(lambda: torch_features(frontend, torch.from_numpy(ours_decode()), args.batch, device),
+        t_d = median_seconds(lambda frontend=frontend: torch_features(frontend, torch.from_numpy(ours_decode()),
+                                                                      args.batch, device),
                              args.repeats, device)
 
         # Same output? (ours on our decode vs librosa on librosa's decode of the same files)

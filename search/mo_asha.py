@@ -20,6 +20,12 @@ is in the top ceil(n / reduction_factor) — the top 1/rf of the rung, as in ASH
 with others (same rank and crowding) is placed ahead of them, as ASHA continues a trial equal
 to its cutoff. The first trial at a rung always continues (ASHA too: nothing to compare with).
 
+With one objective (a cost equal for every trial) this is rank-based halving, the rule of ASHA's
+paper; it is NOT Ray's ASHAScheduler's decision rule, which stops a trial below the (1 - 1/rf)
+percentile of the OTHER trials' values, interpolated between them (np.nanpercentile). That cutoff
+depends on the values, not only on their order, so no ranking reproduces it: the two agree on
+most decisions and differ either way at every rf (tests/test_mo_asha.py has cases at rf 2 and 3).
+
 Why crowding distance, not MO-ASHA's default ε-net: Schmucker et al. study both (their
 "NSGA-II" and "EpsNet" selections); the ε-net's farthest-first choice depends on the starting
 point and on how the objectives are scaled, the crowding distance only on ranks within each

@@ -59,7 +59,7 @@ def test_claims_command_on_the_demo_results(demo_out, capsys):
         claim, metric = claims[row["claim"]], row["metric"]
         assert row["sweep"] == "demo"  # the lineage: demo + demo-confirm
 
-        def runs(arm):
+        def runs(arm, metric=metric):
             mine = confirmed[(confirmed["loss_family"] == arm.loss_family) & (confirmed["frontend"] == arm.frontend)]
             assert mine["config_key"].nunique() == 1  # one configuration per arm, run with 2 seeds
             return mine.set_index("seed")[metric]

@@ -77,12 +77,51 @@ def test_a_front_wider_than_the_top_fraction_keeps_its_ends_by_crowding_distance
     assert _report(s, t["D"], 1, 0.45, 70) == STOP
 
 
-def test_single_objective_case_matches_ordinary_halving():
-    """With the cost equal for every trial, dominance is the validation order: top 1/rf."""
-    s = _scheduler()
-    t = _trials(*"abcd")
-    assert [_report(s, t[n], 1, v, 10) for n, v in zip("abcd", [0.5, 0.4, 0.6, 0.45])] == [
-        CONTINUE, STOP, CONTINUE, STOP]  # b: 1 ahead of 2 (>= 1); d: 2 ahead of 4 (>= 2)
+@pytest.mark.parametrize("rf", [2, 3, 4])
+def test_single_objective_case_is_rank_based_halving(rf):
+    """With the cost equal for every trial, dominance is the validation order, and a trial
+    continues when it is in the top ceil(n / rf) of the n recorded at its rung (itself included):
+    fewer than n / rf trials strictly ahead; a tie counts in its favour. This is the rank rule
+    of ASHA's paper, not Ray's ASHAScheduler, which interpolates a percentile of the other
+    trials' values (test_single_objective_case_differs_from_rays_percentile_cutoff)."""
+    vals = [0.5, 0.4, 0.6, 0.45, 0.55, 0.6, 0.3, 0.52, 0.58]
+    s = _scheduler(max_t=rf ** 2, reduction_factor=rf)
+    t = _trials(*(f"t{i}" for i in range(len(vals))))
+    got = [_report(s, t[f"t{i}"], 1, v, 10) for i, v in enumerate(vals)]
+    want = [CONTINUE if sum(w > v for w in vals[:i + 1]) < (i + 1) / rf else STOP for i, v in enumerate(vals)]
+    assert got == want
+    # e.g. 0.52 (8th): 3 of 8 ahead, < 8/2 but not < 8/3; 0.55 (5th): 1 of 5 ahead, < 5/4
+    assert got == {2: [CONTINUE, STOP, CONTINUE, STOP, CONTINUE, CONTINUE, STOP, CONTINUE, CONTINUE],
+                   3: [CONTINUE, STOP, CONTINUE, STOP, CONTINUE, CONTINUE, STOP, STOP, CONTINUE],
+                   4: [CONTINUE, STOP, CONTINUE, STOP, CONTINUE, CONTINUE, STOP, STOP, CONTINUE]}[rf]
+
+
+@pytest.mark.parametrize("rf, vals, ours, rays", [
+    # rf 3 (the sweep default): the third trial is second of three; the top ceil(3/3) = 1 goes on.
+    # Ray's cutoff is the 66.7th percentile of the two others, 0.4 + (2/3)(0.5 - 0.4) = 0.467 <= 0.47.
+    (3, [0.4, 0.5, 0.47], [CONTINUE, CONTINUE, STOP], [CONTINUE, CONTINUE, CONTINUE]),
+    # rf 2, the other way: the fifth trial is third of five, in the top ceil(5/2) = 3; Ray's cutoff
+    # is the median of the four others, (0.42 + 0.76) / 2 = 0.59 > 0.51.
+    (2, [0.84, 0.76, 0.42, 0.26, 0.51], [CONTINUE, STOP, STOP, STOP, CONTINUE], [CONTINUE, STOP, STOP, STOP, STOP]),
+])
+def test_single_objective_case_differs_from_rays_percentile_cutoff(rf, vals, ours, rays):
+    """By design (search/mo_asha.py's docstring): MO-ASHA ranks, so its single-objective case is
+    the rank rule above. Ray's ASHAScheduler stops a trial below np.nanpercentile of the OTHER
+    trials' values at (1 - 1/rf) * 100, interpolated between them; that cutoff depends on the
+    values, not only on their order, so no ranking can reproduce it (with one objective the two
+    agree on most decisions, at every rf including 2, and differ either way)."""
+    from ray.tune.schedulers import ASHAScheduler
+
+    s = _scheduler(max_t=rf ** 2, reduction_factor=rf)
+    ray_asha = ASHAScheduler(time_attr="epoch", metric="best_val_ua", mode="max", max_t=rf ** 2, grace_period=1,
+                             reduction_factor=rf)
+    t = _trials(*(f"t{i}" for i in range(len(vals))))
+    assert [_report(s, t[f"t{i}"], 1, v, 10) for i, v in enumerate(vals)] == ours
+    decisions = []
+    for i, v in enumerate(vals):
+        ray_asha.on_trial_add(None, t[f"t{i}"])
+        decisions.append(ray_asha.on_trial_result(None, t[f"t{i}"], {"epoch": 1, "best_val_ua": v}))
+    assert decisions == rays
 
 
 def test_missing_or_nan_objective_ranks_behind_measured_trials():

@@ -339,16 +339,30 @@ def test_recipe_resume_equals_uninterrupted_run(corpus, synthetic_prepared):
         fit(cfg, corpus, resume={**states[1], "scheduler": None})
 
 
-def test_ema_weights_are_what_validation_and_test_use(corpus, synthetic_prepared):
+def test_ema_weights_are_what_validation_and_test_use(corpus, synthetic_prepared, monkeypatch):
     """With optim.ema_decay the validated, selected and saved weights are the moving average's,
-    not the live model's; evaluating those weights reproduces the reported validation UA."""
+    not the live model's; evaluating those weights reproduces the reported validation UA. The
+    selection is made to keep epoch 1 of 2 (only the first score improves), so that the saved
+    weights being the best epoch's average, not the last one's, is something this test can see."""
+    import ser_core.train as train
     from ser_core.train import _predict, build_model, prepare_trial
     from ser_core.metrics import classification_report
     from ser_core.losses import build_loss
 
+    first_only = iter([True])
+    monkeypatch.setattr(train, "improves", lambda score, best: next(first_only, False))
+    final_evaluation, last_ema = train._final_evaluation, {}
+
+    def keeping_the_last_average(cfg, corpus, frontend_cfg, model, *rest):
+        # the weights validated last (the average after the last epoch), before the best replace them
+        last_ema.update({k: v.detach().clone() for k, v in model.state_dict().items()})
+        return final_evaluation(cfg, corpus, frontend_cfg, model, *rest)
+
+    monkeypatch.setattr(train, "_final_evaluation", keeping_the_last_average)
     cfg = tiny_config(synthetic_prepared, device="cpu", optim={"epochs": 2, "batch_size": 32, "ema_decay": 0.8})
     seen = []
     result = fit(cfg, corpus, on_epoch=lambda r, state: seen.append((r, state())))
+    assert result.best_epoch == 1 < len(seen) == 2  # the best epoch is not the last
     data = prepare_trial(cfg, corpus)
     model = build_model(cfg.model, data.frontend_cfg.n_features, data.num_classes)
     loss_fn = build_loss("cross_entropy", num_classes=data.num_classes, embed_dim=model.embed_dim)
@@ -364,6 +378,8 @@ def test_ema_weights_are_what_validation_and_test_use(corpus, synthetic_prepared
             assert all(torch.equal(state["best_state"][k], ema[k]) for k in ema)
     best_epoch_state = seen[result.best_epoch - 1][1]
     ema_best = {k.removeprefix("module."): v for k, v in best_epoch_state["ema"].items() if k.startswith("module.")}
+    assert set(last_ema) == set(ema_best)
+    assert any(not torch.equal(last_ema[k], ema_best[k]) for k in ema_best)  # so the next line tells them apart
     assert all(torch.equal(result.checkpoint["model"][k], ema_best[k]) for k in ema_best)
 
 
