@@ -16,7 +16,8 @@ change each). So this script
 3. judges them with the claims file docs/recipe_ablation_claims.toml ("recipe beats
    recipe-without-X"), whose arms fix the recipe settings (claims arms with `settings`, read from
    each run's config_json): the same table as `ser-search claims RESULTS --claims FILE --format
-   markdown` — pairs by (seed, fold), the interval over fold means (df = folds - 1), Holm over
+   markdown` — pairs by (seed, fold), the interval over fold means (df = folds - 1, Nadeau &
+   Bengio's correction for overlapping training sets), Holm over
    the rows;
 4. prints the base arm's mean test UA with the same fold-level interval, and its test confusion
    matrix summed over every fold and seed (confusion.parquet).
@@ -210,7 +211,7 @@ def run(prepared: Path, results: Path, name: str, arms: dict[str, dict[str, Any]
     else:
         recorder = ParquetRecorder(name, _unit_config, str(results), gpu_fraction, stage="confirm",
                                    corpora=_corpora(corpus), prepared_id=_prepared_id(corpus),
-                                   source_sweep=LINEAGE)
+                                   source_sweep=LINEAGE, n_folds=getattr(corpus, "n_folds", None))
         tuner = tune.Tuner(trainable, param_space={"unit": tune.grid_search(units)},
                            tune_config=tune.TuneConfig(max_concurrent_trials=max_concurrent),
                            run_config=_run_config(str(run_dir), recorder, 2))
@@ -253,16 +254,19 @@ def report(results: Path, arms: dict[str, dict[str, Any]], claims_path: Path) ->
     table = evaluate_claims(trials.drop(columns=["arm"]), claims)  # exactly what `ser-search claims` computes
     out += ["## Paired differences (recipe - ablated arm)", "", render_claims(table, "markdown"), ""]
 
-    # Each arm's mean test UA / WA with the fold-level interval (seeds averaged within a fold).
-    out += ["## Every arm's mean (test folds x seeds; interval over fold means)", "",
+    # Each arm's mean test UA / WA with the fold-level interval (seeds averaged within a fold,
+    # Nadeau & Bengio's correction for the folds' overlapping training sets, as the claims use).
+    out += ["## Every arm's mean (test folds x seeds; corrected interval over fold means)", "",
             "| arm | runs | folds x seeds | val UA | test UA | 95 % CI | test WA |", "|---|---|---|---|---|---|---|"]
     for name in arms:
         g = done[done["arm"] == name]
         if g.empty:
             out.append(f"| {name} | 0 | | | | | |")
             continue
+        trained = g["n_train_folds"].astype("float64") if "n_train_folds" in g.columns else None
+        ratio = float((1.0 / trained).mean()) if trained is not None and trained.notna().all() else None
         res = design_interval(g["fold"].astype(int).tolist(), g["seed"].astype(int).tolist(),
-                              g["test_ua"].astype(float).tolist())
+                              g["test_ua"].astype(float).tolist(), test_train_ratio=ratio)
         ci = "" if math.isnan(res.ci_low) else f"[{res.ci_low:.3f}, {res.ci_high:.3f}]"
         out.append(f"| {name} | {len(g)} | {res.n_folds} x {res.n_seeds} | {g['val_ua'].mean():.3f} | "
                    f"{res.mean_diff:.3f} | {ci} | {g['test_wa'].mean():.3f} |")

@@ -9,6 +9,11 @@ and it has no test numbers; pruned and failed trials are therefore only counted 
 
 A configuration run with several seeds shows mean ± half-width of the 95 % Student-t
 confidence interval over its completed seeds (blank with a single run).
+
+Beside the figures: `test_folds`, the folds the test numbers are on, and `test_exposed`, "yes"
+when a test fold shown was also a validation fold of the selection (data.folds without
+data.test_folds, or a confirmation moved onto a fold the search validated on): those test
+figures are optimistic (README, nested selection).
 """
 from __future__ import annotations
 
@@ -32,7 +37,11 @@ DEFAULT_GROUP = ("sweep", "config_key")
 FORMATS = ("table", "markdown", "csv", "json")
 _NOT_GROUPABLE = set(METRICS) | {"val_f1_macro", "val_precision_macro", "val_recall_macro", "test_precision_macro",
                                  "test_recall_macro", "compactness_val", "compactness_test", "train_seconds",
-                                 "config_json", "started_at", "finished_at", "error", "epochs_run", "best_epoch", "status"}
+                                 "config_json", "started_at", "finished_at", "error", "epochs_run", "best_epoch", "status",
+                                 # list columns (a cross-validated trial's folds and per-fold figures)
+                                 "folds", "val_folds", "test_folds", "val_ua_folds", "test_ua_folds", "test_wa_folds",
+                                 "test_f1_macro_folds", "test_precision_macro_folds", "test_recall_macro_folds",
+                                 "compactness_test_folds"}
 
 
 class LeaderboardError(ValueError):
@@ -117,6 +126,7 @@ def leaderboard(trials: pd.DataFrame, group_by: list[str] | None = None) -> pd.D
         row["n"] = len(done)
         row["n_pruned"] = int((g["status"] == "pruned").sum())
         row["n_error"] = int((g["status"] == "error").sum())
+        row["test_folds"], row["test_exposed"] = _test_design(done)
         for m in METRICS:
             row[f"{m}_mean"], row[f"{m}_ci95"], _ = mean_ci95(done[m])
         if group_by is not None:
@@ -127,7 +137,7 @@ def leaderboard(trials: pd.DataFrame, group_by: list[str] | None = None) -> pd.D
             row["best_test_ua"] = math.nan if best is None else float(best["test_ua"])
         rows.append(row)
 
-    columns = ["rank", *keys, *params, "n", "n_pruned", "n_error",
+    columns = ["rank", *keys, *params, "n", "n_pruned", "n_error", "test_folds", "test_exposed",
                *[f"{m}_{s}" for m in METRICS for s in ("mean", "ci95")]]
     if group_by is not None:
         columns += ["best_trial_id", "best_val_ua", "best_test_ua"]
@@ -140,6 +150,17 @@ def leaderboard(trials: pd.DataFrame, group_by: list[str] | None = None) -> pd.D
                           na_position="last", kind="stable").drop(columns=["_tie"])
     out.insert(0, "rank", pd.array([i + 1 if h else pd.NA for i, h in enumerate(out["_has"])], dtype="Int64"))
     return out.drop(columns=["_has"]).reset_index(drop=True)
+
+
+def _test_design(done: pd.DataFrame) -> tuple[str | None, str | None]:
+    """(the test folds of a group's completed trials, "0,1+2" style, and "yes"/"no": whether any
+    of them took part in selection); None where the rows predate the design columns."""
+    if "test_folds" not in done.columns or not len(done):
+        return None, None
+    sets = sorted({"+".join(str(int(f)) for f in v) for v in done["test_folds"]
+                   if v is not None and not (isinstance(v, float) and math.isnan(v)) and len(v)})
+    exposed = done["selection_exposed"].dropna() if "selection_exposed" in done.columns else pd.Series(dtype=bool)
+    return (",".join(sets) or None), (None if not len(exposed) else ("yes" if exposed.astype(bool).any() else "no"))
 
 
 # ---------------------------------------------------------------------------- rendering

@@ -21,7 +21,7 @@ from ser_core.cost import COST_METRICS
 from ser_core.metrics import SAME_SCORE
 
 from .trainable import BEST_FILE, FINAL_JSON, final_metrics
-from .results import LOSS_PARAM_COLUMNS, ResultsStore, config_columns, confusion_rows
+from .results import FOLD_FIGURES, LOSS_PARAM_COLUMNS, ResultsStore, config_columns, confusion_rows
 
 # Keys of the final report (the best epoch's evaluation: trainable.final_metrics) copied into the trial row.
 _FINAL_KEYS = ("best_epoch", "val_ua", "val_wa", "val_f1_macro", "val_precision_macro",
@@ -45,8 +45,9 @@ class ParquetRecorder(Callback):
     def __init__(self, name: str, to_config: Callable[[dict[str, Any]], TrainConfig], results: str,
                  gpu_fraction: float, stage: str = "search", echo: bool = True,
                  corpora: Sequence[str] | None = None, prepared_id: str | None = None,
-                 source_sweep: str | None = None) -> None:
+                 source_sweep: str | None = None, n_folds: int | None = None) -> None:
         self.name = name
+        self.n_folds = n_folds  # the prepared data's fold count: what names a row's validation folds
         self.corpora = tuple(corpora) if corpora else None  # in the prepared data: names implicit corpora
         self.prepared_id = prepared_id  # PreparedCorpus.prepared_id of the data the trials run on
         self.source_sweep = source_sweep  # the search sweep this one belongs to (itself, or the one confirmed)
@@ -118,7 +119,7 @@ class ParquetRecorder(Callback):
             if trial.checkpoint is not None:
                 row["checkpoint"] = f"{trial.checkpoint.path}/{BEST_FILE}"
             final = json.loads(last[FINAL_JSON])
-            row.update({k: final.get(k) for k in ("val_ua_folds", "test_ua_folds")})  # data.folds trials
+            row.update({k: final.get(k) for k in FOLD_FIGURES})  # data.folds trials
             row["classes"] = ",".join(final.get("classes") or final["labels"])
             dropped = final.get("classes_dropped") or {}
             row["classes_dropped"] = "; ".join(f"{k}: {v}" for k, v in dropped.items()) or None
@@ -160,7 +161,8 @@ class ParquetRecorder(Callback):
         try:
             # getattr: a recorder pickled by an older version (a restored sweep) has no corpora
             columns = config_columns(self.to_config(params), getattr(self, "corpora", None),
-                                     getattr(self, "prepared_id", None))
+                                     getattr(self, "prepared_id", None), getattr(self, "n_folds", None),
+                                     self._selected_by(params))
         except Exception as e:  # noqa: BLE001 - a bad axis combination must still leave a row
             columns = _invalid_config_columns(params) | {"prepared_id": getattr(self, "prepared_id", None)}
             # the validation message itself, not Ray's wrapping of the trial's identical failure
@@ -171,6 +173,13 @@ class ParquetRecorder(Callback):
             "gpu_fraction": self.gpu_fraction, "error": error,
             "started_at": self._started.get(trial_id), "finished_at": _now(),
         }
+
+    def _selected_by(self, params: dict[str, Any]) -> TrainConfig | None:
+        """The searched configuration a confirmation run re-runs (its validation folds chose it);
+        None for a search trial, whose own design is the selection."""
+        if self.stage != "confirm" or not isinstance(params.get("config_json"), str):
+            return None
+        return TrainConfig.model_validate_json(params["config_json"])
 
     def _epochs_of(self, trial_id: str) -> Any:
         """The trial's rows of epochs.parquet."""

@@ -28,7 +28,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from ser_core.config import TrainConfig
-from ser_core.protocols import ProtocolError, join_corpora, resolve_corpora
+from ser_core.protocols import ProtocolError, design_folds, join_corpora, resolve_corpora
 
 SCHEMA_VERSION = 1
 VERSION_KEY = b"ser_search.schema_version"
@@ -61,6 +61,13 @@ TRIALS_SCHEMA = _schema("trials", [
     # a cross-validated trial (data.folds): its folds, each fold's val/test UA, the t interval of test_ua
     ("folds", pa.list_(_I)), ("val_ua_folds", pa.list_(_F)), ("test_ua_folds", pa.list_(_F)),
     ("test_ua_ci95_low", _F), ("test_ua_ci95_high", _F),
+    # each fold's run's other test figures (cross-validated trials): the claims pair fold by fold
+    *[(f"{m}_folds", pa.list_(_F)) for m in ("test_wa", "test_f1_macro", "test_precision_macro",
+                                             "test_recall_macro", "compactness_test")],
+    # the design: folds validated on (what selection read), folds tested on (null: whole corpora),
+    # and whether a test fold reported here was also a validation fold of the selection
+    ("val_folds", pa.list_(_I)), ("test_folds", pa.list_(_I)), ("selection_exposed", pa.bool_()),
+    ("n_train_folds", _I),  # folds one run trains on: n_test/n_train of the corrected fold-level interval
     ("compactness_val", _F), ("compactness_test", _F),
     ("train_seconds", _F), ("node", _S), ("gpu_fraction", _F), ("checkpoint", _S), ("error", _S),
     ("params", _I), ("macs", _I), ("latency_ms", _F),  # the model's cost (ser_core.cost)
@@ -102,21 +109,56 @@ def config_key(cfg: TrainConfig, prepared_id: str | None = None) -> str:
     d["data"]["leave_one_corpus_out"] = cfg.data.leave_out is not None
     if cfg.data.folds is None:  # keys of configurations written before data.folds existed stay the same
         d["data"].pop("folds", None)
+    if cfg.data.test_folds is None:  # and before data.test_folds existed
+        d["data"].pop("test_folds", None)
     if prepared_id is not None:  # absent: the key of rows written before corpora had an identity
         d["prepared_id"] = prepared_id
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
 
 
+FOLD_FIGURES = ("val_ua_folds", "test_ua_folds", "test_wa_folds", "test_f1_macro_folds", "test_precision_macro_folds",
+                "test_recall_macro_folds", "compactness_test_folds")  # a cross-validated trial's per-fold lists
+
+
+def design_columns(cfg: TrainConfig, n_folds: int | None, selected_by: TrainConfig | None = None) -> dict[str, Any]:
+    """val_folds, test_folds, selection_exposed and fold of a trial row (ser_core.protocols.design_folds).
+
+    `selected_by`: the configuration whose validation score chose this one (the searched trial a
+    confirmation re-runs); its validation folds count as selection too. `fold` is the test
+    fold of a one-test-fold design and null for a cross-validated one, whose test folds are
+    several. Without `n_folds` (a corpus with no fold count) the design is not recorded."""
+    d = cfg.data
+    tests = d.test_folds if d.test_folds is not None else (d.folds or [d.fold])
+    fold = int(tests[0]) if len(tests) == 1 else None
+    if not n_folds:
+        return {"fold": fold, "val_folds": None, "test_folds": None, "selection_exposed": None,
+                "n_train_folds": None}
+    cross = d.leave_out is not None or (d.eval_corpora is not None and d.eval_corpora != d.train_corpora)
+    design = design_folds(n_folds, d.fold, d.folds, d.test_folds, cross_corpus=cross)
+    # one run validates on one fold and tests on len(test set) folds (1 per run of the older CV design)
+    per_run_test = len(design.test_folds) if d.test_folds is not None else 1
+    selected_on: tuple[int, ...] = ()
+    if selected_by is not None:
+        s = selected_by.data
+        selected_on = design_folds(n_folds, s.fold, s.folds, s.test_folds).val_folds
+    return {"fold": fold, "val_folds": list(design.val_folds),
+            "test_folds": None if design.test_folds is None else list(design.test_folds),
+            "selection_exposed": bool(design.exposed(selected_on)),
+            "n_train_folds": None if cross else n_folds - 1 - per_run_test}
+
+
 def config_columns(cfg: TrainConfig, corpora: Sequence[str] | None = None,
-                   prepared_id: str | None = None) -> dict[str, Any]:
+                   prepared_id: str | None = None, n_folds: int | None = None,
+                   selected_by: TrainConfig | None = None) -> dict[str, Any]:
     """The trials-row columns a TrainConfig determines; a family's unused parameters are None.
     With `corpora` (those in the prepared data) the training and evaluation corpora are
     written out even where the config leaves them implicit ("every corpus"); `prepared_id`
-    (the prepared corpus the trial ran on) is recorded and enters the config_key."""
+    (the prepared corpus the trial ran on) is recorded and enters the config_key; `n_folds`
+    and `selected_by` give the fold design (design_columns)."""
     d = cfg.data
     if corpora:
         try:
-            train_c, eval_c = resolve_corpora(corpora, **d.protocol_args())
+            train_c, eval_c = resolve_corpora(corpora, **d.corpus_args())
         except ProtocolError:  # the trial itself will fail with this error; the row says so
             train_c, eval_c = d.train_corpora, d.eval_corpora
     else:
@@ -132,8 +174,8 @@ def config_columns(cfg: TrainConfig, corpora: Sequence[str] | None = None,
         "lr": cfg.optim.lr,
         "batch_size": cfg.optim.batch_size,
         "seed": cfg.seed,
-        "fold": cfg.data.fold,
         "folds": cfg.data.folds,
+        **design_columns(cfg, n_folds, selected_by),
         "train_corpora": join_corpora(train_c) if train_c else None,
         "eval_corpora": join_corpora(eval_c) if eval_c else None,
         "config_json": cfg.model_dump_json(),

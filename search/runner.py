@@ -37,6 +37,7 @@ from ser_core.config import TrainConfig
 from .driver_lock import SweepBusyError, hold_sweep
 from .checkpoints import SnapshotSafePruning, checkpoint_config, keep_latest_checkpoints
 from .config import SweepConfig, changed_settings, parse_sweep, tune_metric
+from .asha_state import AshaRungState
 from .mo_asha import MultiObjectiveASHA, RungState
 from .pruning import PruningAwareOptunaSearch
 from .study import (FAILED_ATTR, FINISHED_ATTR, RESULTS_ATTR, TUNE_ID_ATTR, StudyLocation, StudyMirror, bind,
@@ -380,13 +381,19 @@ def _run_study(sweep: SweepConfig, results: str, sweep_dir: str, tune_path: str,
     corpus, resources, gpu_fraction = _start(address, num_cpus, corpus, sweep.data.prepared,
                                              sweep.resources.cpus_per_trial, sweep.resources.gpus_per_trial)
     check_protocol(corpus, sweep.data)
+    if sweep.data.folds and sweep.data.test_folds is None and echo:
+        print(f"sweep: NOT NESTED: data.folds = {sweep.data.folds} without data.test_folds makes each listed fold a "
+              "test fold and the next one its validation fold, so selection reads speakers whose test figures the "
+              "trials report (selection_exposed = true). Hold test folds out with [data] test_folds and list the "
+              "selection folds in data.folds", file=sys.stderr, flush=True)
     # The corpus goes into the object store once; every trial on a node maps the same copy.
     trainable = tune.with_resources(tune.with_parameters(make_trainable(sweep.trial_config), corpus=corpus),
                                     resources)
 
     # the pickled copy in Tune's snapshot records a restored sweep's trials; this one, what it lost
     recorder = ParquetRecorder(name, sweep.trial_config, results, gpu_fraction, echo=echo,
-                               corpora=_corpora(corpus), prepared_id=_prepared_id(corpus), source_sweep=name)
+                               corpora=_corpora(corpus), prepared_id=_prepared_id(corpus), source_sweep=name,
+                               n_folds=getattr(corpus, "n_folds", None))
     if resume:
         # Errored trials are retried only while their Optuna trials are open (a driver died before
         # the sweep ended): once a sweep has ended they are FAIL in Optuna, which cannot be undone.
@@ -409,8 +416,8 @@ def _run_study(sweep: SweepConfig, results: str, sweep_dir: str, tune_path: str,
             extra: tuple[tune.Callback, ...] = (StudyMirror(name), RungState(scheduler))
             targets = {}  # TuneConfig takes one metric; the searcher and the scheduler have theirs
         else:
-            scheduler = ASHAScheduler(**rungs)
-            extra = (StudyMirror(name),)
+            scheduler = ASHAScheduler(**rungs)  # its rungs, too, kept in Tune's snapshots
+            extra = (StudyMirror(name), AshaRungState(scheduler))
         tuner = tune.Tuner(
             trainable,
             tune_config=tune.TuneConfig(
@@ -460,8 +467,9 @@ def record_lost_trials(sweep: SweepConfig, study: StudyLocation, recorder: Parqu
         params = dict(t.params)
         try:
             params |= sweep.define_by_run(optuna.trial.FixedTrial(t.params)) or {}
-        except Exception:  # noqa: BLE001 - the row is still written, with Optuna's parameters only
-            logger.warning("trial %s: could not rebuild its fixed parameters", tune_id, exc_info=True)
+        except Exception as e:  # noqa: BLE001 - the row is still written, with Optuna's parameters only
+            print(f"  {tune_id}: could not rebuild its fixed parameters ({type(e).__name__}: {e}); its row "
+                  f"holds Optuna's parameters only", file=sys.stderr, flush=True)
         recorder.record_lost(tune_id, params, t.user_attrs[FAILED_ATTR], _utc(t.datetime_start),
                              _utc(t.datetime_complete))
         written += 1
@@ -493,13 +501,35 @@ def confirm_config(params: dict[str, Any]) -> TrainConfig:
     test fold or held-out corpus when the confirmation repeats over folds or corpora."""
     raw = json.loads(params["config_json"])
     raw["seed"] = int(params["seed"])
-    # A configuration chosen by cross-validated selection (data.folds) is confirmed one test
-    # fold per run, like any other: the claims pair runs by fold.
+    # Without --folds a configuration is re-run as designed (a nested one stays nested). A run
+    # moved to test fold f is a one-fold run (validation f+1), whatever design chose it; whether
+    # f took part in that choice is recorded per row (selection_exposed).
     if params.get("fold") is not None:
-        raw["data"].update(fold=int(params["fold"]), folds=None)
+        raw["data"].update(fold=int(params["fold"]), folds=None, test_folds=None)
     if params.get("leave_out") is not None:
-        raw["data"].update(leave_out=params["leave_out"], train_corpora=None, eval_corpora=None, folds=None)
+        raw["data"].update(leave_out=params["leave_out"], train_corpora=None, eval_corpora=None, folds=None,
+                           test_folds=None)
     return TrainConfig.model_validate(raw)
+
+
+def exposed_confirmations(configs: list[str], folds: list[int] | None, n_folds: int | None) -> list[int]:
+    """The test folds a confirmation of `configs` (searched trials' config_json) on `folds`
+    (None: as searched) would report although the search validated on them."""
+    from ser_core.protocols import design_folds  # noqa: PLC0415
+
+    if not n_folds:
+        return []
+    out: set[int] = set()
+    for config_json in dict.fromkeys(configs):
+        d = TrainConfig.model_validate_json(config_json).data
+        if d.train_corpora is not None or d.eval_corpora is not None or d.leave_out is not None:
+            continue
+        searched = design_folds(n_folds, d.fold, d.folds, d.test_folds)
+        if folds:
+            out |= {f for f in folds if f in searched.val_folds}
+        else:
+            out |= set(searched.exposed())
+    return sorted(out)
 
 
 def _choose_for_confirmation(trials: Any, top: int, per: list[str] | None,
@@ -603,18 +633,23 @@ def run_confirm(results: str, sweep_name: str, *, top: int, seeds: int, address:
         repeats.append(f"{len(held_out)} held-out corpora")
     check_confirmation_splits(corpus, configs, folds, held_out)
     runs = math.prod(len(v["grid_search"]) for v in space.values())
-    if (folds or leave_one_corpus_out) and echo:
-        # Not nested: the configurations were chosen on the search sweep's validation data,
-        # which may include the new test fold or the held-out corpus.
+    exposed = exposed_confirmations(configs, folds, getattr(corpus, "n_folds", None))
+    if exposed and echo:
+        print(f"confirm: NOT NESTED: test fold(s) {exposed} were validation folds of the search that chose these "
+              "configurations, so their test figures are optimistic; those rows carry selection_exposed = true "
+              "(and the claims say so). For test figures selection never saw, hold the folds out of the search "
+              "([data] test_folds) and confirm without --folds", file=sys.stderr, flush=True)
+    if leave_one_corpus_out and echo:
         print("confirm: configurations were chosen on the search sweep's validation split; for an unbiased "
-              "estimate on other folds or held-out corpora, search with that fold / `leave_out` and confirm "
-              "that sweep", file=sys.stderr, flush=True)
+              "estimate on held-out corpora, search with `leave_out` and confirm that sweep",
+              file=sys.stderr, flush=True)
     trainable = tune.with_resources(tune.with_parameters(make_trainable(confirm_config), corpus=corpus),
                                     resources)
     with one_driver(results, run_dir, f"confirmation {name!r}" + (" (--resume)" if resume else "")):
         # source_sweep: the lineage, whatever `name` says (claims pair runs within one lineage)
         recorder = ParquetRecorder(name, confirm_config, results, gpu_fraction, stage="confirm", echo=echo,
-                                   corpora=_corpora(corpus), prepared_id=_prepared_id(corpus), source_sweep=sweep_name)
+                                   corpora=_corpora(corpus), prepared_id=_prepared_id(corpus), source_sweep=sweep_name,
+                                   n_folds=getattr(corpus, "n_folds", None))
         if resume:
             tuner = tune.Tuner.restore(tune_path, trainable=trainable, resume_unfinished=True, resume_errored=True)
         else:

@@ -25,10 +25,17 @@ class DataConfig(_Strict):
     `eval_corpora` = cross-corpus; `leave_out` = leave-one-corpus-out."""
 
     prepared: Path = Field(description="directory written by `ser-search prepare`")
-    fold: int = Field(0, ge=0, description="test fold; validation is fold+1 (mod n_folds)")
+    fold: int = Field(0, ge=0, description="test fold; validation is fold+1 (mod n_folds). With test_folds: "
+                                           "the validation fold")
     folds: list[Annotated[int, Field(ge=0)]] | None = Field(
-        None, min_length=2, description="cross-validated selection: train once per listed test fold, select on the "
-                                        "mean validation UA over them (k times the epochs); `fold` becomes the first")
+        None, min_length=2, description="cross-validated selection: train once per listed fold, select on the "
+                                        "mean validation UA over them (k times the epochs); `fold` becomes the first. "
+                                        "Alone: the listed folds are test folds (not nested: fold f+1 validates test "
+                                        "fold f). With test_folds: the listed folds are the validation folds")
+    test_folds: list[Annotated[int, Field(ge=0)]] | None = Field(
+        None, min_length=1, description="nested selection: these folds are held out of every run's training and "
+                                        "validation and are the only test set; selection validates on `folds` "
+                                        "(cross-validated) or `fold`")
     max_train_clips: int | None = Field(None, gt=0, description="subsample train (for quick runs)")
     train_corpora: list[Annotated[str, Field(pattern=_CORPUS_NAME)]] | None = Field(
         None, min_length=1, description="corpora to train (and validate) on; default: every prepared corpus")
@@ -38,7 +45,16 @@ class DataConfig(_Strict):
                                   description="leave-one-corpus-out: test on this corpus, train on the others")
 
     def protocol_args(self) -> dict[str, Any]:
-        """The keys that choose the protocol, as ser_core.protocols' functions take them."""
+        """The keys that choose the protocol, as ser_core.protocols' evaluation_split takes them
+        (test_folds only when set, so callers that never hold out folds see the old keys)."""
+        args: dict[str, Any] = {"train_corpora": self.train_corpora, "eval_corpora": self.eval_corpora,
+                                "leave_out": self.leave_out}
+        if self.test_folds is not None:
+            args["test_folds"] = list(self.test_folds)
+        return args
+
+    def corpus_args(self) -> dict[str, Any]:
+        """The keys that choose the training and evaluation corpora (ser_core.protocols.resolve_corpora)."""
         return {"train_corpora": self.train_corpora, "eval_corpora": self.eval_corpora, "leave_out": self.leave_out}
 
     @model_validator(mode="after")
@@ -52,7 +68,25 @@ class DataConfig(_Strict):
                 raise ValueError(f"data.{key} lists a corpus twice: {names}")
         if self.folds is not None:
             self._check_folds()
+        if self.test_folds is not None:
+            self._check_test_folds()
         return self
+
+    def _check_test_folds(self) -> None:
+        """A held-out fold is only ever tested: listing it for selection too (as `folds` or
+        as the validation `fold`) would report test figures of speakers selection read."""
+        held = list(self.test_folds)
+        if len(set(held)) != len(held):
+            raise ValueError(f"data.test_folds lists a fold twice: {held}")
+        if self.leave_out is not None or self.train_corpora is not None or self.eval_corpora is not None:
+            raise ValueError("data.test_folds needs the within-corpus protocol: with data.train_corpora, "
+                             "data.eval_corpora or data.leave_out the test set is whole corpora")
+        both = sorted(set(self.folds or [self.fold]) & set(held))
+        if both:
+            key = "data.folds" if self.folds is not None else "data.fold"
+            raise ValueError(f"{key} and data.test_folds share fold(s) {both}: a held-out test fold cannot also "
+                             f"be a selection (validation) fold; list the selection folds in data.folds "
+                             f"(at least 2 for cross-validated selection), none of {held}")
 
     def _check_folds(self) -> None:
         """`folds` replaces `fold`: a cross-validated trial's folds are those listed, and `fold` is

@@ -156,11 +156,13 @@ class PreparedCorpus:
                 for name, mask in subset_masks(self.manifest, n, fold).items()}
 
     def evaluation_split(self, fold: int = 0, *, train_corpora: Sequence[str] | None = None,
-                         eval_corpora: Sequence[str] | None = None, leave_out: str | None = None) -> EvaluationSplit:
+                         eval_corpora: Sequence[str] | None = None, leave_out: str | None = None,
+                         test_folds: Sequence[int] | None = None) -> EvaluationSplit:
         """Rows and classes under a within-, cross- or leave-one-corpus-out protocol
-        (ser_core.protocols); with no corpora named it is `split_indices(fold)`."""
+        (ser_core.protocols); with no corpora named it is `split_indices(fold)`; with
+        `test_folds`, `fold` validates and the listed folds are held out for test."""
         return evaluation_split(self.manifest, self.labels, self.n_folds, fold, train_corpora=train_corpora,
-                                eval_corpora=eval_corpora, leave_out=leave_out)
+                                eval_corpora=eval_corpora, leave_out=leave_out, test_folds=test_folds)
 
     def corpora(self) -> tuple[str, ...]:
         """The corpora in this prepared directory, sorted."""

@@ -19,6 +19,13 @@ restricted to those classes and the dropped ones are recorded with the reason. N
 stay in training only, as in every protocol. Speaker ids are "corpus:speaker", so speakers of
 different corpora never coincide and speaker-independence across corpora holds by
 construction; within a corpus it holds because folds are speaker-grouped.
+
+**Held-out test folds** (`test_folds`, within-corpus only) give nested selection: the listed
+folds are the test set and nothing else — never trained on, never validated on — and the fold
+`fold` is the validation fold; training takes every other fold. A cross-validated trial
+(`data.folds` with `data.test_folds`) runs one such split per selection fold, so everything the
+selection reads comes from folds whose test figures are never reported for that choice
+(`design_folds`, `exposed_folds`).
 """
 from __future__ import annotations
 
@@ -80,12 +87,18 @@ def resolve_corpora(available: Sequence[str], train_corpora: Sequence[str] | Non
 
 
 def subset_masks(manifest: pd.DataFrame, n_folds: int, fold: int, train_corpora: Sequence[str] | None = None,
-                 eval_corpora: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+                 eval_corpora: Sequence[str] | None = None,
+                 test_folds: Sequence[int] | None = None) -> dict[str, np.ndarray]:
     """Boolean row masks of train / val / test under the module's fold rule, before any class
-    restriction; corpora None = every corpus (the within-corpus split)."""
+    restriction; corpora None = every corpus (the within-corpus split). With `test_folds`
+    (within-corpus only) `fold` is the validation fold and the listed folds the test set."""
     corpus = manifest["corpus"].to_numpy().astype(str)
     folds = manifest["fold"].to_numpy()
     original = ~manifest["augmented"].to_numpy(dtype=bool)
+    if test_folds is not None:
+        held = np.isin(folds, np.asarray(list(test_folds)))
+        val_fold = folds == fold
+        return {"train": ~held & ~val_fold, "val": original & val_fold, "test": original & held}
     in_train = np.ones(len(corpus), dtype=bool) if train_corpora is None else np.isin(corpus, train_corpora)
     in_eval = np.ones(len(corpus), dtype=bool) if eval_corpora is None else np.isin(corpus, eval_corpora)
     test_fold = folds == fold
@@ -98,13 +111,21 @@ def subset_masks(manifest: pd.DataFrame, n_folds: int, fold: int, train_corpora:
 
 def evaluation_split(manifest: pd.DataFrame, labels: Sequence[str], n_folds: int, fold: int = 0, *,
                      train_corpora: Sequence[str] | None = None, eval_corpora: Sequence[str] | None = None,
-                     leave_out: str | None = None) -> EvaluationSplit:
+                     leave_out: str | None = None, test_folds: Sequence[int] | None = None) -> EvaluationSplit:
     """The rows of each subset under the module's rule (manifest: a prepared corpus's)."""
     if not isinstance(fold, (int, np.integer)) or not 0 <= fold < n_folds:
         raise ProtocolError(f"fold {fold!r} out of range: the prepared data has folds 0..{n_folds - 1}")
+    if test_folds is not None:
+        bad = [f for f in test_folds if not 0 <= f < n_folds]
+        if bad:
+            raise ProtocolError(f"test_folds {bad} out of range: the prepared data has folds 0..{n_folds - 1}")
+        if fold in test_folds:
+            raise ProtocolError(f"fold {fold} is both the validation fold and a held-out test fold")
+        if train_corpora is not None or eval_corpora is not None or leave_out is not None:
+            raise ProtocolError("test_folds needs the within-corpus protocol")
     train_c, eval_c = resolve_corpora(manifest["corpus"].astype(str).unique(), train_corpora, eval_corpora,
                                       leave_out)
-    masks = subset_masks(manifest, n_folds, fold, train_c, eval_c)
+    masks = subset_masks(manifest, n_folds, fold, train_c, eval_c, test_folds)
     train, val, test = masks["train"], masks["val"], masks["test"]
 
     label_ids = manifest["label_id"].to_numpy()
@@ -132,7 +153,47 @@ def evaluation_split(manifest: pd.DataFrame, labels: Sequence[str], n_folds: int
     for name, idx in rows.items():
         if len(idx) == 0:
             where = join_corpora(eval_c if name == "test" else train_c)
+            design = (f"validation fold {fold}, held-out test folds {list(test_folds)}" if test_folds is not None
+                      else f"validation uses fold {(fold + 1) % n_folds} of the training corpora")
             raise ProtocolError(f"the {name} split of fold {fold} is empty for corpora {where} "
-                                f"(validation uses fold {(fold + 1) % n_folds} of the training corpora); "
-                                "try another fold")
+                                f"({design}); try another fold")
     return EvaluationSplit(rows=rows, train_corpora=train_c, eval_corpora=eval_c, classes=classes, dropped=dropped)
+
+
+@dataclass(frozen=True)
+class FoldDesign:
+    """Which folds a trial validated on (what selection reads) and which it reports test
+    figures for. `test_folds` None: the test set is whole corpora (cross-corpus protocols)."""
+
+    val_folds: tuple[int, ...]
+    test_folds: tuple[int, ...] | None
+    nested: bool  # the test folds are held out of every run's training and validation
+
+    def exposed(self, selected_on: Sequence[int] = ()) -> tuple[int, ...]:
+        """The test folds that were also validation folds of this design or of `selected_on`
+        (the validation folds of the trial a confirmation re-runs): speakers whose test figure
+        is reported although selection read their validation score."""
+        if self.test_folds is None:
+            return ()
+        return tuple(sorted(set(self.test_folds) & (set(self.val_folds) | {int(f) for f in selected_on})))
+
+
+def design_folds(n_folds: int, fold: int, folds: Sequence[int] | None = None,
+                 test_folds: Sequence[int] | None = None, cross_corpus: bool = False) -> FoldDesign:
+    """The validation and test folds of a data section (`fold`, `folds`, `test_folds`) on data
+    with `n_folds` folds, by the module's rule:
+
+    - one fold: validation f+1, test f;
+    - cross-validated over test folds (`folds` alone, the design before held-out folds): each
+      listed fold is a test fold and the next one its validation fold, so a fold can be the
+      validation fold of one run and the test fold of another — not nested;
+    - held-out (`test_folds`): validation = `folds` (or `fold`), test = `test_folds`: nested.
+    """
+    if test_folds is not None:
+        val = tuple(folds) if folds else (fold,)
+        return FoldDesign(tuple(int(f) for f in val), tuple(sorted(int(f) for f in test_folds)), True)
+    tests = tuple(folds) if folds else (fold,)
+    vals = tuple(sorted({(int(f) + 1) % n_folds for f in tests}))
+    if cross_corpus:
+        return FoldDesign(vals, None, True)
+    return FoldDesign(vals, tuple(sorted(int(f) for f in tests)), False)

@@ -57,7 +57,7 @@ class CorpusLike(Protocol):
     sample_rate: int
 
     def evaluation_split(self, fold: int = 0, *, train_corpora=None, eval_corpora=None,
-                         leave_out=None) -> EvaluationSplit: ...
+                         leave_out=None, test_folds=None) -> EvaluationSplit: ...
 
 
 @dataclass
@@ -746,23 +746,42 @@ class FoldsResult(FitResult):
 
     folds: tuple[int, ...] = ()
     per_fold: list[FitResult] = field(default_factory=list, repr=False)
+    # data.test_folds: every fold's run tested on the same held-out folds, so the per-fold test
+    # figures are k models on one test set (no fold-level interval), not k test sets
+    test_folds: tuple[int, ...] | None = None
 
     def test_ua_interval(self, confidence: float = 0.95) -> tuple[float, float]:
         """Student t interval of the mean test UA over folds (df = folds - 1): how far the
-        k folds' speakers let the estimate move."""
+        k folds' speakers let the estimate move. (nan, nan) when there is no spread to build an
+        interval on: fewer than two folds, or folds whose test UAs are all equal (up to rounding),
+        which is a test set's granularity, not certainty (search/claims/stats.py::t_interval
+        answers the same case the same way); trials.parquet then holds nulls."""
         from scipy import stats  # noqa: PLC0415 - only cross-validated trials need it
 
         values = np.array([r.test.ua for r in self.per_fold], dtype=np.float64)
-        half = stats.t.ppf(0.5 + confidence / 2, len(values) - 1) * values.std(ddof=1) / math.sqrt(len(values))
-        return float(values.mean() - half), float(values.mean() + half)
+        if len(values) < 2:
+            return math.nan, math.nan
+        mean, sd = float(values.mean()), float(values.std(ddof=1))
+        if sd <= 1e-12 * max(1.0, abs(mean)):  # all equal up to rounding (0.1 + 0.2 != 0.3)
+            return math.nan, math.nan
+        half = stats.t.ppf(0.5 + confidence / 2, len(values) - 1) * sd / math.sqrt(len(values))
+        return float(mean - half), float(mean + half)
 
     def metrics(self) -> dict[str, float]:
+        if self.test_folds is not None:  # one held-out test set: its speakers give no fold-level interval
+            return super().metrics() | {"test_ua_ci95_low": math.nan, "test_ua_ci95_high": math.nan}
         low, high = self.test_ua_interval()
         return super().metrics() | {"test_ua_ci95_low": low, "test_ua_ci95_high": high}
 
     def fold_metrics(self) -> dict[str, list]:
-        return {"folds": list(self.folds), "val_ua_folds": [r.val.ua for r in self.per_fold],
-                "test_ua_folds": [r.test.ua for r in self.per_fold]}
+        """Each fold's run's figures, in `folds` order: what the claims pair fold by fold."""
+        per = self.per_fold
+        return {"folds": list(self.folds), "val_ua_folds": [r.val.ua for r in per],
+                "test_ua_folds": [r.test.ua for r in per], "test_wa_folds": [r.test.wa for r in per],
+                "test_f1_macro_folds": [r.test.f1_macro for r in per],
+                "test_precision_macro_folds": [r.test.precision_macro for r in per],
+                "test_recall_macro_folds": [r.test.recall_macro for r in per],
+                "compactness_test_folds": [r.compactness_test for r in per]}
 
 
 def _mean_report(reports: list[ClassificationReport]) -> ClassificationReport:
@@ -818,7 +837,11 @@ def fit_folds(cfg: TrainConfig, corpus: CorpusLike, on_epoch: EpochCallback | No
     The best epoch is the epoch with the best mean validation UA, the same epoch for every fold:
     that is what selection saw. Each fold's weights at that epoch are evaluated once on its own
     test fold; the result holds the per-fold figures and their means (FoldsResult). The
-    resumable checkpoint holds every fold's state, so a resumed trial continues exactly."""
+    resumable checkpoint holds every fold's state, so a resumed trial continues exactly.
+
+    With `data.test_folds` (nested selection) the listed folds are validation folds: fold f's
+    run validates on f, trains on every fold that is neither f nor held out, and is tested on
+    the held-out folds, which no run ever trains or validates on."""
     folds = tuple(cfg.data.folds)
     for f in folds:  # every fold must form a split before any fold trains
         corpus.evaluation_split(f, **cfg.data.protocol_args())
@@ -868,7 +891,8 @@ def fit_folds(cfg: TrainConfig, corpus: CorpusLike, on_epoch: EpochCallback | No
                     "history": [_history_row(h) for h in history], "best_ua": best["ua"], "best_epoch": best["epoch"]}
 
         if epoch == cfg.optim.epochs:
-            report.final = _folds_result(folds, [run.final_evaluation() for run in runs], history)
+            report.final = _folds_result(folds, [run.final_evaluation() for run in runs], history,
+                                         None if cfg.data.test_folds is None else tuple(cfg.data.test_folds))
         if on_epoch is not None:
             on_epoch(report, checkpoint)
     if not history or history[-1].final is None:
@@ -876,7 +900,8 @@ def fit_folds(cfg: TrainConfig, corpus: CorpusLike, on_epoch: EpochCallback | No
     return history[-1].final
 
 
-def _folds_result(folds: tuple[int, ...], per_fold: list[FitResult], history: list[EpochReport]) -> FoldsResult:
+def _folds_result(folds: tuple[int, ...], per_fold: list[FitResult], history: list[EpochReport],
+                  test_folds: tuple[int, ...] | None = None) -> FoldsResult:
     first = per_fold[0]
     return FoldsResult(
         labels=first.labels, best_epoch=first.best_epoch, epochs_run=len(history),
@@ -885,7 +910,8 @@ def _folds_result(folds: tuple[int, ...], per_fold: list[FitResult], history: li
         compactness_test=float(np.mean([r.compactness_test for r in per_fold])),
         train_seconds=float(sum(r.train_seconds for r in per_fold)), history=list(history),
         checkpoint=first.checkpoint, train_corpora=first.train_corpora, eval_corpora=first.eval_corpora,
-        classes=first.classes, classes_dropped=first.classes_dropped, folds=folds, per_fold=per_fold)
+        classes=first.classes, classes_dropped=first.classes_dropped, folds=folds, per_fold=per_fold,
+        test_folds=test_folds)
 
 
 def _history_row(h: EpochReport) -> dict[str, Any]:

@@ -138,8 +138,13 @@ def test_two_fold_trial_reports_the_mean_of_two_single_fold_fits(corpus, synthet
     m = result.metrics()
     assert m["test_ua"] == result.test.ua
     assert (m["test_ua_ci95_low"], m["test_ua_ci95_high"]) == pytest.approx((np.mean(test) - half, np.mean(test) + half))
-    assert result.fold_metrics() == {"folds": [0, 1], "val_ua_folds": [r.val.ua for r in result.per_fold],
-                                     "test_ua_folds": test}
+    per = result.per_fold
+    assert result.fold_metrics() == {"folds": [0, 1], "val_ua_folds": [r.val.ua for r in per],
+                                     "test_ua_folds": test, "test_wa_folds": [r.test.wa for r in per],
+                                     "test_f1_macro_folds": [r.test.f1_macro for r in per],
+                                     "test_precision_macro_folds": [r.test.precision_macro for r in per],
+                                     "test_recall_macro_folds": [r.test.recall_macro for r in per],
+                                     "compactness_test_folds": [r.compactness_test for r in per]}
     n_test = sum(len(corpus.split_indices(f)["test"]) for f in folds)
     assert result.test.confusion.sum() == n_test  # the folds' disjoint test sets, summed
 
@@ -167,16 +172,21 @@ def test_resumed_multi_fold_trial_continues_exactly(corpus, synthetic_prepared):
 # -------------------------------------------------------------------------- a real sweep
 
 
-def test_sweep_with_folds_writes_the_per_fold_columns(synthetic_prepared, tmp_path):
+@pytest.mark.parametrize("design, folds, val_folds, test_folds, exposed", [
+    ("folds = [0, 1]", [0, 1], [1, 2], [0, 1], True),  # fold 1 validates fold 0's run and is tested
+    ("folds = [1, 2]\ntest_folds = [0]", [1, 2], [1, 2], [0], False),  # nested: fold 0 held out
+])
+def test_sweep_with_folds_writes_the_per_fold_columns(synthetic_prepared, tmp_path, design, folds, val_folds,
+                                                      test_folds, exposed):
     from search.config import load_sweep
     from search.results import read_epochs, read_trials
     from search.runner import run_sweep
 
     path = write_sweep(tmp_path / "s.toml", synthetic_prepared, name="cv", num_samples=2, max_epochs=2,
                        families=("cross_entropy",), max_train_clips=64)
-    path.write_text(path.read_text().replace("max_train_clips = 64", "max_train_clips = 64\nfolds = [0, 1]"))
+    path.write_text(path.read_text().replace("max_train_clips = 64", f"max_train_clips = 64\n{design}"))
     sweep = load_sweep(path)
-    assert sweep.data.folds == [0, 1]
+    assert sweep.data.folds == folds
     try:
         run_sweep(sweep, str(tmp_path / "results"), num_cpus=2, echo=False)
     finally:
@@ -186,14 +196,25 @@ def test_sweep_with_folds_writes_the_per_fold_columns(synthetic_prepared, tmp_pa
     done = trials[trials["status"] == "completed"]
     assert len(done) >= 1
     for _, t in done.iterrows():
-        assert list(t["folds"]) == [0, 1] and t["fold"] == 0
+        assert list(t["folds"]) == folds
+        # the design, recorded: a cross-validated trial has no single fold unless one is held out
+        assert list(t["val_folds"]) == val_folds and list(t["test_folds"]) == test_folds
+        assert bool(t["selection_exposed"]) is exposed
+        assert (t["fold"] == test_folds[0]) if len(test_folds) == 1 else pd.isna(t["fold"])
         per_fold = list(t["test_ua_folds"])
         assert len(per_fold) == 2 and len(t["val_ua_folds"]) == 2
         assert t["test_ua"] == pytest.approx(np.mean(per_fold), abs=1e-12)
         assert t["val_ua"] == pytest.approx(np.mean(t["val_ua_folds"]), abs=1e-12)
-        assert t["test_ua_ci95_low"] <= t["test_ua"] <= t["test_ua_ci95_high"]
+        if not exposed:  # one held-out test set: k models on it, no fold-level interval
+            assert pd.isna(t["test_ua_ci95_low"]) and len(t["test_wa_folds"]) == 2
+        elif len(set(per_fold)) == 1:  # no spread over the folds: no interval (FoldsResult.test_ua_interval)
+            assert pd.isna(t["test_ua_ci95_low"]) and pd.isna(t["test_ua_ci95_high"])
+        else:  # k test sets: an interval over them
+            assert t["test_ua_ci95_low"] <= t["test_ua"] <= t["test_ua_ci95_high"]
         mine = epochs[epochs["trial_id"] == t["trial_id"]]
         # what ASHA and TPE saw each epoch is the mean; the row's val_ua is the best of those
         assert t["val_ua"] == pytest.approx(mine["val_ua"].max(), abs=1e-12)
         assert int(t["best_epoch"]) == int(mine.loc[mine["val_ua"].idxmax(), "epoch"])
-    assert pd.isna(trials["test_ua_ci95_low"]).sum() == (trials["status"] != "completed").sum()
+    no_spread = sum(len(set(f)) == 1 for f in done["test_ua_folds"])
+    if exposed:
+        assert pd.isna(trials["test_ua_ci95_low"]).sum() == (trials["status"] != "completed").sum() + no_spread

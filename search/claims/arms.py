@@ -13,14 +13,21 @@ Inside a cell:
 2. Each arm's configuration (`config_key`) is the one with the best mean **validation** UA (then
    WA, then key) among the cell's runs of that arm; test numbers never take part, or the verdict
    would be tuned on the test set.
-3. The two configurations' test metrics pair by (seed, fold, held-out corpus); a unit repeated
-   by two confirmations of the lineage is averaged; a pair lacking the metric on either side is
-   left out. Differences are oriented so positive means "arm a is better" (b - a for
-   compactness, where lower is tighter).
-4. search.claims.stats gives the design-aware interval (seeds with one fold, fold means with
-   several), the p-value of "difference = 0", the verdict against 0 and E, and for undecided
-   rows how many more units would likely decide them; p-values are Holm-adjusted over the rows
-   of the report.
+3. The two configurations' test metrics pair by (seed, test set, held-out corpus). The test
+   set is a run's test fold; a cross-validated run (data.folds without held-out folds) gives one
+   unit per fold from its per-fold figures (`test_ua_folds`, ...), never its mean against one
+   fold; a run with held-out folds (data.test_folds) gives one unit, its test folds together
+   ("0+1"). A unit repeated by two confirmations of the lineage is averaged; a pair lacking
+   the metric on either side is left out. Differences are oriented so positive means "arm a is
+   better" (b - a for compactness, where lower is tighter).
+4. A configuration is one arm whatever design confirmed it: its key leaves out the fold design
+   (data.folds / data.test_folds), so a configuration confirmed by cross-validated runs and by
+   one-fold runs is one configuration with units on each fold.
+5. search.claims.stats gives the design-aware interval (seeds with one fold: conditional on
+   those test speakers; fold means with several, Nadeau & Bengio's corrected t), the p-value of
+   "difference = 0", the verdict against 0 and E, and for undecided rows how many more units
+   would likely decide them; p-values are Holm-adjusted over the rows of the report. A row
+   whose units include a test fold that selection validated on says so (`selection_exposed`).
 """
 from __future__ import annotations
 
@@ -29,15 +36,18 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from .model import LOWER_IS_BETTER, Arm, Claim, ClaimsError
-from .stats import ALPHA, MAX_UNITS, POWER, design_interval, holm, more_units_needed, verdict
+from .stats import ALPHA, MAX_UNITS, POWER, DesignResult, design_interval, holm, more_units_needed, verdict
 
 if TYPE_CHECKING:  # pandas is imported lazily so `ser-search --help` stays fast
     import pandas as pd
 
 COLUMNS = ("claim", "statement", "sweep", "protocol", "model", "prepared_id", "metric", "arm_a", "arm_b",
            "stated_effect", "n_folds", "n_seeds", "n_pairs", "unit", "mean_diff", "ci_low", "ci_high", "p_value",
-           "p_holm", "verdict", "more_pairs_needed", "config_a", "config_b", "confirm_sweeps", "note")
-PAIR_KEYS = ("seed", "fold", "held_out")
+           "p_holm", "verdict", "more_pairs_needed", "config_a", "config_b", "confirm_sweeps", "scope",
+           "test_train_ratio", "selection_exposed", "note")
+PAIR_KEYS = ("seed", "test_unit", "held_out")
+# What a one-test-set row's interval is about: training noise on those speakers, nothing wider.
+CONDITIONAL = "conditional on these test speakers"
 CELL_KEYS = ("lineage", "protocol", "model", "prepared_id")
 CONFIRM_SUFFIX = "-confirm"
 
@@ -91,7 +101,69 @@ def confirmed_runs(trials: pd.DataFrame) -> pd.DataFrame:
     df["model"] = df["model"].astype("object").where(df["model"].notna(), "")
     df["fold"] = df["fold"].astype("float64").fillna(-1.0)  # no fold recorded: one fold
     df["sweep"] = df["sweep"].astype("object").where(df["sweep"].notna(), "")
-    return df
+    df["config_key"] = [_design_free_key(k, c, p) for k, c, p in
+                        zip(df["config_key"], df.get("config_json", [None] * len(df)), df["prepared_id"])]
+    return _test_units(df)
+
+
+def _design_free_key(key: str, config_json: Any, prepared_id: str) -> str:
+    """The configuration's key without its fold design (data.folds, data.test_folds): what the
+    claims call one arm. A row whose configuration cannot be read keeps its recorded key."""
+    if not isinstance(config_json, str) or not config_json:
+        return key
+    from ser_core.config import TrainConfig  # noqa: PLC0415 - pydantic, only when claims run
+
+    from ..results import config_key  # noqa: PLC0415
+    try:
+        cfg = TrainConfig.model_validate_json(config_json)
+    except ValueError:
+        return key
+    if cfg.data.folds is None and cfg.data.test_folds is None:
+        return key  # the recorded key already leaves the fold out
+    data = cfg.data.model_copy(update={"folds": None, "test_folds": None})
+    return config_key(cfg.model_copy(update={"data": data}), prepared_id or None)
+
+
+def _listed(v: Any) -> list[int] | None:
+    """A list cell (a Parquet list column read by pandas: list, ndarray or missing) as ints."""
+    if isinstance(v, str) or not hasattr(v, "__iter__"):
+        return None
+    items = [int(x) for x in v]
+    return items or None
+
+
+def _test_units(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per (run, test set): `test_unit` names the test folds, `n_test_folds` counts
+    them. A cross-validated run whose listed folds were its test folds becomes one row per
+    fold, each metric taken from its per-fold list (`<metric>_folds`; a metric without one is
+    missing for that run, never its mean); its `selection_exposed` is then per fold."""
+    import pandas as pd  # noqa: PLC0415
+
+    from .model import TEST_METRICS  # noqa: PLC0415
+
+    for c in ("folds", "test_folds", "val_folds", "n_train_folds", "selection_exposed",
+              *(f"{m}_folds" for m in TEST_METRICS)):
+        if c not in df.columns:
+            df[c] = None
+    out: list[dict[str, Any]] = []
+    for row in df.to_dict("records"):
+        folds, tests = _listed(row["folds"]), _listed(row["test_folds"])
+        if folds and (tests is None or sorted(tests) == sorted(folds)):  # the older CV design: one unit a fold
+            vals = set(_listed(row["val_folds"]) or [])
+            for i, f in enumerate(folds):
+                unit = dict(row, test_unit=str(f), n_test_folds=1, fold=float(f),
+                            selection_exposed=(f in vals) if row["val_folds"] is not None else row["selection_exposed"])
+                for m in TEST_METRICS:
+                    per = row.get(f"{m}_folds")
+                    unit[m] = float(per[i]) if per is not None and not _missing(per) and len(per) == len(folds) \
+                        else math.nan
+                out.append(unit)
+        elif tests:
+            out.append(dict(row, test_unit="+".join(str(f) for f in sorted(tests)), n_test_folds=len(tests)))
+        else:
+            out.append(dict(row, test_unit="" if row["fold"] < 0 else str(int(row["fold"])), n_test_folds=1))
+    return pd.DataFrame(out, columns=[*df.columns, "test_unit", "n_test_folds"]) if out else \
+        df.assign(test_unit=pd.Series(dtype="object"), n_test_folds=pd.Series(dtype="float64"))
 
 
 def setting_keys(claims: Sequence[Claim]) -> list[str]:
@@ -155,7 +227,7 @@ def _arm_mask(df: pd.DataFrame, arm: Arm) -> pd.Series:
     return mask
 
 
-def _choose_config(rows: pd.DataFrame) -> tuple[str | None, pd.DataFrame]:
+def choose_config(rows: pd.DataFrame) -> tuple[str | None, pd.DataFrame]:
     """The configuration with the best mean validation UA (then WA, then key) among `rows`."""
     if rows.empty:
         return None, rows
@@ -169,24 +241,41 @@ def _per_unit(rows: pd.DataFrame, metric: str) -> pd.Series:
     return rows.dropna(subset=[metric]).groupby(list(PAIR_KEYS))[metric].mean()
 
 
+def _unit_design(rows: pd.DataFrame, units: Any) -> tuple[float | None, bool]:
+    """(n_test/n_train of the paired units, whether any of them reports a test fold that the
+    selection validated on), read from the rows behind `units` (None: a row lacks its design)."""
+    if not len(units):
+        return None, False
+    keys = list(PAIR_KEYS)
+    mine = rows.set_index(keys).loc[list(units)] if len(rows) else rows
+    trained = mine["n_train_folds"]
+    ratio = None
+    if len(mine) and trained.notna().all() and (trained.astype(float) > 0).all():
+        ratio = float((mine["n_test_folds"].astype(float) / trained.astype(float)).mean())
+    exposed = bool(mine["selection_exposed"].fillna(False).astype(bool).any()) if len(mine) else False
+    return ratio, exposed
+
+
 def _none_if_empty(v: Any) -> Any:
     return None if v == "" else v
 
 
-def _row(claim: Claim, metric: str, cell: dict[str, Any], rows_a: pd.DataFrame, rows_b: pd.DataFrame,
+def claim_row(claim: Claim, metric: str, cell: dict[str, Any], rows_a: pd.DataFrame, rows_b: pd.DataFrame,
          confidence: float) -> dict[str, Any]:
     import pandas as pd  # noqa: PLC0415
 
-    cfg_a, chosen_a = _choose_config(rows_a)
-    cfg_b, chosen_b = _choose_config(rows_b)
+    cfg_a, chosen_a = choose_config(rows_a)
+    cfg_b, chosen_b = choose_config(rows_b)
     a = _per_unit(chosen_a, metric) if cfg_a else pd.Series(dtype="float64")
     b = _per_unit(chosen_b, metric) if cfg_b else pd.Series(dtype="float64")
     common = a.index.intersection(b.index).sort_values()
     x, y = a.loc[common].to_numpy(dtype=float), b.loc[common].to_numpy(dtype=float)
     diffs = (y - x) if metric in LOWER_IS_BETTER else (x - y)
-    folds = [int(k[1]) for k in common]
+    folds = [k[1] for k in common]
     seeds = [int(k[0]) for k in common]
-    res = design_interval(folds, seeds, diffs.tolist(), confidence)
+    chosen = pd.concat([chosen_a, chosen_b]) if cfg_a and cfg_b else chosen_a.iloc[0:0]
+    ratio, exposed = _unit_design(chosen, common)
+    res = design_interval(folds, seeds, diffs.tolist(), confidence, test_train_ratio=ratio)
     word = verdict(res.ci_low, res.ci_high, claim.stated_effect)
     alpha = 1.0 - confidence  # the runs-needed estimate is made at the report's own level
     more = more_units_needed(res, claim.stated_effect, alpha=alpha) if word == "inconclusive" else None
@@ -200,13 +289,36 @@ def _row(claim: Claim, metric: str, cell: dict[str, Any], rows_a: pd.DataFrame, 
         "mean_diff": res.mean_diff, "ci_low": res.ci_low, "ci_high": res.ci_high, "p_value": res.p_value,
         "p_holm": math.nan, "verdict": word, "more_pairs_needed": more, "config_a": cfg_a, "config_b": cfg_b,
         "confirm_sweeps": ",".join(s for s in confirms if s) or None,
-        "note": _note(claim, word, res, more, cfg_a, cfg_b, alpha),
+        "scope": scope_text(res, folds), "test_train_ratio": res.test_train_ratio, "selection_exposed": exposed,
+        "note": _note(claim, word, res, more, cfg_a, cfg_b, alpha, exposed),
     }
 
 
+def scope_text(res: Any, folds: list[Any]) -> str:
+    """What the interval generalises over, in words: one test set's speakers, or k folds."""
+    if res.n_pairs == 0:
+        return ""
+    if res.n_folds <= 1:
+        where = f" (test fold {folds[0]})" if folds and folds[0] != "" else ""
+        return f"{CONDITIONAL}{where}"
+    corrected = "corrected t" if res.test_train_ratio is not None else "plain t: too narrow, design not recorded"
+    return f"{res.n_folds} test folds ({corrected})"
+
+
 def _note(claim: Claim, word: str, res: Any, more: int | None, cfg_a: str | None, cfg_b: str | None,
-          alpha: float = ALPHA) -> str:
-    """Why an undecided row is undecided, and what would decide it, in a sentence."""
+          alpha: float = ALPHA, exposed: bool = False) -> str:
+    """Why an undecided row is undecided, and what would decide it, in a sentence; first, when
+    a test fold took part in selection, that the row is optimistic."""
+    text = _why(claim, word, res, more, cfg_a, cfg_b, alpha)
+    if exposed:
+        warn = ("NOT NESTED: some paired test folds were validation folds of the selection that chose these "
+                "configurations (selection_exposed); hold test folds out of the search ([data] test_folds)")
+        return f"{warn}; {text}" if text else warn
+    return text
+
+
+def _why(claim: Claim, word: str, res: Any, more: int | None, cfg_a: str | None, cfg_b: str | None,
+         alpha: float = ALPHA) -> str:
     missing = [f"arm {side} ({arm.label()})" for side, arm, cfg in (("a", claim.arm_a, cfg_a),
                                                                      ("b", claim.arm_b, cfg_b)) if cfg is None]
     if missing:
@@ -264,12 +376,14 @@ def evaluate_claims(trials: pd.DataFrame, claims: Sequence[Claim] | None = None,
                           for key, g in cells]
         for cell, rows_a, rows_b in cells_rows:
             for metric in claim.metrics:
-                out.append(_row(claim, metric, cell, rows_a, rows_b, confidence))
+                out.append(claim_row(claim, metric, cell, rows_a, rows_b, confidence))
     table = pd.DataFrame(out, columns=list(COLUMNS))
     table["p_holm"] = holm(table["p_value"].tolist()) if len(table) else []
     table["more_pairs_needed"] = pd.array(table["more_pairs_needed"].tolist(), dtype="Int64")
     for c in ("n_folds", "n_seeds", "n_pairs"):
         table[c] = table[c].astype("int64")
+    table["selection_exposed"] = table["selection_exposed"].astype(bool)
+    table["test_train_ratio"] = table["test_train_ratio"].astype("float64")
     table.attrs["confidence"] = confidence
     return table
 
@@ -308,3 +422,26 @@ def claim_arms(claims: Sequence[Claim] | None = None) -> list[dict[str, str]]:
         for arm in (c.arm_a, c.arm_b):
             seen.setdefault(tuple(arm.cell().items()), None)
     return [dict(cell) for cell in seen]
+
+
+def unit_interval(runs: pd.DataFrame, metric: str, confidence: float = 0.95) -> DesignResult:
+    """The design-aware interval of one configuration's `metric` in one cell, by the rule of a
+    claim row's arm: `runs` are rows of confirmed_runs for ONE configuration (config_key) in ONE
+    cell (lineage, protocol, model, prepared_id). Its values are averaged per unit (seed, test
+    set, held-out corpus: a unit repeated by two confirmations counts once) and design_interval
+    is taken over the units: over seeds with one test set (conditional on those test speakers),
+    over the test sets' seed means with several, with Nadeau & Bengio's correction where every
+    unit's n_test/n_train is recorded. `mean_diff` is then the mean of the metric, not a
+    difference. A run lacking the metric is left out; no run with it gives n_pairs 0 and NaN."""
+    import pandas as pd  # noqa: PLC0415
+
+    if metric not in runs.columns:
+        raise ClaimsError(f"runs lack column {metric!r}")
+    spread = [c for c in ("config_key", *CELL_KEYS) if c in runs.columns and runs[c].nunique(dropna=False) > 1]
+    if spread:
+        raise ClaimsError(f"unit_interval takes one configuration in one cell; these runs differ in {spread}")
+    units = _per_unit(runs, metric) if len(runs) else pd.Series(dtype="float64")
+    keys = list(units.index)
+    ratio, _ = _unit_design(runs, keys)
+    return design_interval([k[1] for k in keys], [int(k[0]) for k in keys], units.to_numpy(dtype=float).tolist(),
+                           confidence, test_train_ratio=ratio)

@@ -39,6 +39,8 @@ def display_view(df: pd.DataFrame) -> pd.DataFrame:
         "claim": df["claim"], "sweep": df["sweep"].fillna(""), "protocol": df["protocol"].fillna(""),
         "model": df["model"].fillna(""), "metric": df["metric"],
         "folds x seeds": [f"{f} x {s}" for f, s in zip(df["n_folds"], df["n_seeds"])],
+        "scope": [("NOT NESTED; " if exp else "") + (sc or "") for sc, exp in
+                  zip(df["scope"].fillna(""), df["selection_exposed"].fillna(False).astype(bool))],
         "a - b": [_num(v) for v in df["mean_diff"]],
         f"{level:.0%} CI": ["" if math.isnan(lo) else f"[{lo:+.3f}, {hi:+.3f}]"
                             for lo, hi in zip(df["ci_low"], df["ci_high"])],
@@ -64,7 +66,11 @@ def _legend(df: pd.DataFrame) -> list[str]:
     lines = [f"  {', '.join(rows)}: {note}" for note, rows in notes.items()]
     level = df.attrs.get("confidence", 0.95)
     scope = [f"verdicts: each row's own {level:.0%} interval, unadjusted; p_holm: Holm-adjusted over "
-             f"these {len(df)} rows (family-wise)"]
+             f"these {len(df)} rows (family-wise)",
+             "scope: several test folds = the interval over fold means with Nadeau & Bengio's correction for "
+             "overlapping training sets; one test fold = the interval over seeds, conditional on those test "
+             "speakers (it says nothing about other speakers); NOT NESTED = a paired test fold was a validation "
+             "fold of the selection, so the row is optimistic"]
     return ["claims:", *claims] + (["notes:", *lines] if lines else []) + scope
 
 

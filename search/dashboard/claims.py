@@ -114,6 +114,10 @@ def _claim_hover(r: pd.Series) -> str:
                            if has("n_folds") and has("n_seeds") else []))
     if has("unit"):
         design += f"; interval over {text('unit')}s"
+    if has("scope") and str(r["scope"]):
+        design += f" ({text('scope')})"
+    if has("selection_exposed") and bool(r["selection_exposed"]):
+        design += "; NOT NESTED: a paired test fold was a validation fold of the selection"
     where = " · ".join([f"{c.replace('_', ' ')} {text(c)}" for c in ("sweep", "protocol", "model", "prepared_id")
                         if has(c)])
     interval = f"[{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}]" if has("ci_low") and has("ci_high") else "none"
@@ -236,6 +240,10 @@ def _claims_table(rows: pd.DataFrame) -> str:
     if has("n_folds") and has("n_seeds"):
         spec.append(("design", "folds × seeds", lambda r: (f"{_int(r['n_folds'])} × {_int(r['n_seeds'])}",
                                                           None if pd.isna(r["n_folds"]) else float(r["n_folds"]))))
+    if has("scope"):
+        spec.append(("scope", "scope", lambda r: (
+            ("NOT NESTED; " if "selection_exposed" in r.index and r["selection_exposed"] is True else "")
+            + _text(r["scope"]), _text(r["scope"]))))
     spec += [("mean_diff", "mean difference", number("mean_diff", _fmt)),
              ("ci", "95 % interval", lambda r: ("–" if pd.isna(r["ci_low"]) or pd.isna(r["ci_high"]) else
                                                f"[{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}]",
