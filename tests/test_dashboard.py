@@ -238,14 +238,19 @@ def _section_html(page: str, sid: str) -> str:
 
 
 def _expected_matrix(metric: int) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """From CONFIRM by hand: the groups in order, row - column mean differences, and where two
-    95 % intervals (mean ± T2·sd/√3) do not overlap, i.e. |difference| > sum of half-widths."""
+    """From CONFIRM by hand: the groups in order (one cell: one sweep lineage, protocol, model
+    and prepared corpus), the paired row - column differences (seed by seed on the one test
+    fold, as a claim row pairs them), and where their 95 % interval (mean ± T2·sd/√3 over the
+    three seed differences) excludes 0."""
     groups = sorted(CONFIRM)
-    mean = np.array([np.mean(CONFIRM[g][metric]) for g in groups])
-    half = np.array([T2 * np.std(CONFIRM[g][metric], ddof=1) / math.sqrt(3) for g in groups])
-    diff = mean[:, None] - mean[None, :]
-    np.fill_diagonal(diff, np.nan)
-    separate = np.abs(diff) > half[:, None] + half[None, :]
+    n = len(groups)
+    diff, separate = np.full((n, n), np.nan), np.zeros((n, n), dtype=bool)
+    for i, a in enumerate(groups):
+        for j, b in enumerate(groups):
+            if i != j:
+                d = np.array(CONFIRM[a][metric]) - np.array(CONFIRM[b][metric])
+                diff[i, j] = d.mean()
+                separate[i, j] = abs(d.mean()) > T2 * np.std(d, ddof=1) / math.sqrt(3)
     return [f"{f} · {fe}" for f, fe in groups], diff, separate
 
 
@@ -253,18 +258,25 @@ def test_confirmed_intervals_and_pairwise_differences(results, page):
     iv = confirmed_intervals(read_trials(results)).set_index("group")
     center = iv.loc["center · mel"]
     assert center["val_ua_mean"] == pytest.approx(0.6)
+    # three seeds on one test fold: the interval over seeds, conditional on that fold's speakers
     assert center["val_ua_ci95"] == pytest.approx(T2 * 0.1 / math.sqrt(3))
-    assert center["test_ua_n"] == 3 and center["n_configs"] == 1
+    assert center["test_ua_n"] == 3 and center["n_configs"] == 1 and center["test_ua_unit"] == "seed"
+    assert center["scope"] == "conditional on these test speakers (test fold 0)"
+    assert center["lineage"] == "s" and center["config_key"] == "k-center"
     assert iv.loc["triplet · stft", "val_ua_ci95"] == pytest.approx(T2 * 0.01 / math.sqrt(3))
-    pairs = pairwise_differences(iv.reset_index(), "val_ua").set_index(["row", "col"])
-    assert len(pairs) == 6  # every ordered pair of the three groups
-    assert pairs["overlaps"].to_dict() == {
-        ("center · mel", "cross_entropy · mel"): True, ("cross_entropy · mel", "center · mel"): True,
-        ("center · mel", "triplet · stft"): False, ("triplet · stft", "center · mel"): False,
-        ("cross_entropy · mel", "triplet · stft"): False, ("triplet · stft", "cross_entropy · mel"): False}
+    pairs = pairwise_differences(read_trials(results), "val_ua").set_index(["row", "col"])
+    assert len(pairs) == 6  # every ordered pair of the three groups (one cell)
+    excludes_0 = ((pairs["ci_low"] > 0) | (pairs["ci_high"] < 0)).to_dict()
+    assert excludes_0 == {
+        ("center · mel", "cross_entropy · mel"): False, ("cross_entropy · mel", "center · mel"): False,
+        ("center · mel", "triplet · stft"): True, ("triplet · stft", "center · mel"): True,
+        ("cross_entropy · mel", "triplet · stft"): True, ("triplet · stft", "cross_entropy · mel"): True}
+    # triplet - center seed by seed: 0.40, 0.31, 0.22 (sd 0.09)
     assert pairs.loc[("triplet · stft", "center · mel"), "diff"] == pytest.approx(0.31)
-    assert pairs.loc[("center · mel", "triplet · stft"), "row_high"] == pytest.approx(0.6 + T2 * 0.1 / math.sqrt(3))
-    ci = _traces(_Page(page), "confirmed seeds: mean ± 95 % CI")
+    assert pairs.loc[("triplet · stft", "center · mel"), "ci_high"] == pytest.approx(0.31 + T2 * 0.09 / math.sqrt(3))
+    assert pairs.loc[("triplet · stft", "center · mel"), "verdict"] == "exceeds E"  # E = 0: the row is ahead
+    assert pairs.loc[("center · mel", "triplet · stft"), "verdict"] == "opposite"
+    ci = _traces(_Page(page), "confirmed: mean ± 95 % CI")
     assert len(ci) == 2  # val and test panels
     assert _array(ci[0]["y"]).tolist() == pytest.approx([0.6, 0.6, 0.91])
     assert _array(ci[0]["error_y"]["array"]).tolist() == pytest.approx(
@@ -295,7 +307,7 @@ def test_pairwise_matrix_replaces_the_list_of_sentences(page):
     assert fig["layout"]["coloraxis"]["cmid"] == 0
     assert heat["val_ua"]["coloraxis"] == heat["test_ua"]["coloraxis"] == "coloraxis"
     text = _Page(page).sections["families"]
-    assert "do not overlap: 2 of 3 on test UA; 2 of 3 on validation UA" in text
+    assert "paired 95 % interval excludes 0: 2 of 3 on test UA; 2 of 3 on validation UA" in text
 
 
 def _claims_figure(p: _Page) -> dict:

@@ -68,10 +68,41 @@ def status_figure(status: pd.DataFrame) -> go.Figure:
 
 # ---------------------------------------------------------------------------- distributions
 
+CONFIRMED_TRACE = "confirmed: mean ± 95 % CI"
+
+
+def _design_text(r: pd.Series, metric: str) -> str:
+    """What a group's interval is over, in words: '5 folds (3 seeds each); 5 test folds (corrected t)'."""
+    n, unit = int(r[f"{metric}_n"]), r.get(f"{metric}_unit")
+    if unit == "fold":
+        what = f"{n} test folds × {int(r[f'{metric}_seeds'])} seed(s), seeds averaged per fold"
+    else:
+        what = f"{n} seed(s) on one test set"
+    scope = r.get("scope") if metric == "test_ua" else None
+    exposed = metric == "test_ua" and bool(r.get("selection_exposed"))
+    return (what + (f"; {esc(scope)}" if isinstance(scope, str) and scope else "")
+            + ("; NOT NESTED: a test fold was a validation fold of the selection" if exposed else ""))
+
+
+def _categories(labels: list[str], groups: Sequence[tuple[str, Any, Any]]) -> list[str]:
+    """The x categories: each loss family x frontend box, then the confirmed groups of that
+    family and frontend whose label names their cell (several cells: one tick each)."""
+    order = list(labels)
+    for label, family, frontend in groups:
+        if label in order:
+            continue
+        base = esc(group_label(family, frontend))
+        at = order.index(base) + 1 if base in order else len(order)
+        while at < len(order) and order[at].startswith(base + " ["):
+            at += 1
+        order.insert(at, label)
+    return order
+
 
 def distribution_figure(trials: pd.DataFrame, intervals: pd.DataFrame) -> go.Figure:
     """Val and test UA of completed trials per loss family x frontend (box + every trial as a
-    point), with the confirmed seeds' mean ± 95 % CI drawn over them."""
+    point), with each confirmed group's mean ± 95 % CI (search.dashboard.data.confirmed_intervals:
+    the claims' configuration, cell and design) drawn over them."""
     done = trials[trials["status"] == "completed"]
     groups = sorted(done.groupby(["loss_family", "frontend"], dropna=False),
                     key=lambda kv: (str(kv[0][0]), str(kv[0][1])))
@@ -94,16 +125,17 @@ def distribution_figure(trials: pd.DataFrame, intervals: pd.DataFrame) -> go.Fig
         if len(intervals):
             shown = intervals[intervals[f"{metric}_n"] > 0]
             ci = [0.0 if math.isnan(_num(c)) else float(c) for c in shown[f"{metric}_ci95"]]
-            hover = [f"{esc(g)}: {_fmt(m)} ± {_fmt(c)} over {n} confirmed seed(s)"
-                     for g, m, c, n in zip(shown["group"], shown[f"{metric}_mean"], shown[f"{metric}_ci95"],
-                                           shown[f"{metric}_n"])]
+            hover = [f"{esc(r['group'])}: {_fmt(r[f'{metric}_mean'])} ± {_fmt(r[f'{metric}_ci95'])} over "
+                     f"{_design_text(r, metric)}" for _, r in shown.iterrows()]
             fig.add_trace(go.Scatter(x=[esc(g) for g in shown["group"]], y=shown[f"{metric}_mean"].astype(float),
                                      error_y=dict(type="data", array=ci, thickness=2, width=10, color="#222"),
                                      mode="markers", marker=dict(symbol="diamond", size=12, color="#222"),
-                                     name="confirmed seeds: mean ± 95 % CI", legendgroup="ci",
+                                     name=CONFIRMED_TRACE, legendgroup="ci",
                                      showlegend=col == 1, text=hover, hovertemplate="%{text}<extra></extra>"),
                           row=1, col=col)
-    fig.update_xaxes(type="category", categoryorder="array", categoryarray=labels)
+    confirmed = ([(esc(r["group"]), r["loss_family"], r["frontend"]) for _, r in intervals.iterrows()]
+                 if len(intervals) else [])
+    fig.update_xaxes(type="category", categoryorder="array", categoryarray=_categories(labels, confirmed))
     fig.update_yaxes(title_text="UA", row=1, col=1)
     fig.update_layout(legend=dict(orientation="h", y=-0.18))
     return _style(fig, 460)
@@ -112,50 +144,90 @@ def distribution_figure(trials: pd.DataFrame, intervals: pd.DataFrame) -> go.Fig
 # ---------------------------------------------------------------------------- pairwise matrix
 
 
-def _pair_hover(r: pd.Series, name: str) -> str:
-    def side(g: str, mean: float, lo: float, hi: float, n: int) -> str:
-        iv = f" [{_fmt(lo)}, {_fmt(hi)}]" if math.isfinite(lo) else " (no interval)"
-        return f"{esc(g)}: {_fmt(mean)}{iv} over {n} confirmed seed(s)"
+def _pair_verdict(r: pd.Series) -> str:
+    lo, hi = _num(r["ci_low"]), _num(r["ci_high"])
+    if math.isnan(_num(r["diff"])):
+        return "nothing to pair: the two share no (seed, test set) with this metric"
+    if math.isnan(lo) or math.isnan(hi):
+        return "undecided: no interval (fewer than two units, or no spread)"
+    if lo > 0:
+        return "the row is ahead: the paired 95 % interval lies above 0"
+    if hi < 0:
+        return "the row is behind: the paired 95 % interval lies below 0"
+    return "undecided: the paired 95 % interval contains 0"
 
-    if r["overlaps"] is None:
-        verdict = "no 95 % interval on one side (fewer than two confirmed seeds)"
-    elif r["overlaps"]:
-        verdict = "the 95 % intervals overlap: the confirmed seeds do not separate the two"
-    else:
-        verdict = "the 95 % intervals do not overlap: apart beyond seed-to-seed variation"
-    return (f"{esc(r['row'])} − {esc(r['col'])}: {r['diff']:+.3f} {name}<br>"
-            f"{side(r['row'], r['row_mean'], r['row_low'], r['row_high'], r['row_n'])}<br>"
-            f"{side(r['col'], r['col_mean'], r['col_low'], r['col_high'], r['col_n'])}<br>{verdict}")
+
+def _pair_hover(r: pd.Series, name: str) -> str:
+    lines = [f"{esc(r['row'])} − {esc(r['col'])}: {_num(r['diff']):+.3f} {name} (paired)"]
+    n = int(r["n_pairs"]) if not pd.isna(r["n_pairs"]) else 0
+    if n:
+        interval = (f"95 % interval [{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}]"
+                    if not (math.isnan(_num(r["ci_low"])) or math.isnan(_num(r["ci_high"]))) else "no 95 % interval")
+        lines.append(f"{interval} over {n} paired run(s) = {int(r['n_folds'])} test fold(s) × "
+                     f"{int(r['n_seeds'])} seed(s); the units are {esc(r['unit'])}s")
+    lines.append(_pair_verdict(r))
+    if isinstance(r["scope"], str) and r["scope"]:
+        lines.append(f"scope: {esc(r['scope'])}")
+    note = r["note"] if isinstance(r["note"], str) else ""
+    if bool(r["selection_exposed"]) and "NOT NESTED" not in note:
+        lines.append("NOT NESTED: a paired test fold was a validation fold of the selection")
+    if note:
+        lines.append(esc(note))
+    lines.append(f"cell: {esc(r['cell'])}")
+    return "<br>".join(lines)
 
 
 SEPARATE_MARK, NO_INTERVAL_MARK = " *", " †"
+NOT_COMPARED = ("not compared: different cells (sweep lineage, protocol, model or prepared corpus); a pair never "
+                "crosses them, their runs share nothing but seed numbers")
 
 
-def pairwise_cell_text(diff: float, overlaps: bool | None) -> str:
-    """A cell's text: the difference, '*' where the two 95 % intervals do not overlap, '†'
-    where one side has no interval."""
-    return f"{diff:+.3f}" + (NO_INTERVAL_MARK if overlaps is None else "" if overlaps else SEPARATE_MARK)
+def pairwise_cell_text(diff: float, ci_low: float, ci_high: float) -> str:
+    """A cell's text: the paired difference, '*' where its 95 % interval excludes 0, '†' where
+    there is no interval; '–' where the two share no unit to pair."""
+    d, lo, hi = _num(diff), _num(ci_low), _num(ci_high)
+    if math.isnan(d):
+        return "–"
+    if math.isnan(lo) or math.isnan(hi):
+        return f"{d:+.3f}{NO_INTERVAL_MARK}"
+    return f"{d:+.3f}" + (SEPARATE_MARK if lo > 0 or hi < 0 else "")
 
 
-def pairwise_figure(groups: Sequence[str], pairs: dict[str, pd.DataFrame]) -> go.Figure:
+def pairwise_figure(groups: Sequence[str], pairs: dict[str, pd.DataFrame],
+                    cells: dict[str, str] | None = None) -> go.Figure:
     """One heatmap per metric (metric -> pairwise_differences table) over the groups: cell
-    (row, column) is the row group's mean minus the column group's, on one diverging colour
-    scale centred at 0 (blue: the row is ahead), marked where the intervals separate."""
+    (row, column) is the paired difference row − column (the claims row 'row vs column'), on
+    one diverging colour scale centred at 0 (blue: the row is ahead), marked where its interval
+    excludes 0. Groups of different cells (`cells`: group -> cell, else read from the pairs)
+    are left blank, with a hover that says they are not compared."""
     names = {"val_ua": "validation UA", "test_ua": "test UA"}
     labels = [esc(g) for g in groups]
     index = {g: i for i, g in enumerate(groups)}
+    cell_of = dict(cells or {})
+    for p in pairs.values():
+        for g, c in zip(p["row"], p["cell"]):
+            cell_of.setdefault(g, c)
     fig = make_subplots(rows=1, cols=len(pairs), shared_yaxes=True, horizontal_spacing=0.05,
-                        subplot_titles=[f"{names.get(m, m)}: row − column" for m in pairs])
-    top = max([float(np.nanmax(np.abs(p["diff"]))) for p in pairs.values() if len(p)] + [1e-3])
+                        subplot_titles=[f"{names.get(m, m)}: row − column (paired)" for m in pairs])
+    diffs = [float(np.nanmax(np.abs(p["diff"].astype(float)))) for p in pairs.values() if p["diff"].notna().any()]
+    top = max(diffs + [1e-3])
     for col, (metric, p) in enumerate(pairs.items(), start=1):
         n = len(groups)
         z = np.full((n, n), np.nan)
         text = [[""] * n for _ in range(n)]
         hover = [[""] * n for _ in range(n)]
+        for i, a in enumerate(groups):
+            for j, b in enumerate(groups):
+                if i != j:
+                    known = a in cell_of and b in cell_of
+                    why = (NOT_COMPARED if known and cell_of[a] != cell_of[b] else
+                           f"no paired comparison: one has no confirmed {names.get(metric, metric)}" if known else
+                           f"not compared: different cells, or one has no confirmed {names.get(metric, metric)}")
+                    hover[i][j] = f"{esc(a)} × {esc(b)}: {why}"
         for _, r in p.iterrows():
             i, j = index[r["row"]], index[r["col"]]
             z[i, j] = r["diff"]
-            text[i][j] = pairwise_cell_text(r["diff"], r["overlaps"])
+            text[i][j] = pairwise_cell_text(r["diff"], r["ci_low"], r["ci_high"])
             hover[i][j] = _pair_hover(r, names.get(metric, metric))
         fig.add_trace(go.Heatmap(z=z, x=labels, y=labels, text=text, texttemplate="%{text}", customdata=hover,
                                  hovertemplate="%{customdata}<extra></extra>", coloraxis="coloraxis",

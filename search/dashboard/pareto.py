@@ -8,9 +8,12 @@ trials no other completed trial beats on both axes are the front, joined by a st
 edge of what the sweep showed to be attainable); the rest are greyed. Trials that ASHA stopped
 are drawn faint and never ranked: they stopped before their budget, so their accuracy is not
 comparable with a finished trial's. Where a front configuration was re-run by `ser-search
-confirm` (same config_key, in the sweep's lineage), its confirmed mean is drawn with the 95 %
-Student-t interval over the seeds (the leaderboard's mean_ci95) as error bars: the front's own
-points are single seeds, chosen because they came out well.
+confirm` (same config_key, in the sweep's lineage), its confirmed mean is drawn with error bars:
+on accuracy the claims' design-aware 95 % interval (search.claims.unit_interval: seeds averaged
+per test set, the interval over seeds with one test set and over test folds with several, with
+Nadeau & Bengio's correction), on the cost the Student-t interval over the runs (the
+leaderboard's mean_ci95). The front's own points are single seeds, chosen because they came out
+well.
 
 Dominance is search.pareto's (NSGA-II's non-dominated sort); the hover also gives each trial's
 rank over all the sweep's objectives, which a 2-D figure of a 3-objective sweep cannot show.
@@ -25,11 +28,12 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from ..claims import lineage
+from ..claims import ClaimsError, confirmed_runs, lineage, unit_interval
+from ..claims.arms import CELL_KEYS, scope_text
 from ..leaderboard import mean_ci95
 from ..pareto import Objective, non_dominated_ranks, objectives_from_record, pareto_mask
 from ..results import LOSS_PARAM_COLUMNS
-from .data import CONFIRM_STAGE, DashboardData, SweepInfo, search_trials
+from .data import CONFIRM_STAGE, DashboardData, SweepInfo, per_fold_validation, search_trials
 from .figures import _style
 from .html import Figures, esc, note
 
@@ -76,7 +80,9 @@ class ParetoPanel:
     `points`: the completed trials with both values, `front` True for the non-dominated ones
     (on y and x) and `rank` their non-dominated rank over all the sweep's objectives (-1 where
     one is not measured); `pruned`: the ASHA-stopped trials with both values; `confirmed`: per
-    front configuration with confirmation runs, mean, 95 % half-width and n of y and x;
+    front configuration with confirmation runs (and per cell, should its runs span several),
+    mean, 95 % half-width and n of y (n units: seeds on one test set, or test folds; `y_unit`,
+    `y_folds`, `y_seeds`, `scope`) and of x (n runs);
     `unmeasured`: completed trials lacking y or x."""
 
     sweep: str
@@ -88,7 +94,8 @@ class ParetoPanel:
     unmeasured: int
 
 
-CONFIRMED_COLUMNS = ("config_key", "trial_id", "y_mean", "y_ci95", "y_n", "x_mean", "x_ci95", "x_n")
+CONFIRMED_COLUMNS = ("config_key", "trial_id", "y_mean", "y_ci95", "y_n", "x_mean", "x_ci95", "x_n", "y_unit",
+                     "y_folds", "y_seeds", "scope", "selection_exposed")
 
 
 def _values(df: pd.DataFrame, objectives: list[Objective]) -> np.ndarray:
@@ -107,6 +114,40 @@ def _confirmations(trials: pd.DataFrame, sweep: str, keys: list[str]) -> pd.Data
     source = done["source_sweep"] if "source_sweep" in done.columns else pd.Series(None, index=done.index)
     mine = [lineage(s, st, src) == sweep for s, st, src in zip(done["sweep"], done["stage"], source)]
     return done[np.asarray(mine, dtype=bool)] if len(done) else done
+
+
+def _by_configuration(runs: pd.DataFrame) -> dict[tuple[str, tuple[Any, ...]], tuple[pd.DataFrame, pd.DataFrame]]:
+    """(recorded config_key, claims cell) -> (its confirmation rows, their rows of the claims'
+    confirmed_runs: one per run and test set). A configuration's runs of two cells (rows from
+    before prepared_id was recorded beside rows after) are two entries, never pooled."""
+    if runs.empty:
+        return {}
+    try:
+        units = confirmed_runs(runs.assign(_recorded_key=runs["config_key"], _row=np.arange(len(runs))))
+    except ClaimsError:
+        return {}
+    out = {}
+    for key, u in units.groupby(["_recorded_key", *CELL_KEYS], sort=False, dropna=False):
+        mine = runs.iloc[sorted(set(u["_row"].astype(int)))]
+        # one configuration: the recorded key (the claims' key leaves the fold design out)
+        out[(key[0], tuple(key[1:]))] = (mine, per_fold_validation(u.assign(config_key=key[0])))
+    return out
+
+
+def _design_y(units: pd.DataFrame, metric: str) -> dict[str, Any]:
+    """Mean, half-width and design of `metric` over one configuration's units (unit_interval)."""
+    none = {"y_mean": math.nan, "y_ci95": math.nan, "y_n": 0, "y_unit": None, "y_folds": 0, "y_seeds": 0,
+            "scope": "", "selection_exposed": False}
+    if metric not in units.columns:
+        return none
+    res = unit_interval(units, metric)
+    if res.n_pairs == 0:
+        return none
+    measured = units.dropna(subset=[metric])
+    half = (res.ci_high - res.ci_low) / 2 if math.isfinite(res.ci_low) and math.isfinite(res.ci_high) else math.nan
+    return {"y_mean": res.mean_diff, "y_ci95": half, "y_n": res.n_units, "y_unit": res.unit, "y_folds": res.n_folds,
+            "y_seeds": res.n_seeds, "scope": scope_text(res, sorted(measured["test_unit"].astype(str).unique())),
+            "selection_exposed": bool(measured["selection_exposed"].fillna(False).astype(bool).any())}
 
 
 def pareto_panel(trials: pd.DataFrame, sweep: str, y: Objective, x: Objective,
@@ -128,14 +169,14 @@ def pareto_panel(trials: pd.DataFrame, sweep: str, y: Objective, x: Objective,
     keys = list(dict.fromkeys(front["config_key"].dropna())) if "config_key" in front.columns else []
     runs = _confirmations(trials, sweep, keys)
     rows = []
-    for key, g in runs.groupby("config_key", sort=False):
+    for (key, _), (g, units) in _by_configuration(runs).items():
         first = front[front["config_key"] == key].iloc[0]
-        y_mean, y_half, y_n = mean_ci95(g[y.name]) if y.name in g.columns else (math.nan, math.nan, 0)
+        y_row = _design_y(units, y.name)
         x_mean, x_half, x_n = mean_ci95(g[x.name]) if x.name in g.columns else (math.nan, math.nan, 0)
         if x_n == 0:  # the cost was not measured again: the searched trial's own
             x_mean, x_half = float(first[x.name]), math.nan
-        rows.append({"config_key": key, "trial_id": first["trial_id"], "y_mean": y_mean, "y_ci95": y_half,
-                     "y_n": y_n, "x_mean": x_mean, "x_ci95": x_half, "x_n": x_n})
+        rows.append({"config_key": key, "trial_id": first["trial_id"], **y_row, "x_mean": x_mean, "x_ci95": x_half,
+                     "x_n": x_n})
     confirmed = pd.DataFrame(rows, columns=list(CONFIRMED_COLUMNS))
     confirmed = confirmed[confirmed["y_n"] > 0].reset_index(drop=True)
     return ParetoPanel(sweep, y, x, points.reset_index(drop=True), pruned.reset_index(drop=True), confirmed,
@@ -213,11 +254,15 @@ def pareto_figure(panel: ParetoPanel, n_objectives: int = 2) -> go.Figure:
     if len(c):
         y_half = [0.0 if math.isnan(v) else float(v) for v in c["y_ci95"]]
         x_half = [0.0 if math.isnan(v) else float(v) for v in c["x_ci95"]]
-        hover = [f"config {esc(r['config_key'])} (front trial {esc(r['trial_id'])}), confirmed over {int(r['y_n'])} "
-                 f"seed(s)<br>{esc(y)} {_number(r['y_mean'])}"
-                 + (f" ± {_number(r['y_ci95'])}" if not math.isnan(r["y_ci95"]) else " (no interval: one seed)")
+        hover = [f"config {esc(r['config_key'])} (front trial {esc(r['trial_id'])}), confirmed over "
+                 f"{int(r['y_seeds'])} seed(s) × {int(r['y_folds'])} test fold(s)<br>{esc(y)} {_number(r['y_mean'])}"
+                 + (f" ± {_number(r['y_ci95'])} over {int(r['y_n'])} {esc(r['y_unit'])}s" if not math.isnan(r["y_ci95"])
+                    else " (no interval: fewer than two units, or no spread)")
                  + f" · {esc(x)} {_number(r['x_mean'])}"
                  + (f" ± {_number(r['x_ci95'])}" if not math.isnan(r["x_ci95"]) else "")
+                 + (f"<br>scope: {esc(r['scope'])}" if r["scope"] else "")
+                 + ("<br>NOT NESTED: a test fold was a validation fold of the selection" if r["selection_exposed"]
+                    else "")
                  for _, r in c.iterrows()]
         fig.add_trace(go.Scatter(
             x=c["x_mean"].astype(float), y=c["y_mean"].astype(float), mode="markers", name=CONFIRMED,
@@ -260,7 +305,8 @@ def _sweep_part(data: DashboardData, name: str, info: SweepInfo, f: Figures) -> 
         unmeasured = (f" {panel.unmeasured} completed trial(s) without {accuracy.name} or {cost.name} are not "
                       "drawn." if panel.unmeasured else "")
         confirmed = (f" {len(panel.confirmed)} front configuration(s) confirmed: black diamonds with the 95 % "
-                     "interval over their seeds." if len(panel.confirmed) else
+                     "interval of the design on accuracy (over seeds with one test set, over test folds with "
+                     "several) and over the runs on the cost." if len(panel.confirmed) else
                      " No front configuration has confirmation runs yet (`ser-search confirm`), so no intervals: "
                      "each point is one seed.")
         out.append(f.div(pareto_figure(panel, len(objectives)), (

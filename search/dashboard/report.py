@@ -2,9 +2,9 @@
 
 One self-contained HTML page per results directory (plotly.js inlined, opens offline): the
 leaderboard, the Pareto front of a sweep with several objectives (search.dashboard.pareto),
-the spread of val/test UA per loss family x frontend with the confirmed seeds' intervals and a
-matrix of their pairwise differences, the claims report (search.dashboard.claims), learning
-curves with ASHA's stops, parallel coordinates and Optuna importances, the best trial's
+the spread of val/test UA per loss family x frontend with the confirmed groups' design-aware
+intervals and a matrix of their paired differences, the claims report (search.dashboard.claims),
+learning curves with ASHA's stops, parallel coordinates and Optuna importances, the best trial's
 confusion matrix, and center-loss vs softmax embeddings with their compactness.
 
 Each section is built on its own: a missing piece (no optuna.db, no checkpoint, nothing
@@ -30,9 +30,13 @@ from ..leaderboard import METRICS, display_view, leaderboard
 from . import figures as figs
 from .claims import claims_section
 from .data import (
+    CELL_KEYS,
+    ConfirmedGroup,
     DashboardData,
     asha_rungs,
     best_trial,
+    cell_text,
+    confirmed_groups,
     confirmed_intervals,
     load_results,
     pairwise_differences,
@@ -135,43 +139,63 @@ def _families(data: DashboardData, f: Figures) -> str:
     if done.empty:
         return note("No completed trial yet: the distributions appear when trials run their full budget "
                     "(ASHA-stopped trials have no test score and are not comparable).", "empty")
-    intervals = confirmed_intervals(data.trials)
+    groups = confirmed_groups(data.trials)
+    intervals = confirmed_intervals(groups)
+    several = intervals[list(CELL_KEYS)].drop_duplicates().shape[0] > 1 if len(intervals) else False
     out = [f.div(figs.distribution_figure(data.trials, intervals),
                  "Every completed trial is a point (search and confirmation stages); boxes show the spread per "
-                 "loss family and frontend. Black diamonds: mean ± 95 % interval over confirmed seeds.")]
+                 "loss family and frontend. Black diamonds: per confirmed group, the mean ± 95 % interval of the "
+                 "configuration the claims choose (best mean validation UA), over its units: seeds with one test "
+                 "set (conditional on those test speakers), test folds (seeds averaged per fold, Nadeau & Bengio's "
+                 "corrected t) with several."
+                 + (" Groups are per sweep lineage, protocol, model and prepared corpus (in brackets), never pooled "
+                    "across them." if several else ""))]
     if intervals.empty:
         out.append(note("No confirmed seeds yet, so no confidence intervals: run `ser-search confirm RESULTS_DIR` "
                         "to re-run the top configurations with several seeds (stage 'confirm').", "warn"))
         return "".join(out)
-    single = intervals[intervals["test_ua_n"] < 2]["group"].tolist()
+    single = intervals[intervals["test_ua_ci95"].isna()]["group"].tolist()
     if single:
-        out.append(note(f"Fewer than two confirmed seeds for {', '.join(single)}: no interval there.", "warn"))
-    out.append(_pairwise(intervals, f))
+        out.append(note(f"No test UA interval for {', '.join(single)}: fewer than two units (seeds on one test set, "
+                        "or test folds), or no spread between them.", "warn"))
+    exposed = intervals[intervals["selection_exposed"]]["group"].tolist()
+    if exposed:
+        out.append(note(f"NOT NESTED: {', '.join(exposed)} report(s) a test fold that the selection validated on, "
+                        "so the test figure is optimistic; hold test folds out of the search ([data] test_folds).",
+                        "warn"))
+    out.append(_pairwise(groups, intervals, f))
     return "".join(out)
 
 
-def _pairwise(intervals: pd.DataFrame, f: Figures) -> str:
+def _pairwise(groups: list[ConfirmedGroup], intervals: pd.DataFrame, f: Figures) -> str:
     """One matrix per metric over the groups instead of a sentence per pair: k groups give
-    k(k-1)/2 pairs, too many to read one by one."""
-    groups = intervals.loc[(intervals["val_ua_n"] > 0) | (intervals["test_ua_n"] > 0), "group"].tolist()
-    if len(groups) < 2:
-        return note("Confirmed seeds exist for only one loss family × frontend group, so there is no pair to "
-                    "compare.", "warn")
-    pairs = {m: pairwise_differences(intervals, m) for m in ("val_ua", "test_ua")}
+    k(k-1)/2 pairs, too many to read one by one. A pair is the claims' paired comparison, and
+    only groups of one cell are paired."""
+    shown = intervals[(intervals["val_ua_n"] > 0) | (intervals["test_ua_n"] > 0)]
+    pairs = {m: pairwise_differences(groups, m) for m in ("val_ua", "test_ua")}
+    if len(shown) < 2 or all(p.empty for p in pairs.values()):
+        return note("No two confirmed loss family × frontend groups share a sweep lineage, protocol, model and "
+                    "prepared corpus, so there is no pair to compare.", "warn")
     counts = []
     for metric, name in (("test_ua", "test UA"), ("val_ua", "validation UA")):
         p = pairs[metric]
-        known = p[p["overlaps"].notna()]
-        counts.append(f"{int((~known['overlaps'].astype(bool)).sum()) // 2} of {len(known) // 2} on {name}")
-    head = (f"Pairs of groups whose 95 % intervals do not overlap: {'; '.join(counts)} "
-            f"(pairs where both groups have an interval).")
+        known = p[p["ci_low"].notna() & p["ci_high"].notna()]
+        apart = int(((known["ci_low"] > 0) | (known["ci_high"] < 0)).sum())
+        counts.append(f"{apart // 2} of {len(known) // 2} on {name}")
+    head = (f"Pairs of groups whose paired 95 % interval excludes 0: {'; '.join(counts)} "
+            f"(pairs with an interval; only groups of one sweep lineage, protocol, model and prepared corpus are "
+            f"paired).")
+    cells = {g: cell_text(dict(zip(CELL_KEYS, c))) for g, *c in
+             shown[["group", *CELL_KEYS]].itertuples(index=False, name=None)}
     return ("<h3>Pairwise differences</h3>" + note(head) + f.div(
-        figs.pairwise_figure(groups, pairs),
-        "Each cell is the row group's mean minus the column group's over confirmed seeds (blue: the row is ahead, "
-        "red: behind). * marks pairs whose 95 % intervals do not overlap, a conservative sign of a real difference; "
-        "† marks pairs where a group has fewer than two seeds, so no interval; unmarked pairs overlap, so the seeds "
-        "do not tell them apart. Hover a cell for both intervals. The claims below compare arms pair by pair "
-        "(same seed and fold), which is the sharper test."))
+        figs.pairwise_figure(shown["group"].tolist(), pairs, cells),
+        "Each cell is the paired difference row − column: the two groups' chosen configurations compared run by run "
+        "(same seed and test set), as a claim row 'row vs column' is (blue: the row is ahead, red: behind). "
+        "* marks pairs whose paired 95 % interval excludes 0; † marks pairs with no interval (fewer than two units, "
+        "or no spread); unmarked pairs are undecided. The interval is over seeds with one test set (conditional on "
+        "those test speakers) and over test folds with several (corrected t). Blank cells pair groups of different "
+        "sweep lineages, protocols, models or prepared corpora, which are never compared. Hover a cell for its "
+        "interval, scope and design."))
 
 
 def _curves(data: DashboardData, f: Figures) -> str:
