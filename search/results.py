@@ -120,7 +120,25 @@ FOLD_FIGURES = ("val_ua_folds", "test_ua_folds", "test_wa_folds", "test_f1_macro
                 "test_recall_macro_folds", "compactness_test_folds")  # a cross-validated trial's per-fold lists
 
 
-def design_columns(cfg: TrainConfig, n_folds: int | None, selected_by: TrainConfig | None = None) -> dict[str, Any]:
+def tests_whole_corpora(data: Any, corpora: Sequence[str] | None = None) -> bool:
+    """Whether a data section's test set is whole corpora that are never trained or validated
+    on (leave-one-corpus-out, or evaluation corpora disjoint from the training ones), so folds
+    name no test speakers. A corpus on both sides keeps the fold rule (ser_core.protocols)."""
+    train_c, eval_c = data.train_corpora, data.eval_corpora
+    if corpora:
+        try:
+            train_c, eval_c = resolve_corpora(corpora, **data.corpus_args())
+        except ProtocolError:
+            pass
+    if data.leave_out is not None:
+        return True
+    if train_c is None or eval_c is None:
+        return False  # every corpus on both sides, or the evaluation corpora are the training ones
+    return not set(train_c) & set(eval_c)
+
+
+def design_columns(cfg: TrainConfig, n_folds: int | None, selected_by: TrainConfig | None = None,
+                   corpora: Sequence[str] | None = None) -> dict[str, Any]:
     """val_folds, test_folds, selection_exposed and fold of a trial row (ser_core.protocols.design_folds).
 
     `selected_by`: the configuration whose validation score chose this one (the searched trial a
@@ -133,7 +151,7 @@ def design_columns(cfg: TrainConfig, n_folds: int | None, selected_by: TrainConf
     if not n_folds:
         return {"fold": fold, "val_folds": None, "test_folds": None, "selection_exposed": None,
                 "n_train_folds": None}
-    cross = d.leave_out is not None or (d.eval_corpora is not None and d.eval_corpora != d.train_corpora)
+    cross = tests_whole_corpora(d, corpora)
     design = design_folds(n_folds, d.fold, d.folds, d.test_folds, cross_corpus=cross)
     # one run validates on one fold and tests on len(test set) folds (1 per run of the older CV design)
     per_run_test = len(design.test_folds) if d.test_folds is not None else 1
@@ -175,7 +193,7 @@ def config_columns(cfg: TrainConfig, corpora: Sequence[str] | None = None,
         "batch_size": cfg.optim.batch_size,
         "seed": cfg.seed,
         "folds": cfg.data.folds,
-        **design_columns(cfg, n_folds, selected_by),
+        **design_columns(cfg, n_folds, selected_by, corpora),
         "train_corpora": join_corpora(train_c) if train_c else None,
         "eval_corpora": join_corpora(eval_c) if eval_c else None,
         "config_json": cfg.model_dump_json(),

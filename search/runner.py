@@ -381,11 +381,12 @@ def _run_study(sweep: SweepConfig, results: str, sweep_dir: str, tune_path: str,
     corpus, resources, gpu_fraction = _start(address, num_cpus, corpus, sweep.data.prepared,
                                              sweep.resources.cpus_per_trial, sweep.resources.gpus_per_trial)
     check_protocol(corpus, sweep.data)
-    if sweep.data.folds and sweep.data.test_folds is None and echo:
-        print(f"sweep: NOT NESTED: data.folds = {sweep.data.folds} without data.test_folds makes each listed fold a "
-              "test fold and the next one its validation fold, so selection reads speakers whose test figures the "
-              "trials report (selection_exposed = true). Hold test folds out with [data] test_folds and list the "
-              "selection folds in data.folds", file=sys.stderr, flush=True)
+    exposed = _exposed_by_design(sweep.data, getattr(corpus, "n_folds", None))
+    if exposed and echo:
+        print(f"sweep: NOT NESTED: with data.folds = {sweep.data.folds} and no data.test_folds, fold(s) {exposed} are "
+              "the validation fold of one run and the test fold of another, so selection reads speakers whose test "
+              "figures the trials report (selection_exposed = true). Hold test folds out with [data] test_folds and "
+              "list the selection folds in data.folds", file=sys.stderr, flush=True)
     # The corpus goes into the object store once; every trial on a node maps the same copy.
     trainable = tune.with_resources(tune.with_parameters(make_trainable(sweep.trial_config), corpus=corpus),
                                     resources)
@@ -512,17 +513,30 @@ def confirm_config(params: dict[str, Any]) -> TrainConfig:
     return TrainConfig.model_validate(raw)
 
 
-def exposed_confirmations(configs: list[str], folds: list[int] | None, n_folds: int | None) -> list[int]:
-    """The test folds a confirmation of `configs` (searched trials' config_json) on `folds`
-    (None: as searched) would report although the search validated on them."""
+def _exposed_by_design(data: Any, n_folds: int | None) -> list[int]:
+    """The test folds a trial of this data section reports although it validated on them."""
     from ser_core.protocols import design_folds  # noqa: PLC0415
+
+    if not n_folds or not data.folds or data.test_folds is not None:
+        return []
+    return list(design_folds(n_folds, data.fold, data.folds).exposed())
+
+
+def exposed_confirmations(configs: list[str], folds: list[int] | None, n_folds: int | None,
+                          corpora: list[str] | tuple[str, ...] | None = None) -> list[int]:
+    """The test folds a confirmation of `configs` (searched trials' config_json) on `folds`
+    (None: as searched) would report although the search validated on them (`corpora`: those
+    prepared, which resolve a config's implicit training and evaluation corpora)."""
+    from ser_core.protocols import design_folds  # noqa: PLC0415
+
+    from .results import tests_whole_corpora  # noqa: PLC0415
 
     if not n_folds:
         return []
     out: set[int] = set()
     for config_json in dict.fromkeys(configs):
         d = TrainConfig.model_validate_json(config_json).data
-        if d.train_corpora is not None or d.eval_corpora is not None or d.leave_out is not None:
+        if tests_whole_corpora(d, corpora):
             continue
         searched = design_folds(n_folds, d.fold, d.folds, d.test_folds)
         if folds:
@@ -633,7 +647,7 @@ def run_confirm(results: str, sweep_name: str, *, top: int, seeds: int, address:
         repeats.append(f"{len(held_out)} held-out corpora")
     check_confirmation_splits(corpus, configs, folds, held_out)
     runs = math.prod(len(v["grid_search"]) for v in space.values())
-    exposed = exposed_confirmations(configs, folds, getattr(corpus, "n_folds", None))
+    exposed = exposed_confirmations(configs, folds, getattr(corpus, "n_folds", None), _corpora(corpus))
     if exposed and echo:
         print(f"confirm: NOT NESTED: test fold(s) {exposed} were validation folds of the search that chose these "
               "configurations, so their test figures are optimistic; those rows carry selection_exposed = true "

@@ -199,8 +199,10 @@ def test_a_configuration_confirmed_both_ways_is_one_arm_covering_every_fold():
             rows.append(_row(_cfg({"fold": f}, seed), f"ce{seed}{f}", ua))
     r = evaluate_claims(pd.DataFrame(rows), [CLAIM]).iloc[0]
     assert r["n_folds"] == 4 and r["n_pairs"] == 8
-    keys = {_row(_cfg({"fold": 3}, 0, **center), "x", 0)["config_key"]}
-    assert {r["config_a"]} == keys
+    # one arm, named by the keys its rows recorded (the cross-validated runs' and the one-fold runs')
+    keys = {_row(_cfg({"fold": 3}, 0, **center), "x", 0)["config_key"],
+            _row(_cfg({"folds": [0, 1, 2]}, 0, **center), "x", 0)["config_key"]}
+    assert len(keys) == 2 and set(r["config_a"].split(",")) == keys
 
 
 def test_the_fold_level_interval_is_corrected_for_overlapping_training_sets():
@@ -259,3 +261,89 @@ def test_design_folds_matches_the_protocol_rule():
     assert design_folds(5, 1, [1, 2], [0]).exposed() == ()
     assert design_folds(5, 0, [0, 1, 2]).exposed() == (1, 2)
     assert design_folds(5, 0, cross_corpus=True).test_folds is None
+
+
+# ------------------------------------------------------------- review findings, each pinned
+
+
+def _single(fold: int, seed: int, lr: float, **loss) -> TrainConfig:
+    cfg = _cfg({"fold": fold}, seed, **loss)
+    return cfg.model_copy(update={"optim": cfg.optim.model_copy(update={"lr": lr})})
+
+
+def test_choosing_among_confirmed_candidates_on_their_validation_folds_is_exposure():
+    """Searched on fold 0 (validated on 1), confirmed with --folds 0,2,3,4 and two candidates per
+    arm: the claims choose each arm's configuration by validation UA over folds 1, 3, 4, 0, so
+    test folds 0, 3 and 4 took part in that choice. With one candidate per arm they did not."""
+    center = dict(family="center", center_lambda=0.01, center_lr=0.5)
+    searched = _cfg({"fold": 0})
+
+    def rows(candidates: tuple[float, ...]) -> list[dict]:
+        out = []
+        for seed in (1, 2):
+            for f in (0, 2, 3, 4):
+                for i, lr in enumerate(candidates):
+                    for fam, loss, ua in (("c", center, 0.60), ("e", {}, 0.55)):
+                        cfg = _single(f, seed, lr, **loss)
+                        out.append(_row(cfg, f"{fam}{i}{seed}{f}", ua + f / 100 + seed / 1000, selected_by=searched)
+                                   | {"val_ua": 0.5 + i / 10})
+        return out
+
+    one = evaluate_claims(pd.DataFrame(rows((1e-3,))), [CLAIM]).iloc[0]
+    assert one["n_folds"] == 4 and not one["selection_exposed"]
+    two = evaluate_claims(pd.DataFrame(rows((1e-3, 2e-3))), [CLAIM]).iloc[0]
+    assert two["n_folds"] == 4 and two["selection_exposed"] and "NOT NESTED" in two["note"]
+
+
+def test_rows_without_design_columns_read_their_design_from_the_config():
+    """Rows written before the design columns (or by a recorder that knew no fold count): a
+    nested run is still one unit on its held-out fold, not one unit per selection fold, and a
+    row of the older CV design is 'nesting unknown', never silently nested."""
+    nested = _cfg({"folds": [1, 2, 3, 4], "test_folds": [0]}, 0, "center", center_lambda=0.01, center_lr=0.5)
+    old = ("val_folds", "test_folds", "selection_exposed", "n_train_folds")
+    rows = [{k: v for k, v in _row(nested, "n0", 0.6).items() if k not in old},
+            {k: v for k, v in _row(_cfg({"fold": 0}, 0), "e0", 0.5).items() if k not in old},
+            {k: v for k, v in _row(_cfg({"folds": [1, 2, 3, 4], "test_folds": [0]}, 1, "center", center_lambda=0.01,
+                                        center_lr=0.5), "n1", 0.62).items() if k not in old},
+            {k: v for k, v in _row(_cfg({"fold": 0}, 1), "e1", 0.52).items() if k not in old}]
+    r = evaluate_claims(pd.DataFrame(rows), [CLAIM]).iloc[0]
+    assert r["n_folds"] == 1 and r["n_pairs"] == 2 and r["scope"].startswith("conditional on these test speakers")
+
+    legacy = [{k: v for k, v in _row(_cfg({"folds": [0, 1, 2]}, s, "center", center_lambda=0.01, center_lr=0.5),
+                                      f"cv{s}", 0, per_fold=[0.6, 0.5, 0.55 + s / 100]).items() if k not in old}
+              for s in (0, 1)]
+    legacy += [{k: v for k, v in _row(_cfg({"fold": f}, s), f"e{s}{f}", 0.5).items() if k not in old}
+               for s in (0, 1) for f in (0, 1, 2)]
+    r = evaluate_claims(pd.DataFrame(legacy), [CLAIM]).iloc[0]
+    assert r["n_folds"] == 3 and "nesting unknown" in r["scope"]
+
+
+def test_units_whose_test_folds_overlap_are_not_counted_twice():
+    """A configuration confirmed nested (folds 3 and 4 held out together) and with --folds 3,4:
+    the joint unit would count the speakers of folds 3 and 4 twice; the finer units are kept."""
+    center = dict(family="center", center_lambda=0.01, center_lr=0.5)
+    rows = []
+    for seed in (0, 1):
+        nested_a = _cfg({"folds": [0, 1, 2], "test_folds": [3, 4]}, seed, **center)
+        nested_b = _cfg({"folds": [0, 1, 2], "test_folds": [3, 4]}, seed)
+        rows += [_row(nested_a, f"na{seed}", 0.6), _row(nested_b, f"nb{seed}", 0.55)]
+        for f in (3, 4):
+            rows += [_row(_cfg({"fold": f}, seed, **center), f"a{seed}{f}", 0.6 + f / 100 + seed / 500),
+                     _row(_cfg({"fold": f}, seed), f"b{seed}{f}", 0.55)]
+    r = evaluate_claims(pd.DataFrame(rows), [CLAIM]).iloc[0]
+    assert r["n_folds"] == 2 and r["n_pairs"] == 4
+    assert "left out" in r["note"]
+
+
+def test_named_corpora_on_both_sides_keep_the_fold_design():
+    """eval_corpora naming the training corpus is within-corpus: its rows record test folds and
+    exposure; only evaluation corpora never trained on are whole-corpus tests."""
+    within = _cfg({"fold": 0, "train_corpora": ["a", "b"], "eval_corpora": ["a"]})
+    cols = config_columns(within, corpora=["a", "b"], n_folds=5)
+    assert cols["test_folds"] == [0] and cols["val_folds"] == [1] and cols["n_train_folds"] == 3
+    moved = confirm_config({"config_json": within.model_dump_json(), "seed": 1, "fold": 1})
+    assert config_columns(moved, corpora=["a", "b"], n_folds=5, selected_by=within)["selection_exposed"] is True
+    assert exposed_confirmations([within.model_dump_json()], [1, 2], 5, ["a", "b"]) == [1]
+    across = _cfg({"fold": 0, "train_corpora": ["a"], "eval_corpora": ["b"]})
+    assert config_columns(across, corpora=["a", "b"], n_folds=5)["test_folds"] is None
+    assert exposed_confirmations([across.model_dump_json()], [1], 5, ["a", "b"]) == []

@@ -101,27 +101,30 @@ def confirmed_runs(trials: pd.DataFrame) -> pd.DataFrame:
     df["model"] = df["model"].astype("object").where(df["model"].notna(), "")
     df["fold"] = df["fold"].astype("float64").fillna(-1.0)  # no fold recorded: one fold
     df["sweep"] = df["sweep"].astype("object").where(df["sweep"].notna(), "")
-    df["config_key"] = [_design_free_key(k, c, p) for k, c, p in
-                        zip(df["config_key"], df.get("config_json", [None] * len(df)), df["prepared_id"])]
+    configs = df["config_json"] if "config_json" in df.columns else [None] * len(df)
+    designs = [_arm_design(k, c, p) for k, c, p in zip(df["config_key"], configs, df["prepared_id"])]
+    df["arm_key"] = [d[0] for d in designs]
+    df["_design"] = [d[1] for d in designs]
     return _test_units(df)
 
 
-def _design_free_key(key: str, config_json: Any, prepared_id: str) -> str:
-    """The configuration's key without its fold design (data.folds, data.test_folds): what the
-    claims call one arm. A row whose configuration cannot be read keeps its recorded key."""
+def _arm_design(key: str, config_json: Any, prepared_id: str) -> tuple[str, tuple[Any, Any] | None]:
+    """(the configuration's key without its fold design — what the claims call one arm —, the
+    design (data.folds, data.test_folds) its config ran with). Every row with a readable config
+    is keyed the same way, so one configuration is one arm whatever design ran it and whatever
+    key an older version recorded; a row without one keeps its recorded key and its columns'
+    design (None)."""
     if not isinstance(config_json, str) or not config_json:
-        return key
+        return key, None
     from ser_core.config import TrainConfig  # noqa: PLC0415 - pydantic, only when claims run
 
     from ..results import config_key  # noqa: PLC0415
     try:
         cfg = TrainConfig.model_validate_json(config_json)
     except ValueError:
-        return key
-    if cfg.data.folds is None and cfg.data.test_folds is None:
-        return key  # the recorded key already leaves the fold out
+        return key, None
     data = cfg.data.model_copy(update={"folds": None, "test_folds": None})
-    return config_key(cfg.model_copy(update={"data": data}), prepared_id or None)
+    return config_key(cfg.model_copy(update={"data": data}), prepared_id or None), (cfg.data.folds, cfg.data.test_folds)
 
 
 def _listed(v: Any) -> list[int] | None:
@@ -132,11 +135,19 @@ def _listed(v: Any) -> list[int] | None:
     return items or None
 
 
+def _flag(v: Any) -> bool | None:
+    """selection_exposed as read: True, False, or None where the row predates the column."""
+    return None if _missing(v) else bool(v)
+
+
 def _test_units(df: pd.DataFrame) -> pd.DataFrame:
     """One row per (run, test set): `test_unit` names the test folds, `n_test_folds` counts
-    them. A cross-validated run whose listed folds were its test folds becomes one row per
-    fold, each metric taken from its per-fold list (`<metric>_folds`; a metric without one is
-    missing for that run, never its mean); its `selection_exposed` is then per fold."""
+    them. The design is read from the run's config (its columns for rows without one). A run of
+    the older cross-validated design (data.folds without data.test_folds: each listed fold a test
+    fold) becomes one row per fold, each metric taken from its per-fold list (`<metric>_folds`; a
+    metric without one is missing for that run, never its mean), exposed where the fold was also
+    one of the run's validation folds (unknown where val_folds was not recorded). A nested run
+    gives one unit, its held-out folds together."""
     import pandas as pd  # noqa: PLC0415
 
     from .model import TEST_METRICS  # noqa: PLC0415
@@ -147,12 +158,19 @@ def _test_units(df: pd.DataFrame) -> pd.DataFrame:
             df[c] = None
     out: list[dict[str, Any]] = []
     for row in df.to_dict("records"):
-        folds, tests = _listed(row["folds"]), _listed(row["test_folds"])
-        if folds and (tests is None or sorted(tests) == sorted(folds)):  # the older CV design: one unit a fold
-            vals = set(_listed(row["val_folds"]) or [])
+        if row["_design"] is not None:
+            folds, tests = row["_design"]
+            folds, tests = (list(folds) if folds else None), (list(tests) if tests else None)
+        else:  # no readable config: the columns (test_folds equals folds in the older CV design)
+            folds, tests = _listed(row["folds"]), _listed(row["test_folds"])
+            if folds and tests is not None and sorted(tests) == sorted(folds):
+                tests = None
+        row["selection_exposed"] = _flag(row["selection_exposed"])
+        if folds and tests is None:  # the older CV design: one unit a fold
+            vals = _listed(row["val_folds"])
             for i, f in enumerate(folds):
                 unit = dict(row, test_unit=str(f), n_test_folds=1, fold=float(f),
-                            selection_exposed=(f in vals) if row["val_folds"] is not None else row["selection_exposed"])
+                            selection_exposed=None if vals is None else f in vals)
                 for m in TEST_METRICS:
                     per = row.get(f"{m}_folds")
                     unit[m] = float(per[i]) if per is not None and not _missing(per) and len(per) == len(folds) \
@@ -228,32 +246,68 @@ def _arm_mask(df: pd.DataFrame, arm: Arm) -> pd.Series:
 
 
 def choose_config(rows: pd.DataFrame) -> tuple[str | None, pd.DataFrame]:
-    """The configuration with the best mean validation UA (then WA, then key) among `rows`."""
+    """The configuration with the best mean validation UA (then WA, then key) among `rows`: its
+    recorded config_key(s) and its rows. Configurations are told apart by `arm_key` (the key
+    without the fold design, confirmed_runs) where the rows have it."""
     if rows.empty:
         return None, rows
-    score = rows.groupby("config_key")[["val_ua", "val_wa"]].mean().fillna(-math.inf).reset_index()
-    score = score.sort_values(["val_ua", "val_wa", "config_key"], ascending=[False, False, True], kind="stable")
-    best = str(score["config_key"].iloc[0])
-    return best, rows[rows["config_key"] == best]
+    key = "arm_key" if "arm_key" in rows.columns else "config_key"
+    score = rows.groupby(key)[["val_ua", "val_wa"]].mean().fillna(-math.inf).reset_index()
+    score = score.sort_values(["val_ua", "val_wa", key], ascending=[False, False, True], kind="stable")
+    chosen = rows[rows[key] == score[key].iloc[0]]
+    return ",".join(sorted({str(k) for k in chosen["config_key"]})), chosen
 
 
 def _per_unit(rows: pd.DataFrame, metric: str) -> pd.Series:
     return rows.dropna(subset=[metric]).groupby(list(PAIR_KEYS))[metric].mean()
 
 
-def _unit_design(rows: pd.DataFrame, units: Any) -> tuple[float | None, bool]:
+def _unit_folds(unit: Any) -> frozenset[int]:
+    return frozenset(int(f) for f in str(unit).split("+") if f != "")
+
+
+def _disjoint_units(units: Any) -> tuple[list[Any], int]:
+    """The paired units without those whose test set overlaps another's without being equal
+    (a nested run's "3+4" beside one-fold runs on 3 and 4 would count fold 3's speakers
+    twice): the finer units are kept; how many were left out."""
+    sets = {u: _unit_folds(u[1]) for u in units}
+    distinct = set(sets.values())
+    clash = {fs for fs in distinct if len(fs) > 1 and any(o != fs and o & fs for o in distinct)}
+    kept = [u for u in units if sets[u] not in clash]
+    return kept, len(units) - len(kept)
+
+
+def _unit_design(rows: pd.DataFrame, units: Any) -> tuple[float | None, bool, bool]:
     """(n_test/n_train of the paired units, whether any of them reports a test fold that the
-    selection validated on), read from the rows behind `units` (None: a row lacks its design)."""
+    selection validated on, whether that is unknown for some: rows from before the design
+    columns), read from the rows behind `units` (ratio None: a row lacks its design)."""
     if not len(units):
-        return None, False
+        return None, False, False
     keys = list(PAIR_KEYS)
     mine = rows.set_index(keys).loc[list(units)] if len(rows) else rows
     trained = mine["n_train_folds"]
     ratio = None
     if len(mine) and trained.notna().all() and (trained.astype(float) > 0).all():
         ratio = float((mine["n_test_folds"].astype(float) / trained.astype(float)).mean())
-    exposed = bool(mine["selection_exposed"].fillna(False).astype(bool).any()) if len(mine) else False
-    return ratio, exposed
+    flags = [_flag(v) for v in mine["selection_exposed"]]
+    return ratio, any(f is True for f in flags), any(f is None for f in flags)
+
+
+def _choice_exposure(rows: pd.DataFrame, units: Any) -> tuple[bool, bool]:
+    """The claims choose each arm's configuration among its confirmed candidates by validation
+    UA: with several candidates, that choice read the candidates' validation folds, so a paired
+    test fold among them is exposed too. (exposed, unknown: a candidate's val_folds missing)."""
+    key = "arm_key" if "arm_key" in rows.columns else "config_key"
+    if rows.empty or rows[key].nunique() < 2:
+        return False, False
+    tested = set().union(*(_unit_folds(u[1]) for u in units)) if len(units) else set()
+    read: set[int] = set()
+    for v in rows["val_folds"] if "val_folds" in rows.columns else [None] * len(rows):
+        vals = _listed(v)
+        if vals is None:
+            return False, True
+        read |= set(vals)
+    return bool(read & tested), False
 
 
 def _none_if_empty(v: Any) -> Any:
@@ -268,13 +322,16 @@ def claim_row(claim: Claim, metric: str, cell: dict[str, Any], rows_a: pd.DataFr
     cfg_b, chosen_b = choose_config(rows_b)
     a = _per_unit(chosen_a, metric) if cfg_a else pd.Series(dtype="float64")
     b = _per_unit(chosen_b, metric) if cfg_b else pd.Series(dtype="float64")
-    common = a.index.intersection(b.index).sort_values()
+    common, overlapping = _disjoint_units(list(a.index.intersection(b.index).sort_values()))
     x, y = a.loc[common].to_numpy(dtype=float), b.loc[common].to_numpy(dtype=float)
     diffs = (y - x) if metric in LOWER_IS_BETTER else (x - y)
     folds = [k[1] for k in common]
     seeds = [int(k[0]) for k in common]
     chosen = pd.concat([chosen_a, chosen_b]) if cfg_a and cfg_b else chosen_a.iloc[0:0]
-    ratio, exposed = _unit_design(chosen, common)
+    ratio, exposed, unknown = _unit_design(chosen, common)
+    for rows in (rows_a, rows_b):
+        picked, unsure = _choice_exposure(rows, common)
+        exposed, unknown = exposed or picked, unknown or unsure
     res = design_interval(folds, seeds, diffs.tolist(), confidence, test_train_ratio=ratio)
     word = verdict(res.ci_low, res.ci_high, claim.stated_effect)
     alpha = 1.0 - confidence  # the runs-needed estimate is made at the report's own level
@@ -289,27 +346,34 @@ def claim_row(claim: Claim, metric: str, cell: dict[str, Any], rows_a: pd.DataFr
         "mean_diff": res.mean_diff, "ci_low": res.ci_low, "ci_high": res.ci_high, "p_value": res.p_value,
         "p_holm": math.nan, "verdict": word, "more_pairs_needed": more, "config_a": cfg_a, "config_b": cfg_b,
         "confirm_sweeps": ",".join(s for s in confirms if s) or None,
-        "scope": scope_text(res, folds), "test_train_ratio": res.test_train_ratio, "selection_exposed": exposed,
-        "note": _note(claim, word, res, more, cfg_a, cfg_b, alpha, exposed),
+        "scope": scope_text(res, folds, unknown and not exposed), "test_train_ratio": res.test_train_ratio,
+        "selection_exposed": exposed,
+        "note": _note(claim, word, res, more, cfg_a, cfg_b, alpha, exposed, overlapping),
     }
 
 
-def scope_text(res: Any, folds: list[Any]) -> str:
-    """What the interval generalises over, in words: one test set's speakers, or k folds."""
+def scope_text(res: Any, folds: list[Any], nesting_unknown: bool = False) -> str:
+    """What the interval generalises over, in words: one test set's speakers, or k folds; and
+    whether some rows cannot say if selection saw their test folds."""
     if res.n_pairs == 0:
         return ""
+    unknown = "; nesting unknown (rows predate the design columns)" if nesting_unknown else ""
     if res.n_folds <= 1:
         where = f" (test fold {folds[0]})" if folds and folds[0] != "" else ""
-        return f"{CONDITIONAL}{where}"
+        return f"{CONDITIONAL}{where}{unknown}"
     corrected = "corrected t" if res.test_train_ratio is not None else "plain t: too narrow, design not recorded"
-    return f"{res.n_folds} test folds ({corrected})"
+    return f"{res.n_folds} test folds ({corrected}){unknown}"
 
 
 def _note(claim: Claim, word: str, res: Any, more: int | None, cfg_a: str | None, cfg_b: str | None,
-          alpha: float = ALPHA, exposed: bool = False) -> str:
+          alpha: float = ALPHA, exposed: bool = False, overlapping: int = 0) -> str:
     """Why an undecided row is undecided, and what would decide it, in a sentence; first, when
     a test fold took part in selection, that the row is optimistic."""
     text = _why(claim, word, res, more, cfg_a, cfg_b, alpha)
+    if overlapping:
+        left = (f"{overlapping} paired unit(s) left out: their held-out folds overlap other units' test folds "
+                "(one configuration confirmed both nested and with --folds)")
+        text = f"{left}; {text}" if text else left
     if exposed:
         warn = ("NOT NESTED: some paired test folds were validation folds of the selection that chose these "
                 "configurations (selection_exposed); hold test folds out of the search ([data] test_folds)")
@@ -336,6 +400,9 @@ def _why(claim: Claim, word: str, res: Any, more: int | None, cfg_a: str | None,
     if more is None:
         if max(abs(res.mean_diff), abs(res.mean_diff - claim.stated_effect)) == 0:
             return "the mean difference is exactly 0 = E: no number of runs would separate them"
+        if res.test_train_ratio:  # the corrected variance never falls below sd^2 * n_test/n_train
+            return ("no number of further folds would likely decide it at the observed spread: the corrected "
+                    "fold-level variance keeps sd² · n_test/n_train however many folds are added")
         return f"more than {MAX_UNITS} more {res.unit}s would be needed at the observed spread"
     power = f"({POWER:.0%} power, two-sided alpha {alpha:g} at the observed spread)"
     if res.unit == "fold":  # the interval is over fold means: more seeds per fold do not narrow it
@@ -437,11 +504,12 @@ def unit_interval(runs: pd.DataFrame, metric: str, confidence: float = 0.95) -> 
 
     if metric not in runs.columns:
         raise ClaimsError(f"runs lack column {metric!r}")
-    spread = [c for c in ("config_key", *CELL_KEYS) if c in runs.columns and runs[c].nunique(dropna=False) > 1]
+    key = "arm_key" if "arm_key" in runs.columns else "config_key"
+    spread = [c for c in (key, *CELL_KEYS) if c in runs.columns and runs[c].nunique(dropna=False) > 1]
     if spread:
         raise ClaimsError(f"unit_interval takes one configuration in one cell; these runs differ in {spread}")
     units = _per_unit(runs, metric) if len(runs) else pd.Series(dtype="float64")
     keys = list(units.index)
-    ratio, _ = _unit_design(runs, keys)
+    ratio, _, _ = _unit_design(runs, keys)
     return design_interval([k[1] for k in keys], [int(k[0]) for k in keys], units.to_numpy(dtype=float).tolist(),
                            confidence, test_train_ratio=ratio)

@@ -322,7 +322,7 @@ def confirmed_groups(trials: pd.DataFrame) -> list[ConfirmedGroup]:
     found = []
     for key, g in runs.groupby([*CELL_KEYS, "loss_family", "frontend"], dropna=False, sort=True):
         cfg, chosen = choose_config(g)
-        found.append((tuple(key[:len(CELL_KEYS)]), key[-2], key[-1], cfg, int(g["config_key"].nunique()),
+        found.append((tuple(key[:len(CELL_KEYS)]), key[-2], key[-1], cfg, int(g["arm_key"].nunique()),
                       per_fold_validation(chosen)))
     varying = [k for i, k in enumerate(CELL_KEYS) if len({f[0][i] for f in found}) > 1]
     groups = []
