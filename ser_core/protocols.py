@@ -25,7 +25,7 @@ folds are the test set and nothing else — never trained on, never validated on
 `fold` is the validation fold; training takes every other fold. A cross-validated trial
 (`data.folds` with `data.test_folds`) runs one such split per selection fold, so everything the
 selection reads comes from folds whose test figures are never reported for that choice
-(`design_folds`, `exposed_folds`).
+(`design_folds`, `FoldDesign.exposed`).
 """
 from __future__ import annotations
 
@@ -167,7 +167,6 @@ class FoldDesign:
 
     val_folds: tuple[int, ...]
     test_folds: tuple[int, ...] | None
-    nested: bool  # the test folds are held out of every run's training and validation
 
     def exposed(self, selected_on: Sequence[int] = ()) -> tuple[int, ...]:
         """The test folds that were also validation folds of this design or of `selected_on`
@@ -191,9 +190,9 @@ def design_folds(n_folds: int, fold: int, folds: Sequence[int] | None = None,
     """
     if test_folds is not None:
         val = tuple(folds) if folds else (fold,)
-        return FoldDesign(tuple(int(f) for f in val), tuple(sorted(int(f) for f in test_folds)), True)
+        return FoldDesign(tuple(int(f) for f in val), tuple(sorted(int(f) for f in test_folds)))
     tests = tuple(folds) if folds else (fold,)
     vals = tuple(sorted({(int(f) + 1) % n_folds for f in tests}))
     if cross_corpus:
-        return FoldDesign(vals, None, True)
-    return FoldDesign(vals, tuple(sorted(int(f) for f in tests)), False)
+        return FoldDesign(vals, None)
+    return FoldDesign(vals, tuple(sorted(int(f) for f in tests)))
