@@ -21,7 +21,12 @@ After a killed driver (`restore`):
   another machine's copy of it (object-store results);
 - a trial Optuna asked after the last snapshot is RUNNING in the study but unknown to Tune, so
   nothing would ever finish it: it is told FAIL with the reason, and a `cover_choices` point it
-  had taken (Optuna keeps it as `fixed_params`) is enqueued again, so the point still runs.
+  had taken (Optuna keeps it as `fixed_params`) is enqueued again, so the point still runs;
+- a trial asked after the last snapshot that *finished* before the driver died is COMPLETE or
+  PRUNED in Optuna and has its Parquet row, but Tune's restored trial counter does not count it,
+  so the resumed sweep would run one trial more than `num_samples`. The searcher adopts it (its
+  storage id is kept in the pickled state, so a second resume does not count it twice) and
+  `SweepSearchGenerator` adds the adopted trials to the restored counter.
 
 Multi-objective studies (`[sweep] objectives`): Optuna 5.0 keeps no intermediate values for
 them (`Trial.report` and `should_prune` raise NotImplementedError) and `study.tell(state=PRUNED)`
@@ -51,6 +56,7 @@ from typing import Any
 import optuna
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState
+from ray.tune.search import SearchGenerator, Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from .study import ERROR_ATTR, FAILED_ATTR, REQUEUED_ATTR, TUNE_ID_ATTR, bound
@@ -77,6 +83,8 @@ class PruningAwareOptunaSearch(OptunaSearch):
         self._epoch_key = epoch_key
         self._reported_steps: dict[str, set[int]] = {}
         self._last_values: dict[str, tuple[Any, list[Any]]] = {}  # multi-objective: (epoch, values)
+        self._adopted: set[int] = set()  # storage ids: finished trials the restored Tune never knew
+        self.adopted_on_restore = 0  # how many the last restore adopted (SweepSearchGenerator reads it)
 
     def suggest(self, trial_id: str) -> dict | None:
         params = super().suggest(trial_id)
@@ -96,6 +104,8 @@ class PruningAwareOptunaSearch(OptunaSearch):
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self.__dict__.setdefault("_last_values", {})  # pickled before multi-objective sweeps existed
+        self.__dict__.setdefault("_adopted", set())  # pickled before finished orphans were adopted
+        self.adopted_on_restore = 0
         if bound(self._study_name) is not None:
             self._reopen()
 
@@ -106,8 +116,10 @@ class PruningAwareOptunaSearch(OptunaSearch):
     def restore(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "rb") as f:
             self.__dict__.update(pickle.load(f))
+        self.__dict__.setdefault("_adopted", set())
         self._reopen()
         self._fail_lost_trials()
+        self._adopt_finished_trials()
 
     def _reopen(self) -> None:
         """Open the study where this driver keeps it (search.study.bound) and its trials by id
@@ -140,6 +152,20 @@ class PruningAwareOptunaSearch(OptunaSearch):
             logger.warning("Optuna trial %d (Tune trial %s) %s; told FAIL%s", lost.number,
                            lost.user_attrs.get(TUNE_ID_ATTR, "unknown"), reason,
                            f", its point {point} enqueued again" if point else "")
+
+    def _adopt_finished_trials(self) -> None:
+        """Count the trials asked after the last snapshot that finished before the driver died
+        (module doc): Optuna and Parquet hold their outcome, Tune's restored counter does not."""
+        known = {t._trial_id for t in self._ot_trials.values()} | self._adopted
+        finished = self._ot_study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+        # a Tune id marks a trial this sweep ran (warm-start trials have none)
+        orphans = [t for t in finished if t._trial_id not in known and t.user_attrs.get(TUNE_ID_ATTR)]
+        self._adopted |= {t._trial_id for t in orphans}
+        self.adopted_on_restore = len(orphans)
+        for t in orphans:
+            logger.warning("Optuna trial %d (Tune trial %s) finished after the last experiment snapshot of a driver "
+                           "that died; its result is kept and it counts toward num_samples", t.number,
+                           t.user_attrs[TUNE_ID_ATTR])
 
     @property
     def multi_objective(self) -> bool:
@@ -207,3 +233,16 @@ class PruningAwareOptunaSearch(OptunaSearch):
         self._completed_trials.add(trial_id)
         logger.debug("trial %s stopped at epoch %s of %s: told Optuna it was pruned",
                      trial_id, epochs, self._max_epochs)
+
+
+class SweepSearchGenerator(SearchGenerator):
+    """Tune's SearchGenerator, whose restored trial counter also counts the trials the searcher
+    adopted on restore (finished after the last snapshot; module doc), so a resumed sweep runs
+    `num_samples` trials in all, not one more per such trial."""
+
+    def restore_from_dir(self, dirpath: str) -> None:
+        super().restore_from_dir(dirpath)
+        base: Searcher = self.searcher
+        while hasattr(base, "searcher"):  # a ConcurrencyLimiter around it
+            base = base.searcher
+        self._counter += getattr(base, "adopted_on_restore", 0)

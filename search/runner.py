@@ -31,6 +31,7 @@ import pyarrow.fs as pafs
 import ray
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler
+from ray.tune.search import ConcurrencyLimiter
 
 from ser_core.config import TrainConfig
 
@@ -39,7 +40,7 @@ from .checkpoints import SnapshotSafePruning, checkpoint_config, keep_latest_che
 from .config import SweepConfig, changed_settings, parse_sweep, tune_metric
 from .asha_state import AshaRungState
 from .mo_asha import MultiObjectiveASHA, RungState
-from .pruning import PruningAwareOptunaSearch
+from .pruning import PruningAwareOptunaSearch, SweepSearchGenerator
 from .study import (FAILED_ATTR, FINISHED_ATTR, RESULTS_ATTR, TUNE_ID_ATTR, StudyLocation, StudyMirror, bind,
                     deletion_hint, discard_dead_start, existing_study, failed_tune_trials, finish_study,
                     locate_study, restore_study, unbind)
@@ -422,8 +423,11 @@ def _run_study(sweep: SweepConfig, results: str, sweep_dir: str, tune_path: str,
         tuner = tune.Tuner(
             trainable,
             tune_config=tune.TuneConfig(
-                **targets, search_alg=searcher, scheduler=scheduler,
-                num_samples=sweep.sweep.num_samples, max_concurrent_trials=sweep.sweep.max_concurrent_trials,
+                # a generator of our own (its restored counter counts trials a dead driver finished
+                # after its last snapshot), so the concurrency limit is wrapped here, not by Tune
+                **targets, search_alg=SweepSearchGenerator(
+                    ConcurrencyLimiter(searcher, max_concurrent=sweep.sweep.max_concurrent_trials)),
+                scheduler=scheduler, num_samples=sweep.sweep.num_samples,
                 reuse_actors=sweep.resources.reuse_actors,  # measured: benchmarks/RESULTS.md, issue 15
             ),
             run_config=_run_config(sweep_dir, recorder, max_failures, extra=extra, loggers=tracker_callbacks(

@@ -259,3 +259,46 @@ def test_a_confirmation_run_lost_with_the_driver_gets_an_error_row(tmp_path):
     assert (row["stage"], row["source_sweep"], row["seed"]) == ("confirm", "demo", 2)
     assert (row["loss_family"], row["frontend"], row["center_lambda"]) == ("center", "stft", 0.01)
     assert (row["epochs_run"], row["best_epoch"], row["val_ua"]) == (2, 2, 0.35)
+
+
+def _generator(tmp_path: Path, num_samples: int):
+    from ray.tune.experiment import Experiment
+    from ray.tune.search import ConcurrencyLimiter
+
+    from search.pruning import SweepSearchGenerator
+
+    generator = SweepSearchGenerator(ConcurrencyLimiter(_searcher(f"sqlite:///{tmp_path / 'optuna.db'}"),
+                                                        max_concurrent=4))
+    generator.add_configurations([Experiment("replay", run=lambda config: None, num_samples=num_samples,
+                                             storage_path=str(tmp_path / "tune"))])
+    return generator
+
+
+def test_a_trial_finished_after_the_last_snapshot_counts_toward_num_samples(tmp_path):
+    """The driver dies after a trial it asked after its last snapshot has finished: Optuna and
+    Parquet hold it, Tune's restored counter did not count it. The resumed sweep must run
+    num_samples trials in all, not one more (CI once saw 9 completed rows for num_samples = 8)."""
+    snapshots = tmp_path / "snapshots"
+    snapshots.mkdir()
+    sweep = _generator(tmp_path, num_samples=4)
+    sweep.next_trial()
+    sweep.save_to_dir(str(snapshots), "first")  # the last snapshot: one trial created
+    finished, lost = sweep.next_trial(), sweep.next_trial()
+    sweep.on_trial_result(finished.trial_id, {"val_ua": 0.5, "epoch": 6})
+    sweep.on_trial_complete(finished.trial_id, {"val_ua": 0.5, "epoch": 6})
+    # the driver dies here
+
+    resumed = _generator(tmp_path, num_samples=4)
+    resumed.restore_from_dir(str(snapshots))
+    assert resumed._counter == 2  # the snapshot's trial and the finished one; the lost one is rerun
+    states = {t.user_attrs["tune_trial_id"]: t.state
+              for t in optuna.load_study(study_name="replay", storage=f"sqlite:///{tmp_path / 'optuna.db'}").trials}
+    assert states[finished.trial_id] == TrialState.COMPLETE and states[lost.trial_id] == TrialState.FAIL
+    created = [resumed.next_trial() for _ in range(3)]
+    assert created[-1] is None and resumed.is_finished()  # 2 more trials make 4
+
+    # a second resume from a snapshot taken after the first one does not count the trial again
+    resumed.save_to_dir(str(snapshots), "second")
+    again = _generator(tmp_path, num_samples=4)
+    again.restore_from_dir(str(snapshots))
+    assert again._counter == 4
