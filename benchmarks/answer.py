@@ -13,12 +13,12 @@ would write it:
                 float32), AdamW with the trial's lr and gradient clipping, a checkpoint and a
                 tune.report per epoch; Ray's stock `ray.tune.search.optuna.OptunaSearch` (seeded
                 TPE) + `ASHAScheduler`, one trial per CPU.
-  ser-search    `ser-search sweep` (search.runner.run_sweep, what the command runs) on the same
+  ser-search    `ser-search sweep` (search.driver.run_sweep, what the command runs) on the same
                 clips (the prepared corpus the conventional side's file lists come from), the
                 same space, TPE seed, ASHA settings and trial count.
 
 Both sides search the demo sweep's space (search/sweeps/demo.toml: 8 loss families x Mel/STFT, lr,
-family parameters) through the same define-by-run function (search.config.SweepConfig.define_by_run),
+family parameters) through the same define-by-run function (search.definition.SweepConfig.define_by_run),
 and turn a trial's parameters into the same settings (SweepConfig.trial_config), so they differ only
 in how a trial gets its data and what it pays around its epochs — and in ser-search telling Optuna
 ASHA's stops as pruned. demo.toml's covering first trials (`cover_choices`) are off unless
@@ -31,7 +31,7 @@ trial's epoch seconds, plus what it paid between its process's start and its fun
 Ray stamps a trial's start only then), epochs spent, best validation UA reached (any epoch of any trial), the time
 at which each side first reached within 1 UA point of its own final best (from every report's
 wall-clock stamp), peak RSS per trial, and the ratios; then ser-search's overhead breakdown
-(search/overhead.py) and the conventional trial's. With several seeds, the ratios over the seeds; with
+(search/worker/overhead.py) and the conventional trial's. With several seeds, the ratios over the seeds; with
 --same-configs K, each side's top K configurations over its searches trained again by both trainers (two seeds
 each), which tells a side that trains worse from a search that looked elsewhere.
 
@@ -68,9 +68,9 @@ from benchmarks.sweep import demo_space, overhead_breakdown, print_breakdown  # 
 from ser_core.corpus import PreparedCorpus  # noqa: E402
 from ser_core.feature_cache import CACHE_SUBDIR  # noqa: E402
 from ser_core.prepare import PrepareOptions, prepare_corpora  # noqa: E402
-from search.config import SchedulerSection, SweepConfig, parse_sweep  # noqa: E402
+from search.definition import SchedulerSection, SweepConfig, parse_sweep  # noqa: E402
 from search.results import read_epochs, read_trials  # noqa: E402
-from search.runner import connect, run_sweep  # noqa: E402
+from search.driver.sweep import connect, run_sweep  # noqa: E402
 
 METRIC = "val_ua"
 
@@ -124,7 +124,7 @@ def conventional_trainable(sweep: SweepConfig):
         from ser_core.losses import build_loss  # noqa: PLC0415
         from ser_core.train import build_model  # noqa: PLC0415
 
-        from search.overhead import process_started_at  # noqa: PLC0415 - instrumentation only (/proc)
+        from search.worker.overhead import process_started_at  # noqa: PLC0415 - instrumentation only (/proc)
 
         started = process_started_at()
         # what the trial paid before its function ran (outside the driver's wall stamps, as on the other side)

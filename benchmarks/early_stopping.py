@@ -14,14 +14,14 @@ What runs, all through the project's own machinery:
             included, as issue 14's EmoDB runs use), 2.0 s segments (every file of this copy is 2.00 s),
             no noisy copies (time); reused when already prepared with the same options.
   search    for each search seed (the TPE sampler's `[sweep] seed`): one sweep file, run twice with
-            search.runner.run_sweep — ASHA with the [scheduler] given (default: search.config's
+            search.driver.run_sweep — ASHA with the [scheduler] given (default: search.definition's
             SchedulerSection defaults, what a sweep file without those keys ships), and FIFO: the same
             file with grace_period = max_epochs, i.e. ASHA with no rung before the last epoch (as
             benchmarks/sweep.py --run-fifo does). Space: search/sweeps/demo.toml's [space] (8 loss
             families, lr, family parameters, cover_choices) with the frontend fixed to Mel by default
             (--frontends mel,stft searches both: a 321-bin STFT epoch costs ~8x a 40-band Mel one on a
             CPU), the demo's tiny CNN-Transformer. Test fold 0, validation fold 1 (speakers 10 + 09).
-  confirm   search.runner.run_confirm on each sweep: its best configuration (top 1 by validation UA
+  confirm   search.driver.run_confirm on each sweep: its best configuration (top 1 by validation UA
             over completed trials), --confirm-seeds fresh seeds (the smallest the search did not use:
             both sides get the same ones, so they pair by seed), no early stopping; --confirm-folds
             repeats them on other test folds. When both sides of a seed chose the identical
@@ -78,7 +78,7 @@ def epochs_spent(trials: pd.DataFrame) -> int:
 
 def mean_ci(values: Sequence[float]) -> tuple[float, float, int]:
     """(mean, 95 % Student-t half-width, n) of the finite values; half-width NaN below 2 values."""
-    from search.leaderboard import mean_ci95  # noqa: PLC0415 - the leaderboard's own interval
+    from search.analysis.leaderboard import mean_ci95  # noqa: PLC0415 - the leaderboard's own interval
 
     return mean_ci95([v for v in values if v is not None and math.isfinite(v)])
 
@@ -235,8 +235,10 @@ def _finished(sweep_dir: Path, n: int) -> bool:
 
 
 def _describe(row: pd.Series) -> str:
+    from ser_core.losses import loss_param_specs  # noqa: PLC0415
+
     params = [f"{row['loss_family']}", f"lr {row['lr']:.2g}"]
-    for col in ("gamma", "center_lambda", "center_lr", "temperature", "supcon_weight", "margin", "triplet_weight"):
+    for col in (spec.name for spec in loss_param_specs()):  # a row has only its own family's set
         if col in row and pd.notna(row[col]):
             params.append(f"{col} {row[col]:.2g}")
     return f"{row['frontend']}, " + ", ".join(params)
@@ -252,9 +254,9 @@ def run_side(side: str, seed: int, args: argparse.Namespace, prepared: Path, cor
              confirmed: dict[str, str]) -> Side:
     """One search and the confirmation of its best configuration; `confirmed` maps a configuration's
     identity to the confirmation sweep that already ran it (filled here)."""
-    from search.config import load_sweep  # noqa: PLC0415
+    from search.definition import load_sweep  # noqa: PLC0415
     from search.results import read_trials  # noqa: PLC0415
-    from search.runner import _choose_for_confirmation, run_confirm, run_sweep  # noqa: PLC0415
+    from search.driver.sweep import _choose_for_confirmation, run_confirm, run_sweep  # noqa: PLC0415
 
     fifo = side == "FIFO"
     grace = args.max_epochs if fifo else args.grace_period
@@ -312,7 +314,7 @@ def _ints(text: str) -> list[int]:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    from search.config import SchedulerSection  # noqa: PLC0415
+    from search.definition import SchedulerSection  # noqa: PLC0415
 
     shipped = SchedulerSection(max_epochs=1)
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -358,7 +360,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from benchmarks.packing import describe_machine, interrupt_on_signals, private_ray_env  # noqa: PLC0415
     from ser_core.corpus import PreparedCorpus  # noqa: PLC0415
-    from search.runner import connect  # noqa: PLC0415
+    from search.driver.sweep import connect  # noqa: PLC0415
 
     private_ray_env()
     args.workdir.mkdir(parents=True, exist_ok=True)

@@ -67,7 +67,7 @@ from ser_core.corpus import PreparedCorpus  # noqa: E402
 from ser_core.labels import EMOTIONS  # noqa: E402
 from ser_core.prepare import PrepareOptions, prepare_corpora  # noqa: E402
 from ser_core.train import fit  # noqa: E402
-from search.runner import connect  # noqa: E402 - the product's way to start a local Ray
+from search.driver.sweep import connect  # noqa: E402 - the product's way to start a local Ray
 
 GAIN_TO_KEEP_PACKING = 1.10   # N is worth it when aggregate(N) >= 1.1 x aggregate(N/2)
 SAMPLE_INTERVAL_S = 0.5

@@ -8,7 +8,7 @@ change each). So this script
 
 1. builds the arms from one base config (`ablation_arms`: each named element switched off),
 2. runs them exactly as `run_confirm` runs confirmation trials — one Ray Tune grid through
-   `search.trainable.make_trainable(search.runner.confirm_config)`, recorded by the
+   `search.worker.trainable.make_trainable(search.driver.confirm_config)`, recorded by the
    ParquetRecorder as stage "confirm" of the lineage `recipe-ablation` on one prepared corpus,
    every arm on the same (seed, fold) units, no early stopping — only with the configurations
    given instead of chosen (seed-major order, so a run stopped early still holds every arm on
@@ -141,7 +141,7 @@ def _get(raw: dict[str, Any], dotted: str) -> Any:
 
 
 def arm_settings(raw: dict[str, Any]) -> dict[str, Any]:
-    """The arm's recipe settings, by sweep axis name (search.space: dotted section fields and
+    """The arm's recipe settings, by sweep axis name (search.definition.space: dotted section fields and
     `normalization`), as a claims file's `settings` table."""
     return {k: _get(raw, k) for k in _switch_keys()}
 
@@ -180,7 +180,7 @@ def unit_order(arms: dict[str, dict[str, Any]], seeds: list[int], folds: list[in
 
 def _unit_config(params: dict[str, Any]) -> Any:
     """A trial's TrainConfig: run_confirm's own confirm_config of the unit's (config, seed, fold)."""
-    from search.runner import confirm_config  # noqa: PLC0415
+    from search.driver.sweep import confirm_config  # noqa: PLC0415
 
     return confirm_config(params["unit"])
 
@@ -190,11 +190,11 @@ def run(prepared: Path, results: Path, name: str, arms: dict[str, dict[str, Any]
     """One batch as the confirmation sweep `name` of the lineage; resumed when it exists."""
     from ray import tune  # noqa: PLC0415
 
-    from search.checkpoints import keep_latest_checkpoints  # noqa: PLC0415
-    from search.recorder import ParquetRecorder  # noqa: PLC0415
-    from search.runner import (TUNE_DIR, _check_existing, _corpora, _prepared_id, _run_config, _start,  # noqa: PLC0415
+    from search.driver.checkpoints import keep_latest_checkpoints  # noqa: PLC0415
+    from search.recording.recorder import ParquetRecorder  # noqa: PLC0415
+    from search.driver.sweep import (TUNE_DIR, _check_existing, _corpora, _prepared_id, _run_config, _start,  # noqa: PLC0415
                                check_confirmation_splits)
-    from search.trainable import make_trainable  # noqa: PLC0415
+    from search.worker.trainable import make_trainable  # noqa: PLC0415
 
     configs = {name: json.dumps({**raw, "data": {"prepared": str(prepared), "fold": 0}}, sort_keys=True)
                for name, raw in arms.items()}
@@ -237,10 +237,10 @@ def arm_of_rows(trials: Any, arms: dict[str, dict[str, Any]]) -> Any:
 def report(results: Path, arms: dict[str, dict[str, Any]], claims_path: Path) -> str:
     import numpy as np  # noqa: PLC0415
 
-    from search.claims import evaluate_claims  # noqa: PLC0415
-    from search.claims.file import load_claims  # noqa: PLC0415
-    from search.claims.report import render_claims  # noqa: PLC0415
-    from search.claims.stats import design_interval  # noqa: PLC0415
+    from search.analysis.claims import evaluate_claims  # noqa: PLC0415
+    from search.analysis.claims.file import load_claims  # noqa: PLC0415
+    from search.analysis.claims.report import render_claims  # noqa: PLC0415
+    from search.analysis.claims.stats import design_interval  # noqa: PLC0415
     from search.results import read_confusion, read_trials  # noqa: PLC0415
 
     trials = read_trials(results)

@@ -1,4 +1,4 @@
-"""A 64-trial ASHA sweep end to end, through the product's own `search.runner.run_sweep`.
+"""A 64-trial ASHA sweep end to end, through the product's own `search.driver.run_sweep`.
 
 Why: the packing and epoch benchmarks time training; a sweep also pays for everything around it —
 Ray starting a process per trial, the corpus reaching the trial, fit's setup, a checkpoint and a
@@ -52,10 +52,10 @@ from benchmarks.packing import (  # noqa: E402
     GpuSampler, describe_machine, fmt, interrupt_on_signals, start_benchmark)
 from ser_core.corpus import PreparedCorpus  # noqa: E402
 from ser_core.labels import EMOTIONS  # noqa: E402
-from search.config import SweepConfig, load_sweep  # noqa: E402
-from search.overhead import OVERHEAD_JSON  # noqa: E402
+from search.definition import SweepConfig, load_sweep  # noqa: E402
+from search.worker.overhead import OVERHEAD_JSON  # noqa: E402
 from search.results import read_epochs, read_trials  # noqa: E402
-from search.runner import connect, run_sweep  # noqa: E402
+from search.driver.sweep import connect, run_sweep  # noqa: E402
 
 DEMO_SWEEP = ROOT / "search" / "sweeps" / "demo.toml"
 # The demo's model (a CPU epoch takes seconds) and the paper's (TrainConfig defaults).
@@ -145,13 +145,13 @@ class SweepFigures:
         return 3600 * self.trials / (self.sweep_s + self.ray_start_s)
 
 
-# The phases of search/overhead.py in the order a trial pays them, with what each holds.
+# The phases of search/worker/overhead.py in the order a trial pays them, with what each holds.
 PHASES = {
     "launch": "the trial's process started -> the trainable entered (Ray's worker boot, unpickling the "
               "trainable with its imports, the corpus from the object store; 0 in a reused actor). Paid "
               "before the driver stamps the trial's start, so outside wall - epochs",
     "process_objects": "a process's first trial: torch._dynamo imported, the process's objects frozen out of "
-                       "the garbage collector's sight (search.trainable.freeze_process_objects; 0 after)",
+                       "the garbage collector's sight (search.worker.trainable.freeze_process_objects; 0 after)",
     "config": "the trial's config, its resume checkpoint",
     "cost": "the model's parameters, MACs and single-clip latency on its device (ser_core.cost)",
     "fit_protocol": "fit: an earlier trial's garbage collected and its heap trimmed, device, frontend config, "
@@ -360,13 +360,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def reuse_actors_in_runner(reuse: bool) -> None:
-    """Measure Tune's actor reuse either way: search.runner's TuneConfig, for this process only,
+    """Measure Tune's actor reuse either way: search.driver's TuneConfig, for this process only,
     with reuse_actors forced (True: a later trial runs in a finished trial's process)."""
     import types  # noqa: PLC0415
 
     from ray import tune  # noqa: PLC0415
 
-    import search.runner as runner  # noqa: PLC0415
+    import search.driver as runner  # noqa: PLC0415
     runner.tune = types.SimpleNamespace(**{name: getattr(tune, name) for name in dir(tune) if not name.startswith("__")})
     runner.tune.TuneConfig = lambda **kw: tune.TuneConfig(**{**kw, "reuse_actors": reuse})
 

@@ -1,7 +1,7 @@
 """Warm-started sweeps (issue 16): does seeding TPE with an earlier sweep's trials find a good
 configuration in fewer trials?
 
-What runs, through the project's own machinery (search.runner.run_sweep on one private local Ray):
+What runs, through the project's own machinery (search.driver.run_sweep on one private local Ray):
   prepare   EmoDB (../shared/data/emodb, --emodb or $SER_SEARCH_EMODB) with ser_core.prepare's
             `prepare_corpora`: speaker protocol, standard speaker folds, EmoDB's 7 native classes,
             2.0 s segments, no noisy copies; reused when already prepared. Test fold 0, validation
@@ -110,8 +110,8 @@ def best_after(sweep_dir: Path, at: list[int]) -> dict[int, float]:
 
 
 def run(name: str, seed: int, args: argparse.Namespace, prepared: Path, warm: Path | None) -> Path:
-    from search.config import load_sweep  # noqa: PLC0415
-    from search.runner import run_sweep  # noqa: PLC0415
+    from search.definition import load_sweep  # noqa: PLC0415
+    from search.driver.sweep import run_sweep  # noqa: PLC0415
 
     sweep_dir = args.results / name
     if (sweep_dir / "tune").exists() and (sweep_dir / "trials.parquet").exists():

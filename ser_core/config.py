@@ -6,10 +6,10 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 
 from .features import FrontendConfig
-from .losses import loss_names, loss_parameters
+from .losses import loss_family, loss_names, loss_param_specs
 
 
 class _Strict(BaseModel):
@@ -130,18 +130,11 @@ class ModelConfig(_Strict):
         return self
 
 
-class LossConfig(_Strict):
-    """`family` names a ser_core.losses registry entry; the other keys are that family's
-    parameters. Setting a parameter the family does not use is an error, not a silent no-op."""
+class _LossConfigFields(_Strict):
+    """LossConfig without its parameter fields, which `LossConfig` below adds from the
+    families' declarations (ser_core.losses.loss_param_specs)."""
 
     family: str = "cross_entropy"
-    center_lambda: float | None = None
-    center_lr: float | None = None
-    gamma: float | None = None
-    temperature: float | None = None
-    supcon_weight: float | None = None
-    margin: float | None = None
-    triplet_weight: float | None = None
 
     @field_validator("family")
     @classmethod
@@ -151,21 +144,32 @@ class LossConfig(_Strict):
         return v
 
     @model_validator(mode="after")
-    def _params_fit_family(self) -> "LossConfig":
-        allowed = loss_parameters(self.family)
+    def _params_fit_family(self) -> "_LossConfigFields":
+        declared = loss_family(self.family).params
         for key, value in self.params().items():
-            if key not in allowed:
+            if key not in declared:
                 raise ValueError(
                     f"loss.{key} is not a parameter of loss family {self.family!r} "
-                    f"(its parameters: {', '.join(allowed) or 'none'})"
+                    f"(its parameters: {', '.join(declared) or 'none'})"
                 )
-            _, low, high = allowed[key]
-            if (low is not None and value < low) or (high is not None and value > high):
-                raise ValueError(f"loss.{key}={value} is out of range [{low}, {high}] for {self.family!r}")
+            declared[key].check_range(self.family, key, value)  # the family's documented range
         return self
 
     def params(self) -> dict[str, float]:
         return {k: v for k, v in self.model_dump(exclude={"family"}).items() if v is not None}
+
+
+# One optional float per loss parameter, in loss_param_specs' order (the results' column order),
+# so a parameter declared on a family is a config key without being named here. A module-level
+# class named LossConfig, so pickles (Ray Tune's) find it as ser_core.config.LossConfig.
+LossConfig = create_model(
+    "LossConfig", __base__=_LossConfigFields, __module__=__name__, __qualname__="LossConfig",
+    __doc__="""`family` names a ser_core.losses registry entry; the other keys are that family's
+    parameters. Setting a parameter the family does not use is an error, not a silent no-op.""",
+    **{spec.name: (float | None, Field(None, description=f"{spec.label} ({', '.join(spec.families)}); default "
+                                                         f"{spec.default}, range [{spec.low}, {spec.high}]"))
+       for spec in loss_param_specs()},
+)
 
 
 class OptimConfig(_Strict):

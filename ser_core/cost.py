@@ -43,7 +43,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from .config import ModelConfig, TrainConfig
 from .features import num_frames
-from .train import CorpusLike, build_model, resolve_device
+from .train.results import CorpusLike
+from .train.setup import build_model, resolve_device
 
 COST_METRICS = ("params", "macs", "latency_ms")  # the metric names every Tune result carries
 WARMUP_RUNS = 2

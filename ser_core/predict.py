@@ -15,7 +15,8 @@ import torch
 from .audio import AudioError, load_audio, trim_and_segment
 from .config import TrainConfig
 from .features import FeatureNormalizer, FrontendConfig, build_frontend, num_frames
-from .train import build_model, load_checkpoint
+from .train.setup import build_model
+from .train.state import load_checkpoint
 
 
 @dataclass
@@ -53,8 +54,9 @@ class Predictor:
                                 top_db=self.preprocessing.get("trim_top_db", 30.0))
 
     def _lengths(self, valid_samples: list[int]) -> torch.Tensor | None:
-        """True lengths in frames, exactly as training and evaluation compute them (train.py's
-        `_valid_frames`); None for a model trained on whole padded segments."""
+        """True lengths in frames, exactly as training and evaluation compute them
+        (ser_core.train.split_features.valid_frames); None for a model trained on whole padded
+        segments."""
         if not self.config.variable_length:
             return None
         return torch.as_tensor([num_frames(self.frontend_cfg, int(s)) for s in valid_samples], dtype=torch.long)

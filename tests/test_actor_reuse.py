@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import ray
 
-from search.config import parse_sweep
-from search.overhead import OVERHEAD_JSON
+from search.definition import parse_sweep
+from search.worker.overhead import OVERHEAD_JSON
 from search.results import read_epochs, read_trials
-from search.runner import run_sweep
+from search.driver import run_sweep
 
 
 def _sweep_text(name: str, prepared: Path, reuse: bool) -> str:

@@ -1,6 +1,6 @@
 """ASHA's rungs across `Tuner.restore` (a single-objective `--resume`): Tune 2.60 pickles the
 scheduler into tuner.pkl once, at the start, and a resumed sweep would judge with empty rungs;
-search/asha_state.py's AshaRungState carries them in Tune's experiment snapshots."""
+search/driver/asha.py's AshaRungState carries them in Tune's experiment snapshots."""
 from __future__ import annotations
 
 import os
@@ -10,7 +10,9 @@ import pytest
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 
-from search.asha_state import AshaRungState, asha_state, load_asha_state
+from search.driver.asha import AshaRungState, asha_state, load_asha_state
+
+pytestmark = pytest.mark.fault_tolerance  # kills and resumes: .ci/run's second tier (docs/testing.md)
 
 CONTINUE, STOP = TrialScheduler.CONTINUE, TrialScheduler.STOP
 RUNGS = {"time_attr": "epoch", "max_t": 4, "grace_period": 1, "reduction_factor": 2}  # rungs 1, 2, 4
@@ -110,7 +112,7 @@ def test_tuner_restore_resumes_with_the_rungs_of_the_interrupted_sweep(tmp_path)
     import ray
     from ray import tune
 
-    from search.runner import connect
+    from search.driver import connect
 
     scores, max_t = dict(SCORES), RUNGS["max_t"]
 
@@ -118,7 +120,7 @@ def test_tuner_restore_resumes_with_the_rungs_of_the_interrupted_sweep(tmp_path)
         for epoch in range(1, max_t + 1):
             tune.report({"epoch": epoch, "score": scores[config["i"]] + 0.01 * epoch})
 
-    scheduler = ASHAScheduler(**RUNGS)  # as search/runner.py builds it, with its callback
+    scheduler = ASHAScheduler(**RUNGS)  # as search/driver/sweep.py builds it, with its callback
     tuner = tune.Tuner(train, param_space={"i": tune.grid_search(list(scores))},
                        tune_config=tune.TuneConfig(metric="score", mode="max", scheduler=scheduler,
                                                    max_concurrent_trials=1, reuse_actors=True),

@@ -3,7 +3,7 @@
 The moment: Tune is writing an experiment snapshot (the one on storage is the previous one)
 and a trial has registered checkpoints since that previous snapshot. With Tune's own
 `num_to_keep=1`, the checkpoint the stored snapshot names is already deleted then, and the
-resumed trial fails; `search.checkpoints` must keep it. Real Ray, real Tune, a real sweep
+resumed trial fails; `search.driver.checkpoints` must keep it. Real Ray, real Tune, a real sweep
 through the CLI; the kill comes from a callback inside the driver, so it lands exactly there.
 """
 from __future__ import annotations
@@ -17,8 +17,9 @@ from pathlib import Path
 
 import pandas as pd
 import pyarrow.fs
+import pytest
 
-from search.checkpoints import _delete_older
+from search.driver.checkpoints import _delete_older
 from sweep_helpers import write_sweep
 
 # The first run: the CLI's sweep, with one more callback after the product's own. It kills the
@@ -30,7 +31,7 @@ DRIVER = textwrap.dedent("""
     import json, os, signal, sys
     from pathlib import Path
     from ray import tune
-    import search.runner as runner
+    import search.driver as runner
     from search import checkpoints
 
     MARKER = Path(sys.argv[1])
@@ -72,6 +73,7 @@ DRIVER = textwrap.dedent("""
 """)
 
 
+@pytest.mark.fault_tolerance
 def test_driver_killed_inside_a_snapshot_resumes_every_trial(synthetic_prepared, tmp_path):
     sweep = write_sweep(tmp_path / "k.toml", synthetic_prepared, name="k", num_samples=2, max_epochs=16,
                         families=("cross_entropy",), max_train_clips=48)
@@ -113,7 +115,7 @@ AUDITED_RUN = textwrap.dedent("""
     import ray
     from ray import tune
     from search import checkpoints
-    from search.checkpoints import (SnapshotSafePruning, checkpoint_config, keep_latest_checkpoints,
+    from search.driver.checkpoints import (SnapshotSafePruning, checkpoint_config, keep_latest_checkpoints,
                                     stored_checkpoints)
 
     out = Path(sys.argv[1])
@@ -230,7 +232,7 @@ def test_a_refused_delete_is_logged_not_raised(tmp_path, caplog):
 def test_an_unreadable_stored_snapshot_deletes_nothing(tmp_path):
     from ray import tune
 
-    from search.checkpoints import SnapshotSafePruning, stored_checkpoints
+    from search.driver.checkpoints import SnapshotSafePruning, stored_checkpoints
 
     trial_dir = tmp_path / "trial_a"
     for i in range(3):
@@ -245,10 +247,10 @@ def test_an_unreadable_stored_snapshot_deletes_nothing(tmp_path):
 
 
 def test_tune_settings_are_defaults_a_user_can_override(monkeypatch):
-    from search.runner import _configure_tune
+    from search.driver.session import configure_tune
 
     monkeypatch.delenv("TUNE_GLOBAL_CHECKPOINT_S", raising=False)
     monkeypatch.setenv("TUNE_ONLY_STORE_CHECKPOINT_SCORE_ATTRIBUTE", "0")
-    _configure_tune()
+    configure_tune()
     assert os.environ["TUNE_GLOBAL_CHECKPOINT_S"] == "2"
     assert os.environ["TUNE_ONLY_STORE_CHECKPOINT_SCORE_ATTRIBUTE"] == "0"

@@ -13,10 +13,10 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from search.claims import (CLAIMS, COLUMNS, TEST_METRICS, VERDICTS, Arm, Claim, ClaimsError,
+from search.analysis.claims import (CLAIMS, COLUMNS, TEST_METRICS, VERDICTS, Arm, Claim, ClaimsError,
                            add_claims_command, claim_arms, design_interval, evaluate_claims, holm, lineage,
                            load_claims, more_units_needed, parse_claims, render_claims, t_interval, verdict)
-from search.claims.stats import StatsError
+from search.analysis.claims.stats import StatsError
 from search.cli import main
 from search.results import TRIALS_SCHEMA, ResultsStore
 

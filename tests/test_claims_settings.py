@@ -8,10 +8,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from search.claims import Arm, ClaimsError, claim_arms, evaluate_claims, parse_claims
-from search.claims.arms import setting_equal, with_setting_columns
+from search.analysis.claims import Arm, ClaimsError, claim_arms, evaluate_claims, parse_claims
+from search.analysis.claims.settings import setting_equal, with_setting_columns
 from search.cli import main
-from search.runner import _choose_for_confirmation
+from search.analysis.confirmation import choose_for_confirmation
 
 ABLATION = """
 [[claim]]
@@ -93,7 +93,7 @@ def test_confirm_for_claims_takes_the_best_search_trial_of_each_settings_arm(cap
         _row("without", 0.0, 0.99, 0, 0.5, val_ua=0.60, stage="search"),
         _row("no-ema", 0.0, 0.0, 0, 0.5, val_ua=0.90, stage="search"),
     ])
-    chosen = _choose_for_confirmation(trials, 1, None, claim_arms(parse_claims(ABLATION)))
+    chosen = choose_for_confirmation(trials, 1, None, claim_arms(parse_claims(ABLATION)))
     assert sorted(chosen["config_key"]) == ["with-a", "without"]
     assert list(chosen.columns) == list(trials.columns)  # the setting columns are not carried out
 

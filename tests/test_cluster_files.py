@@ -21,8 +21,8 @@ import ray.autoscaler
 import yaml
 
 from search.cli import build_parser
-from search.config import SweepConfigError
-from search.jobs import EXCLUDES, JobError, add_job_commands, build_job, resolve_token
+from search.definition import SweepConfigError
+from search.cli.jobs import EXCLUDES, JobError, add_job_commands, build_job, resolve_token
 
 REPO = Path(__file__).resolve().parents[1]
 CLUSTER = REPO / "cluster"

@@ -1,7 +1,7 @@
 """A real multi-node Ray cluster on this machine: a head on 127.0.0.2 and worker nodes on
 127.0.0.3/.4, started with `ray start --block` in their own process groups, token auth on.
 
-Sweeps go in through the Jobs API (`search.jobs`) exactly as a user's would, and the faults are
+Sweeps go in through the Jobs API (`search.cli.jobs`) exactly as a user's would, and the faults are
 real: a worker node's processes are SIGKILLed mid-sweep, the job's driver is SIGKILLed mid-sweep.
 Every node is started and stopped here, by its own process ids; `ray stop` is never used (it
 would kill other people's Ray processes on a shared machine).
@@ -29,12 +29,13 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from search.jobs import add_job_commands, job_client, submit_sweep, wait_for_job
-from search.recorder import LOST_PREFIX
+from search.cli.jobs import add_job_commands, job_client, submit_sweep, wait_for_job
+from search.recording.recorder import LOST_PREFIX
 from search.results import read_confusion, read_epochs, read_trials
-from search.study import TUNE_ID_ATTR
+from search.driver.study import TUNE_ID_ATTR
 
 pytestmark = [
+    pytest.mark.fault_tolerance,
     pytest.mark.cluster,
     pytest.mark.skipif(not sys.platform.startswith("linux"),
                        reason="needs several loopback addresses (127.0.0.2, .3, .4): Linux only"),

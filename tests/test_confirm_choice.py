@@ -4,7 +4,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from search.runner import _choose_for_confirmation
+from search.analysis.confirmation import choose_for_confirmation
 
 
 def _trial(tid: str, key: str, family: str, frontend: str, val_ua: float, status: str = "completed",
@@ -27,18 +27,18 @@ TRIALS = pd.DataFrame([
 
 
 def test_top_k_overall_uses_completed_trials_only():
-    assert sorted(_choose_for_confirmation(TRIALS, 2, None)["trial_id"]) == ["a", "b"]
+    assert sorted(choose_for_confirmation(TRIALS, 2, None)["trial_id"]) == ["a", "b"]
 
 
 def test_per_group_takes_the_best_of_each_group_and_stopped_only_groups_too():
-    chosen = _choose_for_confirmation(TRIALS, 1, ["loss_family", "frontend"])
+    chosen = choose_for_confirmation(TRIALS, 1, ["loss_family", "frontend"])
     assert sorted(chosen["trial_id"]) == ["a", "c", "d", "g"]
 
 
 def test_arms_keep_only_the_listed_groups_and_name_the_missing_ones(capsys):
     arms = [{"loss_family": "center", "frontend": "stft"}, {"loss_family": "cross_entropy", "frontend": "mel"},
             {"loss_family": "bce", "frontend": "mel"}]
-    chosen = _choose_for_confirmation(TRIALS, 1, None, arms)
+    chosen = choose_for_confirmation(TRIALS, 1, None, arms)
     assert sorted(chosen["trial_id"]) == ["a", "d"]
     assert "bce/mel" in capsys.readouterr().err
 
@@ -47,7 +47,7 @@ def test_claim_arms_confirm_the_claims_model_in_a_sweep_over_several_models(caps
     """The CNN-Transformer claims name their model: a better CNN-BiRNN configuration of the
     same loss and frontend must not take the CNN-Transformer arm's place; arms without a
     model (the center-loss claims) take each model's best."""
-    from search.claims import claim_arms
+    from search.analysis.claims import claim_arms
 
     arms = claim_arms()
     assert {"loss_family": "l1", "frontend": "mel", "model": "cnn_transformer"} in arms
@@ -59,7 +59,7 @@ def test_claim_arms_confirm_the_claims_model_in_a_sweep_over_several_models(caps
         _trial("l1_ct", "k4", "l1", "mel", 0.40),
         _trial("center_birnn", "k5", "center", "mel", 0.65, model="cnn_birnn"),
     ])
-    chosen = set(_choose_for_confirmation(trials, 1, None, arms)["trial_id"])
+    chosen = set(choose_for_confirmation(trials, 1, None, arms)["trial_id"])
     assert {"ce_ct", "l1_ct", "ce_birnn", "center_birnn"} <= chosen
     assert "l1_birnn" not in chosen  # l1 is only in CNN-Transformer claims
     missing = set(capsys.readouterr().err.split("no trial for ")[1].split(";")[0].split(", "))
@@ -70,7 +70,7 @@ def test_claim_arms_confirm_the_claims_model_in_a_sweep_over_several_models(caps
 def test_confirmation_config_moves_to_the_fold_and_held_out_corpus():
     import json
 
-    from search.runner import confirm_config
+    from search.driver import confirm_config
     from ser_core.config import TrainConfig
 
     base = TrainConfig.model_validate({"data": {"prepared": "/x", "fold": 0, "train_corpora": ["a"],
@@ -94,7 +94,7 @@ def test_folds_flag_rejects_what_is_not_a_fold_list(capsys):
 
 
 def test_confirmation_seeds_skip_every_seed_the_search_used():
-    from search.runner import confirmation_seeds
+    from search.analysis.confirmation import confirmation_seeds
 
     searched = pd.DataFrame({"stage": ["search"] * 4 + ["confirm"],
                              "seed": [0, 0, 2, None, 1]})  # a confirm row's seed does not count
@@ -118,7 +118,7 @@ def test_confirm_refuses_fewer_than_one_configuration_or_seed(tmp_path, flag, ca
 
 
 def test_a_cross_validated_configuration_is_confirmed_one_test_fold_per_run():
-    from search.runner import confirm_config
+    from search.driver import confirm_config
     from ser_core.config import TrainConfig
 
     base = TrainConfig.model_validate({"data": {"prepared": "/x", "folds": [0, 1, 2]}, "seed": 7})
@@ -129,7 +129,8 @@ def test_a_cross_validated_configuration_is_confirmed_one_test_fold_per_run():
 
 
 def test_every_fold_of_a_cross_validated_sweep_is_checked_before_ray_starts():
-    from search.runner import SweepError, check_protocol
+    from search.driver import SweepError
+    from search.driver.sweep import check_protocol
     from ser_core.config import DataConfig
 
     class FiveFolds:

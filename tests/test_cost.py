@@ -181,8 +181,8 @@ def test_trials_written_before_the_cost_columns_read_them_as_null(tmp_path):
 
 
 def test_a_sweep_records_each_trials_cost(synthetic_prepared, tmp_path):
-    from search.config import load_sweep
-    from search.runner import run_sweep
+    from search.definition import load_sweep
+    from search.driver import run_sweep
     from sweep_helpers import write_sweep
 
     path = write_sweep(tmp_path / "s.toml", synthetic_prepared, name="cost", num_samples=4, max_epochs=2,

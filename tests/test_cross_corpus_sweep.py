@@ -6,11 +6,12 @@ from __future__ import annotations
 import pytest
 import ray
 
-from search.claims import VERDICTS, evaluate_claims
-from search.config import load_sweep
-from search.leaderboard import leaderboard, render
+from search.analysis.claims import VERDICTS, evaluate_claims
+from search.definition import load_sweep
+from search.analysis.leaderboard import leaderboard, render
 from search.results import read_confusion, read_trials
-from search.runner import SweepError, run_confirm, run_sweep
+from search.analysis.confirmation import plan_confirmation
+from search.driver import SweepError, run_confirm, run_sweep
 
 from sweep_helpers import TINY_BASE
 
@@ -52,10 +53,10 @@ def cross_results(mixed_prepared, tmp_path_factory):
     results = tmp / "results"
     try:
         outcome = run_sweep(load_sweep(path), str(results), num_cpus=2, echo=False)
-        confirm = run_confirm(str(results), "xc", top=1, seeds=2, num_cpus=2, echo=False,
-                              arms=[{"loss_family": "cross_entropy", "frontend": "mel"},
-                                    {"loss_family": "center", "frontend": "mel"}],
-                              leave_one_corpus_out=True)
+        plan = plan_confirmation(str(results), "xc", top=1, seeds=2,
+                                 arms=[{"loss_family": "cross_entropy", "frontend": "mel"},
+                                       {"loss_family": "center", "frontend": "mel"}])
+        confirm = run_confirm(str(results), plan, num_cpus=2, echo=False, leave_one_corpus_out=True)
     finally:
         ray.shutdown()
     return outcome, confirm, results
@@ -129,7 +130,7 @@ def test_unknown_corpus_fails_before_any_trial(mixed_prepared, tmp_path):
 def test_confirmation_splits_are_checked_before_any_run(mixed_prepared):
     """Every configuration x fold x held-out corpus of a confirmation is formed before Ray runs
     anything; one that cannot be formed names the repeat and the reason."""
-    from search.runner import check_confirmation_splits
+    from search.driver.confirm import check_confirmation_splits
     from ser_core.config import TrainConfig
     from ser_core.corpus import PreparedCorpus
 
@@ -147,6 +148,7 @@ def test_confirm_folds_out_of_range_is_a_clear_error(cross_results):
     _, _, results = cross_results
     try:
         with pytest.raises(SweepError, match=r"--folds \[7\] out of range: the prepared data has folds 0\.\.2"):
-            run_confirm(str(results), "xc", top=1, seeds=1, num_cpus=2, echo=False, folds=[0, 7], name="xc-folds")
+            run_confirm(str(results), plan_confirmation(str(results), "xc", top=1, seeds=1), num_cpus=2, echo=False,
+                        folds=[0, 7], name="xc-folds")
     finally:
         ray.shutdown()

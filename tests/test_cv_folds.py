@@ -19,7 +19,7 @@ from ser_core.corpus import PreparedCorpus
 from ser_core.fastpath import accelerate
 from ser_core.losses import build_loss
 from ser_core.metrics import classification_report
-from ser_core.train import FoldsResult, _predict, build_model, fit, prepare_trial
+from ser_core.train import FoldsResult, build_model, fit, predict, prepare_trial
 
 from sweep_helpers import write_sweep
 
@@ -94,7 +94,7 @@ def _test_ua_of(cfg, corpus, state) -> float:
     model.load_state_dict(state)
     loss_fn = build_loss(cfg.loss.family, num_classes=data.num_classes, embed_dim=model.embed_dim,
                          active_classes=data.class_mask.cpu())
-    _, pred, _ = _predict(model, loss_fn, data.feats["test"], data.ys["test"], data.lens["test"], 256,
+    _, pred, _ = predict(model, loss_fn, data.feats["test"], data.ys["test"], data.lens["test"], 256,
                           data.autocast, data.class_mask)
     return classification_report(data.ys["test"].numpy(), pred.numpy(), data.num_classes).ua
 
@@ -178,9 +178,9 @@ def test_resumed_multi_fold_trial_continues_exactly(corpus, synthetic_prepared):
 ])
 def test_sweep_with_folds_writes_the_per_fold_columns(synthetic_prepared, tmp_path, design, folds, val_folds,
                                                       test_folds, exposed):
-    from search.config import load_sweep
+    from search.definition import load_sweep
     from search.results import read_epochs, read_trials
-    from search.runner import run_sweep
+    from search.driver import run_sweep
 
     path = write_sweep(tmp_path / "s.toml", synthetic_prepared, name="cv", num_samples=2, max_epochs=2,
                        families=("cross_entropy",), max_train_clips=64)

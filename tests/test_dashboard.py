@@ -34,16 +34,11 @@ import torch
 from search.dashboard import build_dashboard, make_server, results_version
 from search.dashboard.claims import claims_view
 from search.dashboard.cli import add_dashboard_command
-from search.dashboard.data import (
-    confirmed_intervals,
-    load_results,
-    pairwise_differences,
-    param_importances,
-    sweep_facts,
-)
+from search.dashboard.data import load_results, param_importances, sweep_facts
 from search.dashboard.embed import embedding_view, locate_checkpoint
 from search.dashboard.html import script_json
-from search.leaderboard import display_view, leaderboard
+from search.dashboard.intervals import confirmed_intervals, pairwise_differences
+from search.analysis.leaderboard import display_view, leaderboard
 from search.results import (
     CONFUSION_SCHEMA,
     EPOCHS_SCHEMA,
@@ -219,6 +214,26 @@ def test_leaderboard_tables_show_the_leaderboard_numbers(results, page):
     assert len(ids) == len(set(ids))  # the sort/filter script finds tables by id
 
 
+def test_configurations_table_names_the_settings_configurations_differ_in(tmp_path):
+    """Issue 23: configurations differing outside the parameter columns (here normalization and
+    optim.weight_decay, only in config_json) are told apart by a column each, as on the leaderboard."""
+    s = ResultsStore(tmp_path / "r", "s")
+    for tid, norm, wd, val in (("a", "speaker", 1e-4, 0.7), ("b", "global", 1e-4, 0.6), ("c", "global", 0.01, 0.5)):
+        cfg = TrainConfig.model_validate({"data": {"prepared": str(tmp_path)}, "normalization": norm, "seed": 3,
+                                          "optim": {"weight_decay": wd}})
+        cols = config_columns(cfg)
+        s.upsert_trial(_trial(tid, val=val, test=val, key=cols["config_key"], config_json=cols["config_json"]))
+    p = _Page(build_dashboard(tmp_path / "r"))
+    headers = p.headers["table-configs"]
+    assert (headers.index("batch_size") < headers.index("optim.weight_decay") < headers.index("normalization")
+            < headers.index("n"))
+    assert "seed" not in headers and "data.prepared" not in headers
+    rows = p.tables["table-configs"]
+    assert [r[headers.index("normalization")][0] for r in rows] == ["speaker", "global", "global"]
+    assert [r[headers.index("optim.weight_decay")][0] for r in rows] == ["0.0001", "0.0001", "0.01"]
+    assert "normalization" not in p.headers["table-groups"]  # pooled rows: no one value per row
+
+
 def test_sweep_facts_count_epochs_against_a_full_search(results):
     facts = sweep_facts(load_results(results)).set_index("sweep")
     s = facts.loc["s"]
@@ -330,7 +345,7 @@ def _drawn_intervals(fig: dict) -> dict[int, tuple[float, float, float]]:
 
 
 def test_claims_are_drawn_against_zero_and_the_stated_effect(results, page):
-    from search.claims import evaluate_claims
+    from search.analysis.claims import evaluate_claims
 
     expected = evaluate_claims(read_trials(results)).reset_index(drop=True)
     p = _Page(page)
@@ -411,7 +426,7 @@ def test_trials_without_any_epochs_still_give_sweep_facts(tmp_path):
 
 
 def test_claims_figure_shows_the_design_columns_when_present():
-    """What search.claims reports beyond the basic columns (folds, seeds, Holm p, the pairs an open
+    """What search.analysis.claims reports beyond the basic columns (folds, seeds, Holm p, the pairs an open
     question needs, the sweep) reaches the hover and the side text, escaped."""
     import plotly.io as pio
 
@@ -580,7 +595,7 @@ def test_param_importance_on_a_real_study_with_conditional_parameters(tmp_path):
 
 
 def test_param_importance_leaves_out_the_trials_a_warm_start_added(tmp_path):
-    from search.warm_start import WARM_ATTR
+    from search.driver.warm_start import WARM_ATTR
 
     path = tmp_path / "optuna.db"
     study = optuna.create_study(study_name="w", storage=f"sqlite:///{path}", direction="maximize",
@@ -741,8 +756,8 @@ NUM_SAMPLES, MAX_EPOCHS = 3, 2
 
 @pytest.fixture(scope="module")
 def real_sweep(synthetic_prepared, tmp_path_factory) -> Path:
-    from search.config import load_sweep
-    from search.runner import run_sweep
+    from search.definition import load_sweep
+    from search.driver import run_sweep
 
     tmp = tmp_path_factory.mktemp("realsweep")
     sweep = load_sweep(write_sweep(tmp / "s.toml", synthetic_prepared, name="tiny", num_samples=NUM_SAMPLES,

@@ -13,12 +13,12 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from search.claims import Arm, Claim, evaluate_claims
-from search.dashboard.data import confirmed_intervals, pairwise_differences
+from search.analysis.claims import Arm, Claim, evaluate_claims
+from search.dashboard.intervals import confirmed_intervals, pairwise_differences
 from search.dashboard.figures import pairwise_figure
 from search.dashboard.pareto import pareto_panel
-from search.leaderboard import mean_ci95
-from search.pareto import Objective
+from search.analysis.leaderboard import mean_ci95
+from search.definition.objectives import Objective
 from search.results import config_columns
 from ser_core.config import TrainConfig
 
@@ -207,7 +207,7 @@ def test_pareto_error_bar_is_the_unit_interval_of_the_confirmed_configuration():
     assert got["y_ci95"] > mean_ci95([r["val_ua"] for r in rows[2:]])[1]  # not the plain t over 15 runs
     assert got["x_mean"] == pytest.approx(2.0 + np.mean(SEED_NOISE))  # the cost: its runs' mean, as before
 
-    from search.claims import confirmed_runs, unit_interval
+    from search.analysis.claims import confirmed_runs, unit_interval
 
     runs = confirmed_runs(trials)
     res = unit_interval(runs, "val_ua")

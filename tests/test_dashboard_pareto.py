@@ -1,6 +1,6 @@
 """The dashboard's Pareto view: the front of a multi-objective sweep, drawn from trials whose
 objective values are known by hand, and the section on a page built from real Parquet results
-with the sweep record a real sweep writes (search.runner.record_start)."""
+with the sweep record a real sweep writes (search.driver.record_start)."""
 from __future__ import annotations
 
 import json
@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from search.config import parse_sweep
+from search.definition import parse_sweep
 from search.dashboard import build_dashboard
 from search.dashboard.data import load_results
 from search.dashboard.pareto import (
@@ -25,9 +25,9 @@ from search.dashboard.pareto import (
     pareto_panel,
     sweep_objectives,
 )
-from search.pareto import Objective
+from search.definition.objectives import Objective
 from search.results import ResultsStore
-from search.runner import record_start
+from search.driver.run_record import record_start
 
 from sweep_helpers import write_sweep
 

@@ -14,10 +14,10 @@ import pytest
 import ray
 from scipy import stats
 
-from search.claims import CLAIMS, LOWER_IS_BETTER
+from search.analysis.claims import CLAIMS, LOWER_IS_BETTER
 from search.cli import main
-from search.demo import run_demo
-from search.demolog import FINISHED_PREFIX, LOG_NAME, RAY_LOGS, SESSION_PREFIX
+from search.cli.demo import run_demo
+from search.cli.demolog import FINISHED_PREFIX, LOG_NAME, RAY_LOGS, SESSION_PREFIX
 from search.results import read_trials
 
 
@@ -45,6 +45,16 @@ def test_demo_sweeps_every_family_on_both_frontends_and_confirms_the_claim_arms(
     assert set(confirmed["stage"]) == {"confirm"} and confirmed["epochs_run"].eq(1).all()
 
 
+def test_the_demo_shows_a_ranked_table_while_its_sweep_still_runs(demo_out):
+    out, _ = demo_out
+    log = (out / LOG_NAME).read_text()
+    early = log.index("[demo] ranked so far (")
+    assert early < log.index("4/5 leaderboard")  # before the sweep's end, not after it
+    # the first table is a real ranking of finished trials (header and at least one ranked row)
+    table = log[early:log.index("\n\n", log.index("\n", early) + 2)]
+    assert "rank" in table and "loss_family" in table and "\n   1 " in table, table
+
+
 def test_claims_command_on_the_demo_results(demo_out, capsys):
     out, _ = demo_out
     assert main(["claims", str(out / "results"), "--format", "json"]) == 0
@@ -52,7 +62,7 @@ def test_claims_command_on_the_demo_results(demo_out, capsys):
     assert {r["claim"] for r in table} == {c.claim for c in CLAIMS}
     assert {r["protocol"] for r in table} == {"within synthetic"}
     # Every number recomputed here from demo-confirm's trials.parquet with scipy, and the verdict
-    # from the interval by the rule the README states, independently of search.claims.
+    # from the interval by the rule the README states, independently of search.analysis.claims.
     confirmed = read_trials(out / "results" / "demo-confirm")
     claims = {c.claim: c for c in CLAIMS}
     for row in table:
@@ -116,7 +126,7 @@ def test_sigterm_stops_the_demo_with_its_log_not_with_a_native_stack_trace(demo_
     out.mkdir()
     for d in ("corpus", "prepared"):                         # reused as they are: the run reaches Ray fast
         (out / d).symlink_to(src / d)
-    code = ("import sys; from pathlib import Path; from search.demo import run_demo; "
+    code = ("import sys; from pathlib import Path; from search.cli.demo import run_demo; "
             "sys.exit(run_demo(Path(sys.argv[1]), max_epochs=1, max_train_clips=128))")
     proc = subprocess.Popen([sys.executable, "-c", code, str(out)], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, cwd=Path(__file__).resolve().parents[1],

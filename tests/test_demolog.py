@@ -1,4 +1,4 @@
-"""The demo's own log (search/demolog.py) without Ray: real processes, real pipes, real files.
+"""The demo's own log (search/cli/demolog.py) without Ray: real processes, real pipes, real files.
 A process that dies by a native abort, as a Ray fatal does, still leaves its last lines and
 the Ray logs that matter; a run that finishes leaves just its output."""
 from __future__ import annotations
@@ -8,7 +8,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from search.demolog import FINISHED_PREFIX, LOG_NAME, RAY_LOGS, SESSION_PREFIX, collect_ray_logs, first_marker
+from search.cli.demolog import FINISHED_PREFIX, LOG_NAME, RAY_LOGS, SESSION_PREFIX, collect_ray_logs, first_marker
 
 RAY_FATAL = "[2026-12-01 09:20:00,608 E 5857 5857] logging.cc:474: *** SIGABRT received at time=1796116800 on cpu 0 ***"
 
@@ -32,7 +32,7 @@ def _child(out: Path, body: str) -> subprocess.CompletedProcess[str]:
     code = textwrap.dedent(f"""
         import os, sys
         from pathlib import Path
-        from search.demolog import DemoLog
+        from search.cli.demolog import DemoLog
         log = DemoLog(Path({str(out)!r})).open()
     """) + textwrap.dedent(body)
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,

@@ -9,11 +9,11 @@ import time
 
 import pytest
 
-from search.driver_lock import LOCK_FILE, SweepBusyError, hold_sweep
+from search.driver.lock import LOCK_FILE, SweepBusyError, hold_sweep
 
 HOLDER = """
 import sys, time
-from search.driver_lock import hold_sweep
+from search.driver.lock import hold_sweep
 with hold_sweep(sys.argv[1], "sweep 'demo'"):
     print("held", flush=True)
     time.sleep(60)

@@ -1,6 +1,6 @@
-"""FoldsResult.test_ua_interval (ser_core/train.py): the Student t interval over a
+"""FoldsResult.test_ua_interval (ser_core/train/results.py): the Student t interval over a
 cross-validated trial's per-fold test UAs, its no-spread case, and how that case reaches
-trials.parquet (search/recorder.py)."""
+trials.parquet (search/recording/recorder.py)."""
 from __future__ import annotations
 
 import json
@@ -42,7 +42,7 @@ def test_interval_is_the_t_interval_over_folds():
 @pytest.mark.parametrize("uas", [[0.5, 0.5, 0.5], [0.1 + 0.2, 0.3, 0.3]])  # equal, and equal up to rounding
 def test_all_equal_fold_uas_give_no_interval(uas):
     """Folds that all score the same have no spread to build an interval on (a test set's
-    granularity, not certainty): NaN bounds, as search/claims/stats.py::t_interval answers."""
+    granularity, not certainty): NaN bounds, as search/analysis/claims/stats.py::t_interval answers."""
     low, high = _folds(uas).test_ua_interval()
     assert math.isnan(low) and math.isnan(high)
     m = _folds(uas).metrics()
@@ -52,8 +52,8 @@ def test_all_equal_fold_uas_give_no_interval(uas):
 def test_a_nan_interval_is_a_null_in_trials_parquet(tmp_path):
     """The recorder writes the NaN bounds of a no-spread trial as nulls of the float64 columns."""
     from ser_core.config import TrainConfig
-    from search.recorder import ParquetRecorder
-    from search.trainable import FINAL_JSON, FINAL_PREFIX
+    from search.recording.recorder import ParquetRecorder
+    from search.worker.trainable import FINAL_JSON, FINAL_PREFIX
 
     cfg = TrainConfig.model_validate({"data": {"prepared": str(tmp_path), "folds": [0, 1, 2]}})
     final = _folds([0.5, 0.5, 0.5])

@@ -82,7 +82,8 @@ def test_a_cuda_trials_checkpoint_carries_its_devices_generator(synthetic_prepar
     uninterrupted one. The CPU stands in for the device here; torch.cuda's two state functions
     are replaced by a recorder (the only CUDA calls on this path)."""
     from ser_core.corpus import PreparedCorpus
-    from ser_core.train import FoldRun, _set_rng_state
+    from ser_core.train import FoldRun
+    from ser_core.train.state import set_rng_state
 
     corpus = PreparedCorpus.load(synthetic_prepared)
     run = FoldRun(_tiny_cfg(synthetic_prepared, "cpu", epochs=1), corpus)
@@ -97,9 +98,9 @@ def test_a_cuda_trials_checkpoint_carries_its_devices_generator(synthetic_prepar
     state = run.checkpoint()
     assert torch.equal(state["rng"]["cuda"], device_state)
     assert torch.equal(state["rng"]["torch"], state["torch_rng"])
-    _set_rng_state(state["rng"], torch.device("cuda", 0))
+    set_rng_state(state["rng"], torch.device("cuda", 0))
     assert len(restored) == 1 and torch.equal(restored[0][0], device_state) and restored[0][1] == torch.device("cuda", 0)
-    _set_rng_state(state["rng"], torch.device("cpu"))  # the same checkpoint resumed on a CPU
+    set_rng_state(state["rng"], torch.device("cpu"))  # the same checkpoint resumed on a CPU
     assert len(restored) == 1
 
 

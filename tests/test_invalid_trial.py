@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 import ray
 
-from search.config import load_sweep
-from search.runner import run_sweep
+from search.definition import load_sweep
+from search.driver import run_sweep
 
 
 def _sweep_file(path, prepared):
@@ -87,7 +87,7 @@ def test_invalid_combination_is_an_error_row_and_the_sweep_goes_on(synthetic_pre
 def test_a_searched_value_invalid_with_base_fails_when_the_file_loads(tmp_path):
     """The other shape of the same mistake, a fixed [base] value that a searched value cannot go
     with, needs no trial to find: the file is refused before Ray starts, naming the value."""
-    from search.config import SweepConfigError
+    from search.definition import SweepConfigError
 
     path = _sweep_file(tmp_path / "heads.toml", tmp_path)
     text = path.read_text().replace('"model.d_model" = { choices = [32, 36] }\n', "").replace(

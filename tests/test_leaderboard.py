@@ -8,7 +8,7 @@ import math
 import pandas as pd
 import pytest
 
-from search.leaderboard import LeaderboardError, leaderboard, mean_ci95, render
+from search.analysis.leaderboard import LeaderboardError, display_view, leaderboard, mean_ci95, render
 from search.results import ResultsStore, read_trials
 
 # Student t 97.5 % quantiles in closed form: df=1 is Cauchy, df=2 has t = (2p-1) sqrt(2 / (4p(1-p))).
@@ -190,3 +190,186 @@ def test_leaderboard_command_on_a_sweep_with_no_finished_trial_is_no_error(tmp_p
     out = capsys.readouterr()
     assert out.out.strip() == "no trials yet"
     assert out.err.strip() == f"no trial has finished yet in {tmp_path} (sweep: live)"
+
+
+# ---------------------------------------------------------------------------- the settings rows differ in (issue 23)
+
+
+def _configured(trial_id, val, *, sweep="s", prepared_id=None, **settings):
+    """A trials row as a sweep writes it: the parameter columns, config_key and config_json of a
+    TrainConfig with `settings` (dotted keys: optim.weight_decay=0.01)."""
+    from ser_core.config import TrainConfig
+    from search.results import config_columns
+
+    raw: dict = {"data": {"prepared": "/data/prepared"}}
+    for dotted, value in settings.items():
+        *parents, leaf = dotted.split(".")
+        node = raw
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    columns = config_columns(TrainConfig.model_validate(raw), prepared_id=prepared_id)
+    return {**columns, "sweep": sweep, "trial_id": trial_id, "status": "completed", "val_ua": val, "val_wa": val,
+            "test_ua": val, "test_wa": val, "test_f1_macro": val}
+
+
+def test_configurations_differing_only_in_normalization_name_it_in_every_format():
+    df = pd.DataFrame([_configured("a", 0.60, normalization="speaker", seed=0),
+                       _configured("b", 0.70, normalization="speaker", seed=1),  # one configuration, two seeds
+                       _configured("c", 0.50, normalization="global")])
+    params = ["model", "loss_family", "frontend", "lr", "batch_size"]
+    assert (df[params].nunique() == 1).all()  # every parameter column the same: only config_json differs
+    lb = leaderboard(df)
+    assert len(lb) == 2 and list(lb["n"]) == [2, 1]
+    assert list(lb["normalization"]) == ["speaker", "global"]
+    cols = list(lb.columns)
+    assert cols.index("batch_size") < cols.index("normalization") < cols.index("n")  # after the parameters
+    assert "seed" not in cols and "device" not in cols and not any(c.startswith("optim.") for c in cols)
+
+    table = render(lb, "table")
+    assert "normalization" in table and "speaker" in table and "global" in table
+    md = render(lb, "markdown").splitlines()
+    header = [c.strip() for c in md[0].strip("|").split("|")]
+    assert "normalization" in header
+    col = header.index("normalization")
+    assert [[c.strip() for c in line.strip("|").split("|")][col] for line in md[2:]] == ["speaker", "global"]
+    back = pd.read_csv(io.StringIO(render(lb, "csv")))
+    assert list(back.columns) == list(lb.columns) and list(back["normalization"]) == ["speaker", "global"]
+    records = json.loads(render(lb, "json"))
+    assert [r["normalization"] for r in records] == ["speaker", "global"]
+
+
+def test_a_nested_setting_is_named_by_its_dotted_path():
+    df = pd.DataFrame([_configured("a", 0.6, **{"optim.weight_decay": 0.01, "augment.freq_masks": 2}),
+                       _configured("b", 0.5, **{"optim.weight_decay": 0.0001, "augment.freq_masks": 2}),
+                       _configured("c", 0.4, **{"optim.weight_decay": 0.0001, "model.d_model": 128})])
+    lb = leaderboard(df)
+    assert list(lb["optim.weight_decay"]) == [0.01, 0.0001, 0.0001]
+    assert list(lb["augment.freq_masks"]) == [2, 2, 0] and list(lb["model.d_model"]) == [64, 64, 128]
+    assert "normalization" not in lb.columns and "optim.lr" not in lb.columns  # equal, or a column already
+    records = json.loads(render(lb, "json"))
+    assert [r["optim.weight_decay"] for r in records] == [0.01, 0.0001, 0.0001]
+    assert "optim.weight_decay" in render(lb, "markdown").splitlines()[0]
+    assert "optim.weight_decay" in pd.read_csv(io.StringIO(render(lb, "csv"))).columns
+
+
+def test_a_setting_config_key_ignores_is_no_difference():
+    df = pd.DataFrame([_configured("a", 0.6, device="cpu", seed=0, fastpath=True, **{"data.fold": 0}),
+                       _configured("b", 0.5, device="cuda", seed=1, fastpath=False, output="/tmp/b",
+                                   feature_cache="off", **{"data.fold": 1, "data.prepared": "/elsewhere"})])
+    assert df["config_key"].nunique() == 1  # one configuration, as today
+    lb = leaderboard(df)
+    assert len(lb) == 1 and lb["n"].iloc[0] == 2
+    assert [c for c in lb.columns if c not in leaderboard(df.drop(columns=["config_json"])).columns] == []
+
+
+def test_differences_are_over_every_row_listed_not_within_a_sweep():
+    df = pd.DataFrame([_configured("a", 0.6, sweep="s", normalization="global"),
+                       _configured("b", 0.5, sweep="s", **{"optim.label_smoothing": 0.1}),
+                       _configured("c", 0.4, sweep="t", normalization="speaker"),
+                       _configured("d", 0.3, sweep="t", normalization="speaker", **{"optim.label_smoothing": 0.1})])
+    lb = leaderboard(df)
+    assert list(zip(lb["sweep"], lb["normalization"], lb["optim.label_smoothing"])) == [
+        ("s", "global", 0.0), ("s", "global", 0.1), ("t", "speaker", 0.0), ("t", "speaker", 0.1)]
+    alone = leaderboard(df[df["sweep"] == "t"])
+    assert "normalization" not in alone.columns and "optim.label_smoothing" in alone.columns
+
+
+def test_settings_with_columns_of_their_own_are_not_repeated_and_unrecorded_rows_are_blank():
+    df = pd.DataFrame([_configured("a", 0.6, loss={"family": "center", "center_lambda": 0.1}, model={"name": "cnn_birnn"}),
+                       _configured("b", 0.5, **{"optim.lr": 0.01, "optim.ema_decay": 0.99}),
+                       _trial("c", "legacy", val=0.4, test=0.4)])  # written without config_json
+    lb = leaderboard(df)
+    assert not [c for c in lb.columns if c.startswith(("loss.", "model.", "optim.lr"))]
+    assert list(lb["center_lambda"].astype(object).where(lb["center_lambda"].notna(), None)) == [0.1, None, None]
+    assert list(lb["optim.ema_decay"].astype(object).where(lb["optim.ema_decay"].notna(), None)) == [0.0, 0.99, None]
+    assert list(display_view(lb)["optim.ema_decay"]) == ["0", "0.99", ""]
+
+
+def test_prepared_corpora_and_design_folds():
+    df = pd.DataFrame([_configured("a", 0.6, prepared_id="aaaaaaaaaaaa"),
+                       _configured("b", 0.5, prepared_id="bbbbbbbbbbbb")])
+    assert list(leaderboard(df)["prepared_id"]) == ["aaaaaaaaaaaa", "bbbbbbbbbbbb"]
+    # the validation folds of nested selection are not what test_folds shows
+    nested = pd.DataFrame([_configured("a", 0.6, data={"prepared": "/p", "folds": [1, 2], "test_folds": [0]}),
+                           _configured("b", 0.5, data={"prepared": "/p", "folds": [2, 3], "test_folds": [0]})])
+    nested["test_folds"] = [[0], [0]]
+    lb = leaderboard(nested)
+    assert list(lb["test_folds"]) == ["0", "0"] and list(lb["data.folds"]) == [[1, 2], [2, 3]]
+    assert "data.test_folds" not in lb.columns
+    assert "[1, 2]" in render(lb, "markdown") and json.loads(render(lb, "json"))[0]["data.folds"] == [1, 2]
+    # cross-validated test folds are shown by test_folds already
+    cv = pd.DataFrame([_configured("a", 0.6, data={"prepared": "/p", "folds": [0, 1]}),
+                       _configured("b", 0.5, data={"prepared": "/p", "folds": [0, 1, 2]})])
+    cv["test_folds"] = [[0, 1], [0, 1, 2]]
+    assert "data.folds" not in leaderboard(cv).columns
+
+
+def test_group_by_adds_no_setting_columns():
+    df = pd.DataFrame([_configured("a", 0.6, normalization="speaker"), _configured("b", 0.5)])
+    assert "normalization" not in leaderboard(df, group_by=["loss_family"]).columns
+    assert "normalization" not in leaderboard(df, group_by=["config_key"]).columns
+
+
+def test_config_key_ignores_exactly_the_settings_left_out():
+    from ser_core.config import TrainConfig
+    from search.analysis.differences import IGNORED, configuration_settings
+    from search.results.schema import config_key
+
+    base = {"data": {"prepared": "/p", "train_corpora": ["a", "b"]}}
+    changed = {"seed": 7, "device": "cpu", "output": "/o", "fastpath": False, "feature_cache": "off",
+               "feature_cache_dir": "/c", "data.prepared": "/q", "data.fold": 3}
+    assert set(changed) | {"data.leave_out"} == IGNORED
+    key = config_key(TrainConfig.model_validate(base))
+    for dotted, value in changed.items():
+        raw = json.loads(json.dumps(base))
+        *parents, leaf = dotted.split(".")
+        node = raw
+        for p in parents:
+            node = node[p]
+        node[leaf] = value
+        assert config_key(TrainConfig.model_validate(raw)) == key, dotted
+    loco = [TrainConfig.model_validate({"data": {"prepared": "/p", "leave_out": c}}) for c in ("a", "b")]
+    assert config_key(loco[0]) == config_key(loco[1])
+    settings = configuration_settings(TrainConfig.model_validate(base).model_dump_json())
+    assert not IGNORED & set(settings) and settings["normalization"] == "global"
+
+
+def test_a_trial_whose_params_made_no_configuration_shows_them_by_path():
+    bad = {"sweep": "s", "trial_id": "x", "status": "error", "loss_family": "center", "lr": 1e-3,
+           "batch_size": 32, "frontend": "mel", "val_ua": None, "val_wa": None, "test_ua": None, "test_wa": None,
+           "test_f1_macro": None,
+           "config_json": json.dumps({"loss_family": "center", "weight_decay": 0.5, "seed": 3, "nonsense": 1})}
+    lb = leaderboard(pd.DataFrame([_configured("a", 0.6), bad]))
+    assert list(lb["optim.weight_decay"]) == [0.0001, 0.5]
+    assert "seed" not in lb.columns and "nonsense" not in lb.columns and "loss.family" not in lb.columns
+
+
+def test_pareto_front_names_the_settings_its_configurations_differ_in():
+    from search.analysis.pareto import pareto_front, pareto_leaderboard
+    from search.definition.objectives import Objective
+
+    rows = [_configured("a", 0.7, normalization="speaker") | {"params": 200},
+            _configured("b", 0.6) | {"params": 100},
+            _configured("c", 0.5, **{"optim.weight_decay": 0.01}) | {"params": 300}]  # dominated by both
+    objectives = [Objective("val_ua", "max"), Objective("params", "min")]
+    front = pareto_front(pd.DataFrame(rows), objectives)
+    assert list(front["normalization"]) == ["speaker", "global"]
+    assert "optim.weight_decay" not in front.columns  # only the dominated configuration differs there
+    cols = list(front.columns)
+    assert cols.index("normalization") < cols.index("n") < cols.index("params")
+    other = [_configured("d", 0.4, sweep="t", normalization="speaker", **{"optim.schedule": "cosine"})
+             | {"params": 50}]
+    both, _ = pareto_leaderboard(pd.DataFrame(rows + other), {"s": objectives, "t": objectives})
+    assert list(both["optim.schedule"]) == ["constant", "constant", "cosine"]
+
+
+def test_reading_settings_imports_no_torch():
+    """The leaderboard reads config_json as JSON: `ser-search leaderboard` stays quick to start."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import sys, search.analysis.leaderboard, search.analysis.differences; "
+            "assert 'torch' not in sys.modules and 'ser_core.config' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1])

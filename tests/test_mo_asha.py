@@ -1,4 +1,4 @@
-"""MO-ASHA (search/mo_asha.py) on constructed rungs whose fronts are known, the objectives'
+"""MO-ASHA (search/driver/mo_asha.py) on constructed rungs whose fronts are known, the objectives'
 validation, the Pareto leaderboard, and one real multi-objective sweep."""
 from __future__ import annotations
 
@@ -15,10 +15,11 @@ import pytest
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import TrialScheduler
 
-from search.config import SweepConfigError, parse_objectives, parse_sweep
-from search.leaderboard import LeaderboardError, pareto_front, pareto_leaderboard
-from search.mo_asha import MultiObjectiveASHA, RungState
-from search.pareto import Objective
+from search.definition import SweepConfigError, parse_objectives, parse_sweep
+from search.analysis.leaderboard import LeaderboardError
+from search.analysis.pareto import pareto_front, pareto_leaderboard
+from search.driver.mo_asha import MultiObjectiveASHA, RungState
+from search.definition.objectives import Objective
 
 CONTINUE, STOP = TrialScheduler.CONTINUE, TrialScheduler.STOP
 METRICS, MODES = ["best_val_ua", "params"], ["max", "min"]
@@ -51,7 +52,7 @@ def test_exactly_the_non_dominated_trials_continue_at_each_rung():
     assert {n for n, d in decisions.items() if d == CONTINUE} == {"A", "C", "D"}
     assert s.recorded(1) == {n: tuple(map(float, v)) for n, v in rung1.items()}
     # ... which is the front of everything recorded at rung 1
-    from search.pareto import pareto_mask
+    from search.definition.objectives import pareto_mask
     front = pareto_mask(np.array(list(rung1.values()), dtype=float), MODES)
     assert {n for n, f in zip(rung1, front) if f} == {"A", "C", "D"}
 
@@ -105,7 +106,7 @@ def test_single_objective_case_is_rank_based_halving(rf):
     (2, [0.84, 0.76, 0.42, 0.26, 0.51], [CONTINUE, STOP, STOP, STOP, CONTINUE], [CONTINUE, STOP, STOP, STOP, STOP]),
 ])
 def test_single_objective_case_differs_from_rays_percentile_cutoff(rf, vals, ours, rays):
-    """By design (search/mo_asha.py's docstring): MO-ASHA ranks, so its single-objective case is
+    """By design (search/driver/mo_asha.py's docstring): MO-ASHA ranks, so its single-objective case is
     the rank rule above. Ray's ASHAScheduler stops a trial below np.nanpercentile of the OTHER
     trials' values at (1 - 1/rf) * 100, interpolated between them; that cutoff depends on the
     values, not only on their order, so no ranking can reproduce it (with one objective the two
@@ -166,7 +167,7 @@ def test_rungs_go_through_tunes_callback_snapshot(tmp_path):
     """Tune's own save / restore of callback states (what an experiment snapshot and a resume do)."""
     from ray.tune.callback import CallbackList
 
-    from search.study import StudyMirror
+    from search.driver.study import StudyMirror
 
     s = _scheduler()
     t = _trials("A", "B")
@@ -228,7 +229,7 @@ def test_objectives_parse_and_are_recorded():
     assert raw["sweep"]["objectives"] == ["val_ua:max", "latency_ms:min", "params:min"]
     assert raw["sweep"]["sampler"] == "nsga2"
     assert cfg.settings()["sweep.objectives"] == ["val_ua:max", "latency_ms:min", "params:min"]
-    from search.pareto import objectives_from_record
+    from search.definition.objectives import objectives_from_record
     assert objectives_from_record({"sweep": raw}) == cfg.sweep.objective_list()
     assert objectives_from_record({"sweep": _sweep("").as_raw()}) is None
 
@@ -345,8 +346,8 @@ frontend = {{ n_mels = 32 }}
 def test_a_real_multi_objective_sweep_has_a_front_and_prunes_in_optuna(synthetic_prepared, tmp_path):
     import ray
 
-    from search.config import load_sweep
-    from search.runner import run_sweep
+    from search.definition import load_sweep
+    from search.driver import run_sweep
 
     path = tmp_path / "mo.toml"
     path.write_text(MO_SWEEP.format(prepared=synthetic_prepared))
@@ -391,7 +392,7 @@ def test_a_real_multi_objective_sweep_has_a_front_and_prunes_in_optuna(synthetic
 def test_the_pareto_demo_sweep_loads_and_varies_model_size():
     from pathlib import Path
 
-    from search.config import load_sweep
+    from search.definition import load_sweep
 
     cfg = load_sweep(Path(__file__).resolve().parents[1] / "search" / "sweeps" / "pareto_demo.toml")
     assert [str(o) for o in cfg.sweep.objective_list()] == ["val_ua:max", "params:min"]
@@ -423,7 +424,7 @@ def test_tuner_restore_brings_the_rungs_back(tmp_path):
                           run_config=tune.RunConfig(name="exp", storage_path=str(tmp_path), verbose=0,
                                                     callbacks=[RungState(scheduler)]))
 
-    from search.runner import connect
+    from search.driver import connect
 
     connect(None, num_cpus=2)
     try:

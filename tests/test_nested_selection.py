@@ -19,10 +19,11 @@ from ser_core.corpus import PreparedCorpus
 from ser_core.protocols import design_folds
 from ser_core.train import FoldsResult, fit
 
-from search.claims import Arm, Claim, design_interval, evaluate_claims, render_claims
-from search.leaderboard import leaderboard
+from search.analysis.claims import Arm, Claim, design_interval, evaluate_claims, render_claims
+from search.analysis.leaderboard import leaderboard
 from search.results import config_columns
-from search.runner import confirm_config, exposed_confirmations
+from search.driver import confirm_config
+from search.driver.confirm import exposed_confirmations
 
 TINY_MODEL = {"name": "cnn_transformer", "channels": [8, 16, 16, 16], "d_model": 32, "n_heads": 2,
               "n_layers": 1, "ff_dim": 64}

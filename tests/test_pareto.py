@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from search.pareto import Objective, dominance_matrix, non_dominated_ranks, pareto_mask
+from search.definition.objectives import Objective, dominance_matrix, non_dominated_ranks, pareto_mask
 
 SENSES = ["max", "min"]  # val_ua up, latency down
 
@@ -58,7 +58,7 @@ def test_matches_brute_force_on_random_points():
 
 
 def test_crowding_distance_follows_nsga2_on_a_known_front():
-    from search.pareto import crowding_distance
+    from search.definition.objectives import crowding_distance
 
     # one front of four (val_ua up, params down): ends inf, middles by their neighbours' gaps
     v = np.array([[0.40, 50.0], [0.45, 70.0], [0.50, 100.0], [0.60, 200.0]])
@@ -72,7 +72,7 @@ def test_crowding_distance_follows_nsga2_on_a_known_front():
 
 
 def test_crowding_distance_does_not_depend_on_row_order():
-    from search.pareto import crowding_distance
+    from search.definition.objectives import crowding_distance
 
     # two trials tie at the low end of params: both are ends, whichever comes first
     v = np.array([[0.5, 10.0], [0.7, 30.0], [0.6, 20.0], [0.5, 10.0], [0.65, 25.0]])
@@ -83,7 +83,7 @@ def test_crowding_distance_does_not_depend_on_row_order():
 
 
 def test_objectives_from_a_sweep_record():
-    from search.pareto import objectives_from_record
+    from search.definition.objectives import objectives_from_record
 
     record = {"format": 1, "sweep": {"sweep": {"name": "x", "objectives": ["val_ua:max", "latency_ms:min"]}}}
     assert objectives_from_record(record) == [Objective("val_ua", "max"), Objective("latency_ms", "min")]

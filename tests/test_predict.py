@@ -16,7 +16,8 @@ from ser_core.corpus import PreparedCorpus
 from ser_core.features import FeatureNormalizer, FrontendConfig, build_frontend
 from ser_core.predict import Predictor
 from ser_core.prepare import PrepareOptions, prepare_corpora
-from ser_core.train import SplitFeatures, _valid_frames, build_model, fit
+from ser_core.train import SplitFeatures, build_model, fit
+from ser_core.train.split_features import valid_frames
 
 SEGMENT_SECONDS = 4.0  # longer than the synthetic clips: all padded, the short ones mostly
 
@@ -44,8 +45,8 @@ def _config(prepared: Path, model: dict) -> TrainConfig:
 
 @torch.no_grad()
 def _evaluation_probabilities(corpus: PreparedCorpus, rows: np.ndarray, state: dict) -> np.ndarray:
-    """The test split as fit's evaluation feeds it to the model (train.py's SplitFeatures and
-    _valid_frames on the prepared rows), as class probabilities."""
+    """The test split as fit's evaluation feeds it to the model (ser_core.train's SplitFeatures and
+    valid_frames on the prepared rows), as class probabilities."""
     cfg = TrainConfig.model_validate(state["config"])
     frontend_cfg = FrontendConfig.model_validate(state["frontend"])
     normalizer = FeatureNormalizer(frontend_cfg.n_features)
@@ -55,7 +56,7 @@ def _evaluation_probabilities(corpus: PreparedCorpus, rows: np.ndarray, state: d
     model.eval()
     feats = SplitFeatures(torch.from_numpy(np.ascontiguousarray(corpus.waveforms[rows])),
                           build_frontend(frontend_cfg), normalizer)
-    lengths = _valid_frames(corpus, rows, frontend_cfg, cfg.variable_length)
+    lengths = valid_frames(corpus, rows, frontend_cfg, cfg.variable_length)
     logits, _ = model(feats[torch.arange(len(rows))], lengths)
     return torch.softmax(logits.float(), dim=1).numpy()
 

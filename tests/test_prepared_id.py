@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from search.config import load_sweep
+from search.definition import load_sweep
 from search.results import ResultsStore, config_columns, config_key, read_trials
 from ser_core.corpus import PROTOCOL_FILE, PreparedCorpus
 

@@ -192,7 +192,7 @@ def test_predictions_never_name_a_class_the_protocol_dropped():
 
     from torch import nn
 
-    from ser_core.train import _predict
+    from ser_core.train import predict
 
     class FavoursCalm(nn.Module):
         def forward(self, x, lengths=None):
@@ -205,10 +205,10 @@ def test_predictions_never_name_a_class_the_protocol_dropped():
     x = torch.tensor([[0.0], [2.0], [0.2]])
     y = torch.tensor([2, 3, 2])
     mask = torch.tensor([True, False, True, True, True, True, True, False])
-    _, pred, _ = _predict(FavoursCalm(), lambda logits, z, target: logits.sum() * 0, x, y, None, 2,
+    _, pred, _ = predict(FavoursCalm(), lambda logits, z, target: logits.sum() * 0, x, y, None, 2,
                           nullcontext, mask)
     assert pred.tolist() == [2, 3, 2]
-    _, unmasked, _ = _predict(FavoursCalm(), lambda logits, z, target: logits.sum() * 0, x, y, None, 2,
+    _, unmasked, _ = predict(FavoursCalm(), lambda logits, z, target: logits.sum() * 0, x, y, None, 2,
                               nullcontext, torch.ones(8, dtype=torch.bool))
     assert unmasked.tolist() == [1, 1, 1]  # the test above would fail without the mask
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from search.claims.arms import evaluate_claims
-from search.claims.file import load_claims, parse_claims
+from search.analysis.claims.arms import evaluate_claims
+from search.analysis.claims.file import load_claims, parse_claims
 from ser_core.config import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,4 +1,4 @@
-"""search/runner.py::record_lost_trials when a lost trial's fixed parameters cannot be rebuilt:
+"""search/driver/sweep.py::record_lost_trials when a lost trial's fixed parameters cannot be rebuilt:
 its row is still written, with Optuna's parameters, and the driver says why on stderr."""
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from types import SimpleNamespace
 
 import pandas as pd
 
-import search.runner as runner
-from search.study import FAILED_ATTR, TUNE_ID_ATTR
+import search.driver.sweep as runner
+from search.driver.study import FAILED_ATTR, TUNE_ID_ATTR
 
 
 def test_a_space_that_cannot_rebuild_the_fixed_values_still_gets_a_row(monkeypatch, capsys):

@@ -9,17 +9,17 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from search.config import load_sweep
-from search.pruning import PruningAwareOptunaSearch
-from search.recorder import ParquetRecorder
+from search.definition import load_sweep
+from search.driver.searcher import PruningAwareOptunaSearch
+from search.recording.recorder import ParquetRecorder
 
 SWEEPS = Path(__file__).resolve().parents[1] / "search" / "sweeps"
 
 
 @pytest.fixture(autouse=True)
 def bound_studies(tmp_path):
-    """The driver binds each study's location (search.study); a restored searcher opens it there."""
-    from search.study import StudyLocation, bind, unbind
+    """The driver binds each study's location (search.driver.study); a restored searcher opens it there."""
+    from search.driver.study import StudyLocation, bind, unbind
 
     path = tmp_path / "optuna.db"
     for name in ("replay", "cover"):
@@ -110,7 +110,7 @@ def _cover_searcher(storage: optuna.storages.BaseStorage) -> PruningAwareOptunaS
 def test_trial_asked_after_the_snapshot_is_failed_and_its_cover_point_asked_again(tmp_path):
     """The driver dies after Optuna asked a trial but before Tune's snapshot knew it: the resumed
     searcher fails that trial (nothing could ever finish it) and asks its cover point again."""
-    from search.study import FAILED_ATTR, TUNE_ID_ATTR
+    from search.driver.study import FAILED_ATTR, TUNE_ID_ATTR
 
     storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'optuna.db'}")
     searcher = _cover_searcher(storage)
@@ -134,7 +134,7 @@ def test_restored_searcher_uses_this_drivers_copy_of_the_study(tmp_path):
     with the dead driver's path) must write to the copy this driver uses."""
     import shutil
 
-    from search.study import StudyLocation, bind
+    from search.driver.study import StudyLocation, bind
 
     old = tmp_path / "old-driver" / "optuna.db"
     old.parent.mkdir()
@@ -162,8 +162,8 @@ def test_a_trial_lost_with_the_driver_gets_an_error_row_over_its_epochs(tmp_path
     fails it in Optuna; it must also get a trials.parquet row (status error, why, its parameters
     with the space's fixed values, its best epoch so far), so that its epochs in epochs.parquet
     belong to a row, and Parquet and Optuna name the same trials."""
-    from search.runner import record_lost_trials
-    from search.study import StudyLocation, bind, unbind
+    from search.driver import record_lost_trials
+    from search.driver.study import StudyLocation, bind, unbind
 
     sweep = load_sweep(SWEEPS / "demo.toml")
     name = sweep.sweep.name
@@ -229,7 +229,9 @@ def test_a_confirmation_run_lost_with_the_driver_gets_an_error_row(tmp_path):
     directory's params.json; a run the experiment still has, or one with a row, is left alone."""
     import json
 
-    from search.runner import confirm_config, record_lost_runs
+    from search.driver import confirm_config
+
+    from search.driver.confirm import record_lost_runs
 
     sweep = load_sweep(SWEEPS / "demo.toml")
     params = {"loss_family": "center", "frontend": "stft", "lr": 2e-3, "batch_size": 32, "seed": 0,
@@ -265,7 +267,7 @@ def _generator(tmp_path: Path, num_samples: int):
     from ray.tune.experiment import Experiment
     from ray.tune.search import ConcurrencyLimiter
 
-    from search.pruning import SweepSearchGenerator
+    from search.driver.searcher import SweepSearchGenerator
 
     generator = SweepSearchGenerator(ConcurrencyLimiter(_searcher(f"sqlite:///{tmp_path / 'optuna.db'}"),
                                                         max_concurrent=4))

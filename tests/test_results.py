@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from search.config import load_sweep
+from search.definition import load_sweep
 from search.results import (
     SCHEMA_VERSION,
     TRIALS_SCHEMA,

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from search.config import SweepConfigError, load_sweep
+from search.definition import SweepConfigError, load_sweep
 from search.results import ResultsStore
-from search.runner import SweepError, check_resume_unchanged, record_start
+from search.driver import SweepError
+from search.driver.run_record import check_resume_unchanged, record_start
 from sweep_helpers import write_sweep
 
 

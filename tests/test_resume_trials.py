@@ -9,12 +9,12 @@ import ray
 from optuna.trial import TrialState
 from ray import tune
 
-from search.config import load_sweep
-from search.pruning import PruningAwareOptunaSearch
-from search.recorder import ParquetRecorder
-from search.runner import METRIC, connect
-from search.study import TUNE_ID_ATTR, bind, finish_study, locate_study, unbind
-from search.trainable import make_trainable
+from search.definition import load_sweep
+from search.driver.searcher import PruningAwareOptunaSearch
+from search.recording.recorder import ParquetRecorder
+from search.driver import METRIC, connect
+from search.driver.study import TUNE_ID_ATTR, bind, finish_study, locate_study, unbind
+from search.worker.trainable import make_trainable
 from sweep_helpers import write_sweep
 
 

@@ -9,8 +9,10 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from search.runner import SweepError, open_study
-from search.study import (FAILED_ATTR, FINISHED_ATTR, ERROR_ATTR, StudyMirror, bound, finish_study, locate_study,
+from search.driver import SweepError
+
+from search.driver.run_record import open_study
+from search.driver.study import (FAILED_ATTR, FINISHED_ATTR, ERROR_ATTR, StudyMirror, bound, finish_study, locate_study,
                           unbind)
 
 
@@ -122,9 +124,9 @@ def test_finish_study_fails_what_is_left_running_with_the_reason(tmp_path):
 
 def _dead_start(location, owner: str | None, running: int = 0, waiting: int = 0) -> None:
     """What the searcher of a start that died leaves behind: the study it created (as in
-    search/runner.py: the real PruningAwareOptunaSearch, then the results attribute), and
+    search/driver/sweep.py: the real PruningAwareOptunaSearch, then the results attribute), and
     trials it asked (RUNNING) or enqueued (WAITING) but never finished."""
-    from search.pruning import PruningAwareOptunaSearch  # noqa: PLC0415 - imports Ray Tune (no cluster)
+    from search.driver.searcher import PruningAwareOptunaSearch  # noqa: PLC0415 - imports Ray Tune (no cluster)
 
     PruningAwareOptunaSearch(space=lambda trial: {"x": trial.suggest_float("x", 0, 1)}, metric="m", mode="max",
                              storage=location.storage(), study_name=location.name, max_epochs=3)
@@ -142,9 +144,9 @@ def _dead_start(location, owner: str | None, running: int = 0, waiting: int = 0)
 def test_a_new_sweep_starts_afresh_over_the_study_of_its_own_dead_start(tmp_path, caplog, owned, running, waiting):
     sweep_dir = str(tmp_path / "results" / "s")
     _dead_start(locate_study(sweep_dir, "s"), sweep_dir if owned else None, running, waiting)
-    with caplog.at_level("WARNING", logger="search.study"):
+    with caplog.at_level("WARNING", logger="search.driver.study"):
         location = open_study(sweep_dir, "s", None, resume=False)
-    said = [r.getMessage() for r in caplog.records if r.name == "search.study"]
+    said = [r.getMessage() for r in caplog.records if r.name == "search.driver.study"]
     assert len(said) == 1 and "deleted" in said[0] and str(location.local_file) in said[0], said
     assert f"{running} running" in said[0] and f"{waiting} waiting" in said[0]
     # the dead start's trials are gone: the new searcher creates the study again, empty
@@ -191,7 +193,7 @@ def test_a_new_sweep_on_an_object_store_starts_afresh_over_its_stored_dead_start
     dead.push()  # the copy on the store is all that is left of that driver
     stored = tmp_path / "bucket" / "results" / "s" / "optuna.db"
     assert stored.exists()
-    with caplog.at_level("WARNING", logger="search.study"):
+    with caplog.at_level("WARNING", logger="search.driver.study"):
         location = open_study(bucket, "s", None, resume=False)
-    assert [r for r in caplog.records if r.name == "search.study" and "deleted" in r.getMessage()]
+    assert [r for r in caplog.records if r.name == "search.driver.study" and "deleted" in r.getMessage()]
     assert not location.stored() and not stored.exists() and location.load() is None

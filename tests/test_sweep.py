@@ -12,9 +12,10 @@ import pyarrow.parquet as pq
 import pytest
 import ray
 
-from search.config import SweepConfigError, load_sweep
+from search.definition import SweepConfigError, load_sweep
 from search.results import SCHEMA_VERSION, TRIALS_SCHEMA
-from search.runner import run_sweep
+from search.analysis.confirmation import plan_confirmation
+from search.driver import run_sweep
 
 from sweep_helpers import write_sweep
 
@@ -88,7 +89,7 @@ def _assert_epoch_rows_are_their_own(sweep_dir: str) -> int:
     would get wrong if the final report overwrote the last epoch's figures with the best's."""
     import torch
 
-    from search.trainable import STATE_FILE
+    from search.worker.trainable import STATE_FILE
 
     trials = pd.read_parquet(f"{sweep_dir}/trials.parquet")
     epochs = pd.read_parquet(f"{sweep_dir}/epochs.parquet")
@@ -161,13 +162,14 @@ def test_bad_sweep_file_fails_before_ray_starts(tmp_path, synthetic_prepared, ca
 
 
 def test_confirm_reruns_top_configurations_with_seeds(finished_sweep):
-    from search.leaderboard import leaderboard
+    from search.analysis.leaderboard import leaderboard
     from search.results import read_trials
-    from search.runner import run_confirm
+    from search.driver import run_confirm
 
     outcome, results = finished_sweep
     try:
-        confirm = run_confirm(str(results), "t", top=2, seeds=2, num_cpus=2, echo=False)
+        confirm = run_confirm(str(results), plan_confirmation(str(results), "t", top=2, seeds=2), num_cpus=2,
+                              echo=False)
     finally:
         ray.shutdown()
     rows = pd.read_parquet(f"{confirm.sweep_dir}/trials.parquet")

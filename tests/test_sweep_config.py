@@ -8,7 +8,7 @@ from pathlib import Path
 import optuna
 import pytest
 
-from search.config import SweepConfig, SweepConfigError, load_sweep, parse_sweep
+from search.definition import SweepConfig, SweepConfigError, load_sweep, parse_sweep
 from ser_core.config import TrainConfig
 from ser_core.losses import loss_names, loss_parameters
 
@@ -282,7 +282,7 @@ def test_cover_choices_cycles_choices_when_combinations_exceed_the_budget():
 
 def test_recipe_axes_resolve_by_short_and_dotted_name():
     """The training recipe's keys are sweep axes: short names and augment.* dotted names."""
-    from search.space import resolve_axis
+    from search.definition.space import resolve_axis
 
     assert resolve_axis("mixup_alpha").path == ("augment", "mixup_alpha")
     assert resolve_axis("schedule").path == ("optim", "schedule") and resolve_axis("schedule").numeric is None

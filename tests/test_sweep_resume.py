@@ -2,6 +2,8 @@
 finished trials are not re-run, none is lost or duplicated, Optuna's study stays consistent."""
 from __future__ import annotations
 
+import pytest
+
 import os
 import shutil
 import signal
@@ -14,9 +16,11 @@ import optuna
 import pandas as pd
 from optuna.trial import TrialState
 
-from search.recorder import LOST_PREFIX
-from search.study import FAILED_ATTR, TUNE_ID_ATTR
+from search.recording.recorder import LOST_PREFIX
+from search.driver.study import FAILED_ATTR, TUNE_ID_ATTR
 from sweep_helpers import write_sweep
+
+pytestmark = pytest.mark.fault_tolerance  # kills and resumes: .ci/run's second tier (docs/testing.md)
 
 NUM_SAMPLES = 8
 

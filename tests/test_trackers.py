@@ -12,10 +12,12 @@ import pandas as pd
 import pytest
 import ray
 
-from search.config import SweepConfigError, load_sweep
+from search.definition import SweepConfigError, load_sweep
 from search.results import ResultsStore, config_key
-from search.runner import SweepError, check_resume_unchanged, record_start, run_confirm, run_sweep
-from search.trackers import RESUME_NOTE
+from search.analysis.confirmation import plan_confirmation
+from search.driver import SweepError, run_confirm, run_sweep
+from search.driver.run_record import check_resume_unchanged, record_start
+from search.recording.trackers import RESUME_NOTE
 
 from sweep_helpers import write_sweep
 
@@ -106,7 +108,7 @@ def test_a_trial_continued_by_a_new_driver_continues_its_mlflow_run(tmp_path, mo
     from mlflow.tracking import MlflowClient
     from ray.tune.experiment import Trial
 
-    from search.trackers import LoggingSection, tracker_callbacks
+    from search.recording.trackers import LoggingSection, tracker_callbacks
 
     monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
     uri = (tmp_path / "mlruns").as_uri()
@@ -148,7 +150,7 @@ def tracked(synthetic_prepared, tmp_path_factory):
     results = tmp / "results"
     try:
         outcome = run_sweep(load_sweep(path), str(results), num_cpus=2, echo=False)
-        confirm = run_confirm(str(results), "tracked", top=1, seeds=1, cpus_per_trial=1, max_concurrent=1,
+        confirm = run_confirm(str(results), plan_confirmation(str(results), "tracked", top=1, seeds=1), cpus_per_trial=1, max_concurrent=1,
                               num_cpus=2, echo=False)
     finally:
         ray.shutdown()

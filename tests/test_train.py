@@ -73,16 +73,16 @@ def test_final_evaluation_reuses_the_best_epochs_validation_pass(corpus, synthet
     """The best epoch's validation outputs are the final validation figures: the final
     evaluation runs only the test pass. A resume whose best epoch is in the checkpoint has no
     outputs kept and runs validation again, to the same figures."""
-    import ser_core.train as train
+    import ser_core.train.evaluation as evaluation
 
     passes: list[int] = []  # which split each pass read (by its features object)
-    predict = train._predict
+    predict = evaluation.predict  # every pass, validation (run.py) and final (evaluation.py), calls it here
 
     def counted(model, loss_fn, x, *args, **kwargs):
         passes.append(id(x))
         return predict(model, loss_fn, x, *args, **kwargs)
 
-    monkeypatch.setattr(train, "_predict", counted)
+    monkeypatch.setattr(evaluation, "predict", counted)
     cfg = tiny_config(synthetic_prepared, loss={"family": "center"})
     cfg = cfg.model_copy(update={"optim": cfg.optim.model_copy(update={"epochs": 3})})
     states = {}
@@ -223,19 +223,20 @@ def test_split_features_cache_is_the_normalised_frontend_output() -> None:
 def test_fastpath_switch_decides_which_modules_train(corpus, synthetic_prepared, monkeypatch):
     """fastpath = true swaps ser_core.fastpath's modules in (and keeps freed memory on a CPU);
     false trains the stock modules, which the epoch benchmark's 'stock modules' row relies on."""
-    import ser_core.train as train_mod
+    import ser_core.train.run as run_mod
+    import ser_core.train.setup as setup_mod
     from ser_core import fastpath
 
     trained, allocator = [], []
-    real_accelerate = train_mod.accelerate
+    real_accelerate = run_mod.accelerate
 
     def spy(model):
         real_accelerate(model)
         trained.append({type(m) for m in model.modules()})
         return model
 
-    monkeypatch.setattr(train_mod, "accelerate", spy)
-    monkeypatch.setattr(train_mod, "keep_freed_memory", lambda: allocator.append(True))
+    monkeypatch.setattr(run_mod, "accelerate", spy)
+    monkeypatch.setattr(setup_mod, "keep_freed_memory", lambda: allocator.append(True))
     fit(tiny_config(synthetic_prepared, optim={"epochs": 1, "batch_size": 32}, fastpath=False), corpus)
     assert trained == [] and allocator == []
     fit(tiny_config(synthetic_prepared, optim={"epochs": 1, "batch_size": 32}, device="cpu"), corpus)
@@ -344,21 +345,22 @@ def test_ema_weights_are_what_validation_and_test_use(corpus, synthetic_prepared
     not the live model's; evaluating those weights reproduces the reported validation UA. The
     selection is made to keep epoch 1 of 2 (only the first score improves), so that the saved
     weights being the best epoch's average, not the last one's, is something this test can see."""
-    import ser_core.train as train
-    from ser_core.train import _predict, build_model, prepare_trial
+    import ser_core.train.evaluation as evaluation
+    import ser_core.train.loop as loop
+    from ser_core.train import build_model, predict, prepare_trial
     from ser_core.metrics import classification_report
     from ser_core.losses import build_loss
 
     first_only = iter([True])
-    monkeypatch.setattr(train, "improves", lambda score, best: next(first_only, False))
-    final_evaluation, last_ema = train._final_evaluation, {}
+    monkeypatch.setattr(loop, "improves", lambda score, best: next(first_only, False))
+    final_evaluation, last_ema = evaluation.final_evaluation, {}
 
-    def keeping_the_last_average(cfg, corpus, frontend_cfg, model, *rest):
+    def keeping_the_last_average(*, model, **rest):
         # the weights validated last (the average after the last epoch), before the best replace them
         last_ema.update({k: v.detach().clone() for k, v in model.state_dict().items()})
-        return final_evaluation(cfg, corpus, frontend_cfg, model, *rest)
+        return final_evaluation(model=model, **rest)
 
-    monkeypatch.setattr(train, "_final_evaluation", keeping_the_last_average)
+    monkeypatch.setattr(evaluation, "final_evaluation", keeping_the_last_average)
     cfg = tiny_config(synthetic_prepared, device="cpu", optim={"epochs": 2, "batch_size": 32, "ema_decay": 0.8})
     seen = []
     result = fit(cfg, corpus, on_epoch=lambda r, state: seen.append((r, state())))
@@ -371,7 +373,7 @@ def test_ema_weights_are_what_validation_and_test_use(corpus, synthetic_prepared
         assert set(ema) == set(state["model"])
         assert any(not torch.equal(ema[k], state["model"][k]) for k in ema)  # the average is not the model
         model.load_state_dict(ema)
-        _, pred, _ = _predict(model, loss_fn, data.feats["val"], data.ys["val"], data.lens["val"], 256,
+        _, pred, _ = predict(model, loss_fn, data.feats["val"], data.ys["val"], data.lens["val"], 256,
                               data.autocast, data.class_mask)
         assert classification_report(data.ys["val"].numpy(), pred.numpy(), data.num_classes).ua == report.val_ua
         if state["best_epoch"] == report.epoch:
@@ -389,16 +391,16 @@ def test_a_tie_in_validation_ua_keeps_the_earlier_epoch(corpus, synthetic_prepar
     and its weights are what the test split sees."""
     import dataclasses
 
-    import ser_core.train as train
+    import ser_core.train.run as run  # where an epoch's validation is scored
 
     scores = iter([0.5208333333333333, 0.5, 0.5208333333333334])
-    report = train.classification_report
+    report = run.classification_report
 
     def epoch_scores(y_true, y_pred, num_classes):
         real = report(y_true, y_pred, num_classes)
         return dataclasses.replace(real, ua=next(scores, real.ua))  # the epochs' three validations, then real
 
-    monkeypatch.setattr(train, "classification_report", epoch_scores)
+    monkeypatch.setattr(run, "classification_report", epoch_scores)
     cfg = tiny_config(synthetic_prepared)
     cfg = cfg.model_copy(update={"optim": cfg.optim.model_copy(update={"epochs": 3})})
     result = fit(cfg, corpus)

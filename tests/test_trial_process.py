@@ -1,6 +1,6 @@
 """What a trial's process does once for all the trials Ray Tune runs in it (actor reuse):
 freeze the process's lifelong objects out of the garbage collector's sight, so the collection
-each later trial starts with walks only what trials made (search.trainable)."""
+each later trial starts with walks only what trials made (search.worker.trainable)."""
 from __future__ import annotations
 
 import subprocess
@@ -8,7 +8,7 @@ import sys
 
 _PROBE = """
 import gc, sys, weakref
-from search.trainable import freeze_process_objects
+from search.worker.trainable import freeze_process_objects
 first = freeze_process_objects()
 frozen = gc.get_freeze_count()
 second = freeze_process_objects()

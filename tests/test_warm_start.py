@@ -18,17 +18,12 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import TrialState
 from sweep_helpers import TINY_BASE, write_sweep
 
-from search.config import SweepConfigError, load_sweep, parse_sweep
+from search.definition import SweepConfigError, load_sweep, parse_sweep
 from search.results import ResultsStore
-from search.runner import (
-    SweepError,
-    check_resume_unchanged,
-    open_study,
-    record_start,
-    run_sweep,
-)
-from search.study import TUNE_ID_ATTR, WARM_ATTR, locate_study, unbind
-from search.warm_start import (
+from search.driver import SweepError, run_sweep
+from search.driver.run_record import check_resume_unchanged, open_study, record_start
+from search.driver.study import TUNE_ID_ATTR, WARM_ATTR, locate_study, unbind
+from search.driver.warm_start import (
     WARM_NUMBER_ATTR,
     EarlierSweep,
     WarmStartError,

@@ -11,6 +11,7 @@ below it:
     pareto     the Pareto view of sweeps with several objectives (front, figure, section)
     figures    the other plotly figures
     data       what the results directory holds, as tables and numbers
+    intervals  the confirmed groups, their intervals and pairwise differences (the claims' rules)
     embed      embeddings of a trial's test split from its checkpoint (torch)
     html       escaping, figure containers, tables, the page template
 

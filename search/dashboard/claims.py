@@ -1,4 +1,4 @@
-"""The dashboard's claims view: the claims report (search.claims, the same numbers as
+"""The dashboard's claims view: the claims report (search.analysis.claims, the same numbers as
 `ser-search claims`) as a figure, one row per claim x metric (and per sweep, protocol and
 prepared corpus where several hold the arms), each row's paired 95 % interval against a line
 at 0 and a line at the stated effect E with the verdict beside it, and as a sortable table.
@@ -28,7 +28,7 @@ _CLAIM_CELL = ("sweep", "protocol", "model", "prepared_id")
 
 @dataclass
 class ClaimsView:
-    """The claims report as the dashboard draws it: every row of search.claims.evaluate_claims
+    """The claims report as the dashboard draws it: every row of search.analysis.claims.evaluate_claims
     in its own order, with a unique `label` and `why` (a short reason a row has no interval,
     else None); `message` instead when there is nothing to evaluate."""
 
@@ -67,10 +67,10 @@ def _claim_labels(df: pd.DataFrame) -> list[str]:
 
 
 def claims_view(trials: pd.DataFrame) -> ClaimsView:
-    """Verdicts on the shipped claims from the confirmed, completed trials (search.claims, the
+    """Verdicts on the shipped claims from the confirmed, completed trials (search.analysis.claims, the
     same numbers as `ser-search claims`); a message instead of rows when no run is confirmed
     or the trials cannot give verdicts."""
-    from ..claims import ClaimsError, evaluate_claims  # noqa: PLC0415 - scipy only for this section
+    from search.analysis.claims import ClaimsError, evaluate_claims  # noqa: PLC0415 - scipy only for this section
 
     empty = pd.DataFrame()
     done = (trials[(trials["stage"] == CONFIRM_STAGE) & (trials["status"] == "completed")]

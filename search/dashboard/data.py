@@ -13,21 +13,32 @@ import math
 import tomllib
 import warnings
 from dataclasses import dataclass, field
-from itertools import permutations
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-# the claims' own cells and rules: which configuration, what scope, a claim row
-from ..claims.arms import CELL_KEYS, choose_config, claim_row, confirmed_runs, scope_text, unit_interval
-from ..claims.model import Arm, Claim, ClaimsError
-from ..results import read_confusion, read_epochs, read_trials
+from search.results import read_confusion, read_epochs, read_trials
+
+# The confirmed groups and their intervals are intervals.py's; named here too, where they were first.
+from .intervals import (  # noqa: F401
+    CELL_KEYS,
+    INTERVAL_COLUMNS,
+    INTERVAL_METRICS,
+    PAIRWISE_COLUMNS,
+    ConfirmedGroup,
+    cell_text,
+    confirmed_groups,
+    confirmed_intervals,
+    group_label,
+    pairwise_differences,
+    per_fold_validation,
+)
 
 STUDY_FILE = "optuna.db"
 SWEEP_FILE = "sweep.toml"
-RECORD_FILE = "sweep.json"  # the sweep as it ran (search/runner.py record_start)
+RECORD_FILE = "sweep.json"  # the sweep as it ran (search/driver/sweep.py record_start)
 CONFIRM_STAGE = "confirm"
 MIN_IMPORTANCE_TRIALS = 3  # fANOVA on fewer completed trials says nothing
 
@@ -234,190 +245,6 @@ def sweep_facts(data: DashboardData) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-# ---------------------------------------------------------------------------- confirmed intervals
-#
-# The claims' cells and design (search.claims.arms): a group is one loss family x frontend in one
-# cell (sweep lineage, protocol, model, prepared corpus), never pooled across cells; its
-# configuration is the one the claims choose (best mean validation UA); its interval is taken
-# over units (a test set's seeds averaged), over seeds with one test set and over the test sets
-# with several (Nadeau & Bengio's corrected t where the design is recorded): confirmed runs are
-# seeds x folds, and runs that share a test set are not independent.
-
-INTERVAL_METRICS = ("val_ua", "test_ua")
-_CELL_NAMES = {"lineage": "sweep", "protocol": "", "model": "", "prepared_id": "prepared"}
-
-
-@dataclass(frozen=True, eq=False)  # runs is a DataFrame: no value equality, no hash
-class ConfirmedGroup:
-    """One loss family x frontend in one claims cell: `cell` holds the values of CELL_KEYS,
-    `label` names the group on the page (with its cell where the results hold several),
-    `config_key` is the configuration the claims' rule chose among the group's `n_configs`,
-    and `runs` are that configuration's rows of search.claims.confirmed_runs (one per run and
-    test set; a cross-validated run's validation UA per fold from its val_ua_folds)."""
-
-    cell: tuple[Any, ...]
-    loss_family: Any
-    frontend: Any
-    label: str
-    config_key: str | None
-    n_configs: int
-    runs: pd.DataFrame = field(repr=False)
-
-    @property
-    def cell_dict(self) -> dict[str, Any]:
-        return dict(zip(CELL_KEYS, self.cell))
-
-
-def group_label(family: Any, frontend: Any) -> str:
-    return f"{family} · {frontend}"
-
-
-def cell_text(cell: dict[str, Any], keys: Any = CELL_KEYS) -> str:
-    """A cell in words ('sweep s · within emodb · cnn_transformer · prepared 1a2b'), over `keys`."""
-    parts = []
-    for k in keys:
-        v = cell.get(k)
-        shown = "–" if is_missing(v) or v == "" else str(v)
-        parts.append(f"{_CELL_NAMES[k]} {shown}".strip())
-    return " · ".join(parts)
-
-
-def _listed(v: Any) -> list[Any] | None:
-    if v is None or isinstance(v, str) or not hasattr(v, "__iter__"):
-        return None
-    items = list(v)
-    return items or None
-
-
-def per_fold_validation(runs: pd.DataFrame) -> pd.DataFrame:
-    """`runs` (rows of confirmed_runs) with each cross-validated run's validation UA per fold:
-    confirmed_runs splits such a run into one row per test fold but takes only the test figures
-    from the per-fold lists, so each fold's row would carry the run's mean validation UA and a
-    fold-level interval over them would have no spread."""
-    if runs.empty or not {"val_ua_folds", "folds", "fold"} <= set(runs.columns):
-        return runs
-    tests_col = runs["test_folds"] if "test_folds" in runs.columns else pd.Series(None, index=runs.index)
-    vals = []
-    for v, folds, tests, per, fold in zip(runs["val_ua"], runs["folds"], tests_col, runs["val_ua_folds"],
-                                          runs["fold"]):
-        fl, tl, pl = _listed(folds), _listed(tests), _listed(per)
-        if fl and pl and len(pl) == len(fl) and (tl is None or sorted(tl) == sorted(fl)) and fold in fl:
-            v = float(pl[[int(x) for x in fl].index(int(fold))])
-        vals.append(v)
-    return runs.assign(val_ua=pd.Series(vals, index=runs.index, dtype="float64"))
-
-
-def confirmed_groups(trials: pd.DataFrame) -> list[ConfirmedGroup]:
-    """The confirmed groups of `trials`, ordered by cell, then loss family and frontend (a
-    cell's groups stand together); [] when nothing is confirmed or the table cannot be read
-    as trials."""
-    if trials.empty or not {"stage", "status"} <= set(trials.columns):
-        return []
-    try:
-        runs = confirmed_runs(trials)
-    except ClaimsError:
-        return []
-    if runs.empty:
-        return []
-    found = []
-    for key, g in runs.groupby([*CELL_KEYS, "loss_family", "frontend"], dropna=False, sort=True):
-        cfg, chosen = choose_config(g)
-        found.append((tuple(key[:len(CELL_KEYS)]), key[-2], key[-1], cfg, int(g["arm_key"].nunique()),
-                      per_fold_validation(chosen)))
-    varying = [k for i, k in enumerate(CELL_KEYS) if len({f[0][i] for f in found}) > 1]
-    groups = []
-    for cell, family, frontend, cfg, n_configs, chosen in found:
-        label = group_label(family, frontend)
-        if varying:
-            label += f" [{cell_text(dict(zip(CELL_KEYS, cell)), varying)}]"
-        groups.append(ConfirmedGroup(cell, family, frontend, label, cfg, n_configs, chosen))
-    return groups
-
-
-def _groups(source: pd.DataFrame | list[ConfirmedGroup]) -> list[ConfirmedGroup]:
-    return source if isinstance(source, list) else confirmed_groups(source)
-
-
-def _half_width(res: Any) -> float:
-    return (res.ci_high - res.ci_low) / 2 if math.isfinite(res.ci_low) and math.isfinite(res.ci_high) else math.nan
-
-
-INTERVAL_COLUMNS = (*CELL_KEYS, "loss_family", "frontend", "group", "n_configs", "config_key",
-                    *[f"{m}_{s}" for m in INTERVAL_METRICS for s in ("mean", "ci95", "n", "unit", "folds", "seeds")],
-                    "scope", "test_train_ratio", "selection_exposed")
-
-
-def confirmed_intervals(source: pd.DataFrame | list[ConfirmedGroup]) -> pd.DataFrame:
-    """Per confirmed group (`source`: the trials table, or its confirmed_groups), the mean and
-    95 % half-width of val and test UA of the configuration the claims choose, from the design:
-    values averaged per test set over seeds, then search.claims.unit_interval over the units
-    (`*_n` units, `*_unit` seed or fold, `*_folds` x `*_seeds` behind them). `scope` says what
-    the test interval is about (one test set's speakers, or k folds with the corrected t), and
-    `selection_exposed` whether a test fold of the group was a validation fold of the selection."""
-    rows = []
-    for g in _groups(source):
-        row: dict[str, Any] = {**g.cell_dict, "loss_family": g.loss_family, "frontend": g.frontend,
-                               "group": g.label, "n_configs": g.n_configs, "config_key": g.config_key}
-        for m in INTERVAL_METRICS:
-            res = unit_interval(g.runs, m) if m in g.runs.columns else None
-            if res is None or res.n_pairs == 0:
-                row |= {f"{m}_mean": math.nan, f"{m}_ci95": math.nan, f"{m}_n": 0, f"{m}_unit": None,
-                        f"{m}_folds": 0, f"{m}_seeds": 0}
-                continue
-            row |= {f"{m}_mean": res.mean_diff, f"{m}_ci95": _half_width(res), f"{m}_n": res.n_units,
-                    f"{m}_unit": res.unit, f"{m}_folds": res.n_folds, f"{m}_seeds": res.n_seeds}
-            if m == "test_ua":
-                tested = g.runs.dropna(subset=[m])
-                row |= {"scope": scope_text(res, sorted(tested["test_unit"].astype(str).unique())),
-                        "test_train_ratio": res.test_train_ratio,
-                        "selection_exposed": bool(tested["selection_exposed"].fillna(False).astype(bool).any())}
-        row.setdefault("scope", "")
-        row.setdefault("test_train_ratio", None)
-        row.setdefault("selection_exposed", False)
-        rows.append(row)
-    out = pd.DataFrame(rows, columns=list(INTERVAL_COLUMNS))
-    for m in INTERVAL_METRICS:
-        for s in ("n", "folds", "seeds"):
-            out[f"{m}_{s}"] = out[f"{m}_{s}"].astype("int64")
-    out["test_train_ratio"] = out["test_train_ratio"].astype("float64")
-    out["selection_exposed"] = out["selection_exposed"].astype(bool)
-    return out
-
-
-PAIRWISE_COLUMNS = ("row", "col", "cell", "diff", "ci_low", "ci_high", "p_value", "verdict", "n_pairs", "n_folds",
-                    "n_seeds", "unit", "scope", "test_train_ratio", "selection_exposed", "note", "config_row",
-                    "config_col")
-
-
-def pairwise_differences(source: pd.DataFrame | list[ConfirmedGroup], metric: str,
-                         confidence: float = 0.95) -> pd.DataFrame:
-    """Every ordered pair (row, col) of distinct groups of ONE cell that both have `metric`
-    (`source`: the trials table, or its confirmed_groups): the paired difference row - col of
-    their chosen configurations by (seed, test set, held-out corpus) with the design-aware
-    interval, its verdict against 0 and its scope: the claims row 'row vs col' with a stated
-    effect of 0 (search.claims.arms computes it). Groups of different cells are never paired:
-    they share nothing but seed numbers, so they get no entry."""
-    groups = [g for g in _groups(source) if metric in g.runs.columns and g.runs[metric].notna().any()]
-    rows = []
-    for a, b in permutations(groups, 2):
-        if a.cell != b.cell:
-            continue
-        claim = Claim(claim="dashboard", statement=f"{a.label} vs {b.label}", arm_a=_arm(a), arm_b=_arm(b),
-                      metrics=(metric,), stated_effect=0.0)
-        r = claim_row(claim, metric, a.cell_dict, a.runs, b.runs, confidence)
-        rows.append({"row": a.label, "col": b.label, "cell": cell_text(a.cell_dict), "diff": r["mean_diff"],
-                     **{k: r[k] for k in ("ci_low", "ci_high", "p_value", "verdict", "n_pairs", "n_folds", "n_seeds",
-                                          "unit", "scope", "test_train_ratio", "selection_exposed", "note")},
-                     "config_row": r["config_a"], "config_col": r["config_b"]})
-    out = pd.DataFrame(rows, columns=list(PAIRWISE_COLUMNS))
-    out["selection_exposed"] = out["selection_exposed"].astype(bool)
-    return out
-
-
-def _arm(g: ConfirmedGroup) -> Arm:
-    return Arm(loss_family=str(g.loss_family), frontend=None if is_missing(g.frontend) else str(g.frontend))
-
-
 def is_missing(v: Any) -> bool:
     """None, pandas' NA or a float NaN: a report cell with nothing in it (strings included)."""
     return v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v))
@@ -449,7 +276,7 @@ def param_importances(study_path: Path, study_name: str) -> tuple[list[Importanc
         study = optuna.load_study(study_name=study_name, storage=storage)
     except Exception as e:  # noqa: BLE001 - KeyError (no such study), SQLAlchemy, version errors
         return [], [f"the Optuna study {study_name!r} in {study_path} could not be opened: {e}"]
-    from ..warm_start import own_trials  # noqa: PLC0415
+    from search.results.study_record import own_trials  # noqa: PLC0415
 
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     own = own_trials(complete)

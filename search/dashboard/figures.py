@@ -19,9 +19,12 @@ from plotly.subplots import make_subplots
 
 from ser_core.losses import loss_names
 
-from .data import Importance, group_label
+from search.results import LOSS_PARAM_LABELS
+
+from .data import Importance
 from .embed import EmbeddingView
 from .html import esc
+from .intervals import group_label
 
 STATUS_COLORS = {"completed": "#2ca02c", "pruned": "#ff7f0e", "error": "#d62728", "running": "#1f77b4"}
 _FAMILY_PALETTE = qualitative.D3
@@ -101,7 +104,7 @@ def _categories(labels: list[str], groups: Sequence[tuple[str, Any, Any]]) -> li
 
 def distribution_figure(trials: pd.DataFrame, intervals: pd.DataFrame) -> go.Figure:
     """Val and test UA of completed trials per loss family x frontend (box + every trial as a
-    point), with each confirmed group's mean ± 95 % CI (search.dashboard.data.confirmed_intervals:
+    point), with each confirmed group's mean ± 95 % CI (search.dashboard.intervals.confirmed_intervals:
     the claims' configuration, cell and design) drawn over them."""
     done = trials[trials["status"] == "completed"]
     groups = sorted(done.groupby(["loss_family", "frontend"], dropna=False),
@@ -311,9 +314,9 @@ def parallel_figure(trials: pd.DataFrame) -> go.Figure:
     t = trials[trials["val_ua"].notna()].reset_index(drop=True)
     dims = []
     if t["center_lambda"].notna().any():
-        dims.append(_log_axis(t["center_lambda"], "λ (center weight)"))
+        dims.append(_log_axis(t["center_lambda"], LOSS_PARAM_LABELS["center_lambda"]))
     if t["center_lr"].notna().any():
-        dims.append(_log_axis(t["center_lr"], "α (center lr)"))
+        dims.append(_log_axis(t["center_lr"], LOSS_PARAM_LABELS["center_lr"]))
     dims += [_log_axis(t["lr"], "learning rate"), _categorical(t["frontend"], "frontend"),
              _categorical(t["loss_family"], "loss family"), _categorical(t["status"], "status"),
              dict(label="val UA", values=t["val_ua"].astype(float).tolist())]

@@ -9,13 +9,13 @@ edge of what the sweep showed to be attainable); the rest are greyed. Trials tha
 are drawn faint and never ranked: they stopped before their budget, so their accuracy is not
 comparable with a finished trial's. Where a front configuration was re-run by `ser-search
 confirm` (same config_key, in the sweep's lineage), its confirmed mean is drawn with error bars:
-on accuracy the claims' design-aware 95 % interval (search.claims.unit_interval: seeds averaged
+on accuracy the claims' design-aware 95 % interval (search.analysis.claims.unit_interval: seeds averaged
 per test set, the interval over seeds with one test set and over test folds with several, with
 Nadeau & Bengio's correction), on the cost the Student-t interval over the runs (the
 leaderboard's mean_ci95). The front's own points are single seeds, chosen because they came out
 well.
 
-Dominance is search.pareto's (NSGA-II's non-dominated sort); the hover also gives each trial's
+Dominance is search.definition.objectives's (NSGA-II's non-dominated sort); the hover also gives each trial's
 rank over all the sweep's objectives, which a 2-D figure of a 3-objective sweep cannot show.
 """
 from __future__ import annotations
@@ -28,14 +28,15 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from ..claims import ClaimsError, confirmed_runs, lineage, unit_interval
-from ..claims.arms import CELL_KEYS, scope_text
-from ..leaderboard import mean_ci95
-from ..pareto import Objective, non_dominated_ranks, objectives_from_record, pareto_mask
-from ..results import LOSS_PARAM_COLUMNS
-from .data import CONFIRM_STAGE, DashboardData, SweepInfo, per_fold_validation, search_trials
+from search.analysis.claims import ClaimsError, confirmed_runs, lineage, unit_interval
+from search.analysis.claims.arms import CELL_KEYS, scope_text
+from search.analysis.leaderboard import mean_ci95
+from search.definition.objectives import Objective, non_dominated_ranks, objectives_from_record, pareto_mask
+from search.results import LOSS_PARAM_COLUMNS, LOSS_PARAM_LABELS
+from .data import CONFIRM_STAGE, DashboardData, SweepInfo, search_trials
 from .figures import _style
 from .html import Figures, esc, note
+from .intervals import per_fold_validation
 
 LOG_SCALE = frozenset({"params", "macs"})  # counts spanning orders of magnitude
 FRONT, DOMINATED, PRUNED, CONFIRMED = ("Pareto front", "dominated", "stopped by ASHA (not ranked)",
@@ -196,7 +197,7 @@ def _number(v: Any) -> str:
 
 def _config(r: pd.Series) -> str:
     """A trial's configuration in one hover line: what defines it beyond family and frontend."""
-    parts = [f"{c.replace('_', ' ')} {float(r[c]):.3g}" for c in ("lr", *LOSS_PARAM_COLUMNS)
+    parts = [f"{LOSS_PARAM_LABELS.get(c, c)} {float(r[c]):.3g}" for c in ("lr", *LOSS_PARAM_COLUMNS)
              if c in r.index and pd.notna(r[c])]
     if "batch_size" in r.index and pd.notna(r["batch_size"]):
         parts.append(f"batch {int(r['batch_size'])}")

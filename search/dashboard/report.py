@@ -26,7 +26,7 @@ from typing import Any
 
 import pandas as pd
 
-from ..leaderboard import METRICS, display_view, leaderboard
+from search.analysis.leaderboard import METRICS, display_view, leaderboard
 from . import figures as figs
 from .claims import claims_section
 from .data import (
@@ -109,7 +109,7 @@ def _duration(seconds: float) -> str:
 
 
 def _board_cells(board: pd.DataFrame) -> tuple[list[tuple[str, str]], list[list[tuple[str, Any]]]]:
-    """The leaderboard's own display strings (search.leaderboard), each with its raw number for sorting."""
+    """The leaderboard's own display strings (search.analysis.leaderboard), each with its raw number for sorting."""
     shown = display_view(board)
     columns = [(c, c) for c in shown.columns]
     raw_of = {m: f"{m}_mean" for m in METRICS}
@@ -125,7 +125,9 @@ def _leaderboard(data: DashboardData, f: Figures) -> str:
     out = ["<h3>Configurations</h3>", data_table("table-configs", cols, cells, caption=(
         "Ranked by mean validation UA over each configuration's completed trials — the same numbers as "
         "`ser-search leaderboard`. Test UA/WA/F1 are shown beside it and never used to rank; ± is the half-width "
-        "of the 95 % Student-t interval over seeds. Click a column to sort, type to filter."))]
+        "of the 95 % Student-t interval over seeds. After the parameters, a column per other setting the "
+        "configurations differ in, by its dotted path in the configuration (e.g. normalization, "
+        "optim.weight_decay; blank: none, or not recorded). Click a column to sort, type to filter."))]
     grouped = leaderboard(data.trials, group_by=["loss_family", "frontend"])
     cols, cells = _board_cells(grouped)
     out += ["<h3>Loss family × frontend</h3>", data_table("table-groups", cols, cells, caption=(

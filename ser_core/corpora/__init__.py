@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import importlib
 
+from ._scan import NOT_A_FILE
 from .base import CorpusAdapter, CorpusError, Utterance
 
 # name -> "module:Class"; imported lazily so one broken adapter never hides the others.
@@ -29,4 +30,4 @@ def get_adapter(name: str) -> CorpusAdapter:
     return getattr(importlib.import_module(module_name), class_name)()
 
 
-__all__ = ["CorpusAdapter", "CorpusError", "Utterance", "adapter_names", "get_adapter"]
+__all__ = ["NOT_A_FILE", "CorpusAdapter", "CorpusError", "Utterance", "adapter_names", "get_adapter"]

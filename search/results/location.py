@@ -1,0 +1,45 @@
+"""Where results live: a local directory or an object-store URI, and the layout of a sweep's
+directory. "Is this a local path or a URI" is decided here and nowhere else.
+
+    <results>/<sweep>/trials.parquet, epochs.parquet, confusion.parquet   (search.results.store)
+    <results>/<sweep>/sweep.json     the run record: the sweep as started (search.driver.run_record)
+    <results>/<sweep>/tune/          Ray Tune's experiment: snapshots, trial directories, checkpoints
+    <results>/<sweep>/optuna.db      the Optuna study, unless [sweep] optuna_storage names another
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+
+TUNE_DIR = "tune"
+SETTINGS_FILE = "sweep.json"
+
+
+class ResultsError(ValueError):
+    """A row or a results file is invalid; the message names the column or the file."""
+
+
+
+def is_uri(location: str | Path) -> bool:
+    """A pyarrow filesystem URI (s3://, gs://, file://, hdfs://), not a local path."""
+    return "://" in str(location)
+
+
+def join(root: str, *parts: str) -> str:
+    """`root/part/...` for a local path or a URI alike."""
+    return "/".join([root.rstrip("/"), *parts])
+
+
+def filesystem(results: str | Path) -> tuple[pafs.FileSystem, str]:
+    """A pyarrow filesystem URI (s3://, gs://, file://, hdfs://) or a plain local path."""
+    text = str(results)
+    if is_uri(text):
+        try:
+            return pafs.FileSystem.from_uri(text)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as e:
+            raise ResultsError(f"cannot open results location {text!r}: {e}") from None
+    return pafs.LocalFileSystem(), Path(text).expanduser().resolve().as_posix()
+
+

@@ -1,0 +1,64 @@
+"""The node's shared raw spectrograms and per-row moments (ser_core.feature_cache), as a
+trial reads them: computed by the first trial on a node that needs them, mapped by every later
+one. The waveforms, noisy copies included, never change, so neither do their spectrograms;
+the moments let each trial fit its normaliser on its own training rows without a pass over
+the spectrograms.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from ..config import TrainConfig
+from ..feature_cache import cache_dir, cache_key, open_or_build
+from ..features import num_frames, row_moments
+from .results import CorpusLike
+from .split_features import valid_frames
+
+
+def shared_spectrograms(cfg: TrainConfig, corpus: CorpusLike, frontend_cfg, frontend: nn.Module,
+                        device: torch.device, identity: dict[str, Any], batch: int) -> np.ndarray:
+    """Every manifest row's raw spectrogram from the node's cache, computed here (on this trial's
+    device, batch by batch into the cache file) when no trial on this node has yet."""
+    waves = corpus.waveforms
+    shape = (len(waves), frontend_cfg.n_features, num_frames(frontend_cfg, waves.shape[1]))
+
+    @torch.no_grad()
+    def fill(out: np.ndarray) -> None:
+        for s in range(0, len(waves), batch):
+            wave = torch.from_numpy(np.array(waves[s:s + batch], dtype=np.float32)).to(device)  # a copy: mapped read-only
+            if device.type == "cpu":
+                frontend(wave, out=torch.from_numpy(out[s:s + len(wave)]))
+            else:
+                out[s:s + len(wave)] = frontend(wave).float().cpu().numpy()
+
+    key = cache_key(frontend_cfg.model_dump(mode="json"), identity)
+    arr, _ = open_or_build(cache_dir(getattr(corpus, "root", None), cfg.feature_cache_dir), key, shape, fill)
+    return arr
+
+
+def shared_row_moments(cfg: TrainConfig, corpus: CorpusLike, frontend_cfg, raw: Tensor,
+                       identity: dict[str, Any], batch: int = 64) -> tuple[Tensor, Tensor, Tensor]:
+    """Every manifest row's (frames, mean, M2) over its real frames, from the node's cache beside
+    the spectrograms (ser_core/feature_cache.py), computed here from `raw` when no trial on this
+    node has yet. The frames are this config's (variable_length), so they are part of the key."""
+    n_all = len(raw)
+    lengths = valid_frames(corpus, np.arange(n_all), frontend_cfg, cfg.variable_length)
+    n_rows = (torch.full((n_all,), float(raw.shape[2]), dtype=torch.float64) if lengths is None
+              else lengths.to(torch.float64).clamp(0, raw.shape[2]))
+
+    def fill(out: np.ndarray) -> None:
+        for s in range(0, n_all, batch):
+            _, mean_r, m2_r = row_moments(raw[s:s + batch], n_rows[s:s + batch])
+            out[s:s + len(mean_r), 0] = mean_r.numpy()
+            out[s:s + len(mean_r), 1] = m2_r.numpy()
+
+    key = {**cache_key(frontend_cfg.model_dump(mode="json"), identity), "row_moments": "real frames" if
+           lengths is not None else "all frames"}
+    arr, _ = open_or_build(cache_dir(getattr(corpus, "root", None), cfg.feature_cache_dir), key,
+                           (n_all, 2, raw.shape[1]), fill, dtype=np.float64)
+    moments = torch.from_numpy(arr)
+    return n_rows, moments[:, 0], moments[:, 1]
