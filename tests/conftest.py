@@ -57,3 +57,13 @@ def mixed_prepared(tmp_path_factory, emodb_dir) -> Path:
     prepare_corpora({"synthetic": root, "emodb": emodb_dir}, out,
                     PrepareOptions(segment_seconds=1.5, n_folds=3, augment_copies=1), progress=False)
     return out
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Leave no Ray session to the interpreter's exit: a local Ray's threads torn down by atexit
+    beside torch's can crash the process after every test has passed (seen once: exit 139)."""
+    import sys
+
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        ray.shutdown()

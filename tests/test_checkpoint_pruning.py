@@ -31,8 +31,8 @@ DRIVER = textwrap.dedent("""
     import json, os, signal, sys
     from pathlib import Path
     from ray import tune
-    import search.driver as runner
-    from search import checkpoints
+    import search.driver.sweep as runner
+    from search.driver import checkpoints
 
     MARKER = Path(sys.argv[1])
 
@@ -60,14 +60,14 @@ DRIVER = textwrap.dedent("""
             return None
 
     checkpoints.PRUNE_EVERY_S = 0.0  # read the stored snapshot back at every snapshot
-    product_run_config = runner._run_config
+    product_run_config = runner.run_config
 
     def with_killer(*args, **kwargs):
         config = product_run_config(*args, **kwargs)
         config.callbacks.append(KillInsideSnapshot())
         return config
 
-    runner._run_config = with_killer
+    runner.run_config = with_killer
     from search.cli import main
     sys.exit(main(sys.argv[2:]))
 """)

@@ -477,11 +477,11 @@ def test_parallel_coordinates_keep_trials_without_center_parameters(page):
     par = [t for f in _Page(page).figures for t in f["data"] if t["type"] == "parcoords"]
     assert len(par) == 1
     dims = {d["label"]: d for d in par[0]["dimensions"]}
-    assert list(dims) == ["λ (center weight)", "α (center lr)", "learning rate", "frontend", "loss family",
+    assert list(dims) == ["center-loss λ", "center lr α", "learning rate", "frontend", "loss family",
                           "status", "val UA"]
     # search trials with a validation score: a, b, c, d (not the confirmation re-runs, not the failed one)
     assert sorted(_array(dims["val UA"]["values"]).tolist()) == pytest.approx([0.30, 0.35, 0.60, 0.62])
-    lam = dims["λ (center weight)"]
+    lam = dims["center-loss λ"]
     assert "n/a" in lam["ticktext"] and sorted(_array(lam["values"]).tolist())[-1] == pytest.approx(-1.0)
 
 

@@ -97,7 +97,7 @@ def test_front_holds_exactly_the_non_dominated_trials_and_greys_the_rest():
     assert fig.layout.xaxis.type == "linear"
     hover = front.text[list(front.customdata).index("t2")]
     assert "trial t2 (completed)" in hover and "center · mel" in hover and "lr 0.001" in hover
-    assert "center lambda 0.1" in hover and "batch 32" in hover and "config k-t2" in hover
+    assert "center-loss λ 0.1" in hover and "batch 32" in hover and "config k-t2" in hover
 
 
 def test_confirmed_front_configuration_gets_its_interval():

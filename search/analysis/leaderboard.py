@@ -19,7 +19,7 @@ confidence interval over its completed seeds (blank with a single run).
 Beside the figures: `test_folds`, the folds the test numbers are on, and `test_exposed`, "yes"
 when a test fold shown was also a validation fold of the selection (data.folds without
 data.test_folds, or a confirmation moved onto a fold the search validated on): those test
-figures are optimistic (README, nested selection).
+figures are optimistic (docs/selection-and-claims.md, nested selection).
 """
 from __future__ import annotations
 

@@ -109,19 +109,17 @@ def job_client(address: str | None) -> JobSubmissionClient:
 
 def project_root() -> Path | None:
     """The checkout this module runs from, or None when it is an installed package."""
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]  # search/cli/jobs.py → the checkout
     ok = (root / "pyproject.toml").is_file() and all((root / p / "__init__.py").is_file() for p in PACKAGES)
     return root if ok else None
-
-
-def _is_uri(path: str) -> bool:
-    return "://" in path
 
 
 def _cluster_path(value: str, flag: str, readers: str) -> str:
     """Paths given to a job are read on the cluster: a relative one would point into the job's
     temporary working directory, which Ray deletes."""
-    if not (_is_uri(value) or Path(value).is_absolute()):
+    from search.results.location import is_uri  # noqa: PLC0415 - pyarrow and torch only when a job is submitted
+
+    if not (is_uri(value) or Path(value).is_absolute()):
         raise JobError(f"{flag} {value!r} is relative; on a cluster it must be an absolute path "
                        f"(or a URI) that {readers} can reach, since relative paths would land "
                        f"in the job's temporary working directory")

@@ -36,7 +36,7 @@ SHORT_AXES: dict[str, tuple[str, ...]] = {
     "weight_decay": ("optim", "weight_decay"),
     "dropout": ("model", "dropout"),
     "seed": ("seed",),
-    # the training recipe (README "Training recipe"); every other [augment]/[optim] field is
+    # the training recipe (docs/recipe.md "Training recipe"); every other [augment]/[optim] field is
     # searched by its dotted name (augment.freq_mask_width, optim.step_gamma, ...)
     "schedule": ("optim", "schedule"),
     "warmup_epochs": ("optim", "warmup_epochs"),
