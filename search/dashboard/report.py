@@ -27,6 +27,7 @@ from typing import Any
 import pandas as pd
 
 from search.analysis.leaderboard import METRICS, display_view, leaderboard
+from search.results import is_uri
 from . import figures as figs
 from .claims import claims_section
 from .data import (
@@ -349,7 +350,7 @@ def build_dashboard(results_dir: str | Path, *, title: str | None = None,
     `version` next to it and reloads when the results change. Raises ResultsError when the
     location does not exist or a results file is unreadable."""
     data = load_results(results_dir)
-    where = str(results_dir) if "://" in str(results_dir) else str(Path(results_dir).expanduser().resolve())
+    where = str(results_dir) if is_uri(results_dir) else str(Path(results_dir).expanduser().resolve())
     name = title or f"ser-search dashboard · {Path(where).name or where}"
     built = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
     subtitle = (f"results: {where} · {len(data.trials)} finished trial(s) in {len(data.sweeps)} sweep(s) · "

@@ -116,7 +116,6 @@ class PruningAwareOptunaSearch(OptunaSearch):
     def restore(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "rb") as f:
             self.__dict__.update(pickle.load(f))
-        self.__dict__.setdefault("_adopted", set())
         self._reopen()
         self._fail_lost_trials()
         self._adopt_finished_trials()

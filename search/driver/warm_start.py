@@ -54,7 +54,9 @@ from search.definition import OBJECTIVES_KEY, SweepConfig, SweepConfigError, par
 from search.definition.space import FixedAxis, resolve_axis
 from search.results import ResultsError, read_trials
 from search.results.location import filesystem
-from .study import RESULTS_ATTR, WARM_ATTR, StudyLocation, existing_study, locate_study
+from search.results.study_record import RESULTS_ATTR, WARM_ATTR, WARM_NUMBER_ATTR
+
+from .study import StudyLocation, existing_study, locate_study
 from .warm_compare import (
     SINGLE_OBJECTIVE,
     Difference,
@@ -72,7 +74,6 @@ __all__ = ["ADDED", "WARM_ATTR", "WARM_NUMBER_ATTR", "Difference", "EarlierSweep
            "add_warm_start", "experiment_differences", "incompatibility", "load_earlier", "new_distributions",
            "prepare_warm_start", "prepared_id_of", "warm_trials"]
 
-WARM_NUMBER_ATTR = "ser_search_warm_start_number"  # trial: its number in the earlier study
 ADDED = (TrialState.COMPLETE, TrialState.PRUNED)
 
 
