@@ -223,6 +223,22 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compact(args: argparse.Namespace) -> int:
+    from search.driver.session import one_driver
+    from search.results import ResultsStore, sweep_dirs
+    from search.results.location import ResultsError
+
+    dirs = sweep_dirs(args.results_dir)
+    if not dirs:
+        raise ResultsError(f"no sweep found in {args.results_dir}")
+    for results, name in dirs:
+        run_dir = f"{results.rstrip('/')}/{name}"
+        with one_driver(results, run_dir, f"compact of {name!r}"):  # refused while a driver writes it
+            ResultsStore(results, name).compact()
+        print(f"compacted {run_dir}: trials.parquet, epochs.parquet, confusion.parquet hold every row")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -300,6 +316,10 @@ def build_parser() -> argparse.ArgumentParser:
     lb.add_argument("--pareto", action="store_true",
                     help="the non-dominated configurations over the sweep's [sweep] objectives (completed trials)")
     lb.set_defaults(func=cmd_leaderboard)
+
+    cp = sub.add_parser("compact", help="fold a results directory's part files into its Parquet tables")
+    cp.add_argument("results_dir", help="a --results directory (every sweep in it) or one sweep's directory")
+    cp.set_defaults(func=cmd_compact)
 
     c = sub.add_parser("confirm", help="re-run the top-K configurations with N seeds (no early stopping)")
     c.add_argument("results_dir")

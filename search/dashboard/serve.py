@@ -22,8 +22,8 @@ DEFAULT_PORT = 8050
 
 
 def results_version(results_dir: str | Path) -> str:
-    """A fingerprint of the results files (size and mtime of every Parquet file and sweep file
-    in the directory and its sweep folders): it changes whenever the recorder writes."""
+    """A fingerprint of the results files (size and mtime of every Parquet file, part file and
+    sweep file in the directory and its sweep folders): it changes whenever the recorder writes."""
     import pyarrow.fs as pafs  # noqa: PLC0415
 
     text = str(results_dir)
@@ -36,9 +36,11 @@ def results_version(results_dir: str | Path) -> str:
     except (OSError, NotADirectoryError):
         top = []
     infos = list(top)
-    for d in top:
-        if d.type == pafs.FileType.Directory:
-            infos += fs.get_file_info(pafs.FileSelector(d.path, allow_not_found=True))
+    for d in [root, *(i.path for i in top if i.type == pafs.FileType.Directory)]:
+        if d != root:
+            infos += fs.get_file_info(pafs.FileSelector(d, allow_not_found=True))
+        # the part files a running driver appends (search.results.parts)
+        infos += fs.get_file_info(pafs.FileSelector(f"{d.rstrip('/')}/parts", allow_not_found=True, recursive=True))
     keys = sorted(f"{i.path}|{i.size}|{i.mtime_ns}" for i in infos
                   if i.type == pafs.FileType.File and (i.path.endswith(".parquet") or i.path.endswith("sweep.toml")))
     return hashlib.sha1("\n".join(keys).encode()).hexdigest()[:16]

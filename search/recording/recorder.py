@@ -5,6 +5,16 @@ trials run on other nodes. Every write is an upsert keyed by trial id, so a retr
 restored sweep or a replayed result never produces a duplicate row. A trial recorded as
 completed or pruned stays as recorded: a restored sweep may replay a trial that finished after
 Tune's last experiment snapshot, and Optuna has already been told the first outcome.
+
+Writes are buffered (search.results.parts): an epoch report costs O(1) whatever the sweep's
+size. The buffer reaches disk every few seconds, at each trial's end (before Tune can snapshot
+the trial as finished) and at each of Tune's experiment snapshots (`get_state`), so a killed
+driver loses only reports made after the last snapshot, and a restored trial, resumed from
+that snapshot's checkpoint, reports them again.
+
+A restored sweep's recorder comes out of Tune's pickled state holding the results location of
+the driver that saved it; search.results.location.bind_results tells it this driver's (a moved
+or copied directory), and `moved_from` then names the old one. It never writes there.
 """
 from __future__ import annotations
 
@@ -14,6 +24,7 @@ from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Any, Callable
 
+import pandas as pd
 from ray.tune import Callback
 
 from ser_core.config import TrainConfig
@@ -21,6 +32,7 @@ from ser_core.cost import COST_METRICS
 from ser_core.metrics import SAME_SCORE
 
 from search.worker.trainable import BEST_FILE, FINAL_JSON, final_metrics
+from search.results.location import bound_results
 from search.results import FOLD_FIGURES, LOSS_PARAM_COLUMNS, ResultsStore, config_columns, confusion_rows
 
 # Keys of the final report (the best epoch's evaluation: trainable.final_metrics) copied into the trial row.
@@ -31,6 +43,16 @@ _FINAL_KEYS = ("best_epoch", "val_ua", "val_wa", "val_f1_macro", "val_precision_
 
 
 LOST_PREFIX = "lost with the driver: "  # how a lost trial's error begins (record_lost)
+
+
+_MOVED: dict[str, str] = {}  # run name -> the location its restored recorder was pickled with
+
+
+def moved_from(name: str) -> str | None:
+    """The results location run `name` was first recorded in, when a restored recorder of it
+    held another than search.results.location.bind_results gave (its directory was moved or
+    copied)."""
+    return _MOVED.get(name)
 
 
 def _now() -> datetime:
@@ -59,18 +81,31 @@ class ParquetRecorder(Callback):
         self._started: dict[str, datetime] = {}
         self._store: ResultsStore | None = None
         self._finished: set[str] | None = None
+        self._epochs: dict[str, dict[int, dict[str, Any]]] = {}  # unfinished trials' rows reported to this driver
 
     @property
     def store(self) -> ResultsStore:
         if self._store is None:
-            self._store = ResultsStore(self.results, self.name)
+            self._store = ResultsStore(self.results, self.name, buffered=True)
         return self._store
 
     def __getstate__(self) -> dict[str, Any]:  # pickled into the experiment state for restore
         state = self.__dict__.copy()
         state["_store"] = None
         state["_finished"] = None
+        state["_epochs"] = {}
         return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.__dict__.setdefault("_epochs", {})
+        here = bound_results(self.name)
+        if here is None:
+            return
+        _MOVED.pop(self.name, None)
+        if here != self.results:
+            _MOVED[self.name] = self.results
+            self.results = here
 
     def finished(self, trial_id: str) -> bool:
         """Whether the trial already has a completed or pruned row (read once per driver)."""
@@ -87,12 +122,24 @@ class ParquetRecorder(Callback):
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
         if "epoch" not in result or self.finished(trial.trial_id):
             return
-        self.store.upsert_epochs([{
+        row = {
             "sweep": self.name, "trial_id": trial.trial_id, "epoch": int(result["epoch"]),
             "train_loss": result["train_loss"], "val_loss": result["val_loss"],
             "val_ua": result["val_ua"], "val_wa": result["val_wa"], "best_val_ua": result["best_val_ua"],
             "seconds": result["epoch_seconds"],
-        }])
+        }
+        self.store.upsert_epochs([row])
+        self._epochs.setdefault(trial.trial_id, {})[row["epoch"]] = row
+
+    def get_state(self) -> None:
+        """Tune is saving an experiment snapshot: every report it names reaches disk first."""
+        if self._store is not None:
+            self.store.flush()
+        return None
+
+    def on_experiment_end(self, trials, **info) -> None:
+        if self._store is not None:
+            self.store.close()
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         last = trial.last_result or {}
@@ -131,6 +178,8 @@ class ParquetRecorder(Callback):
             best = _best_of(self._epochs_of(trial.trial_id))
             row.update(best)
         self.store.upsert_trial(row)
+        self.store.flush()  # before Tune snapshots the trial as ended: a killed driver keeps its row
+        self._epochs.pop(trial.trial_id, None)
         if status in ("completed", "pruned"):
             self._finished.add(trial.trial_id)
         if self.echo:
@@ -153,6 +202,7 @@ class ParquetRecorder(Callback):
         row.update(_best_of(mine))
         row["epochs_run"] = int(mine["epoch"].max()) if len(mine) else None
         self.store.upsert_trial(row)
+        self.store.flush()
         if self.echo:
             print(self._line(row), flush=True)
 
@@ -182,7 +232,11 @@ class ParquetRecorder(Callback):
         return TrainConfig.model_validate_json(params["config_json"])
 
     def _epochs_of(self, trial_id: str) -> Any:
-        """The trial's rows of epochs.parquet."""
+        """The trial's epoch rows: from memory when this driver saw every one of them (it
+        reported epoch 1 here), else from the results (a trial restored mid-way)."""
+        mine = self._epochs.get(trial_id, {})
+        if 1 in mine:
+            return pd.DataFrame([mine[e] for e in sorted(mine)])
         epochs = self.store.epochs()
         return epochs[epochs["trial_id"] == trial_id] if len(epochs) else epochs
 

@@ -9,11 +9,11 @@ from .location import SETTINGS_FILE, TUNE_DIR, ResultsError, filesystem, is_uri,
 from .schema import (CONFUSION_SCHEMA, EPOCHS_SCHEMA, FOLD_FIGURES, LOSS_PARAM_COLUMNS, LOSS_PARAM_LABELS, SCHEMA_VERSION, STAGES,
                      STATUSES, TRIALS_SCHEMA, config_columns, config_key, confusion_rows, design_columns,
                      tests_whole_corpora)
-from .store import ResultsStore, explain_no_trials, read_confusion, read_epochs, read_trials
+from .store import ResultsStore, explain_no_trials, read_confusion, read_epochs, read_trials, sweep_dirs
 
 __all__ = [
     "CONFUSION_SCHEMA", "EPOCHS_SCHEMA", "FOLD_FIGURES", "LOSS_PARAM_COLUMNS", "LOSS_PARAM_LABELS", "SCHEMA_VERSION", "SETTINGS_FILE",
     "STAGES", "STATUSES", "TRIALS_SCHEMA", "TUNE_DIR", "ResultsError", "ResultsStore", "config_columns", "config_key",
     "confusion_rows", "design_columns", "explain_no_trials", "filesystem", "is_uri", "join", "read_confusion",
-    "read_epochs", "read_trials", "tests_whole_corpora",
+    "read_epochs", "read_trials", "sweep_dirs", "tests_whole_corpora",
 ]
