@@ -168,3 +168,56 @@ def test_resume_after_losing_trials_the_snapshot_never_saw(synthetic_prepared, t
             assert pd.isna(row["epochs_run"])
     ran = {(r.loss_family, r.frontend) for r in rows.itertuples() if r.status in ("completed", "pruned")}
     assert ran == {(f, fe) for f in families for fe in ("mel", "stft")}  # every cover point ran
+
+
+def _tree(root: Path) -> dict[str, tuple[int, int]]:
+    """Every file under root with its size and modification time: what 'untouched' compares."""
+    return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in root.rglob("*") if p.is_file()}
+
+
+def test_a_copied_sweep_resumes_where_results_says_and_never_touches_the_original(synthetic_prepared, tmp_path):
+    """A head node died; its results were copied elsewhere (or the shared disk is mounted at
+    another path) and the sweep is resumed there with --results NEW --resume. Every trial's row,
+    Tune directory and checkpoint lands in the new place; the original is not written at all,
+    and the resume says in one line that the sweep was first run elsewhere."""
+    sweep = write_sweep(tmp_path / "m.toml", synthetic_prepared, name="m", num_samples=NUM_SAMPLES, max_epochs=3)
+    old = tmp_path / "old" / "results"
+    proc = subprocess.Popen(_sweep_cmd(sweep, old), start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 400
+        while time.time() < deadline:
+            trials_file = old / "m" / "trials.parquet"
+            if trials_file.exists() and len(pd.read_parquet(trials_file)) >= 2:
+                break
+            assert proc.poll() is None, "the sweep ended before it could be interrupted"
+            time.sleep(0.5)
+        else:
+            raise AssertionError("no trial finished in time")
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    new = tmp_path / "new" / "results"
+    shutil.copytree(old, new, symlinks=True)
+    untouched = _tree(old)
+    before = pd.read_parquet(new / "m" / "trials.parquet")
+
+    done = subprocess.run(_sweep_cmd(sweep, new, "--resume"), capture_output=True, text=True,
+                          timeout=600, start_new_session=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert _tree(old) == untouched, "the resume wrote into the directory the sweep was first run in"
+    moved = [ln for ln in done.stderr.splitlines() if str(old / "m") in ln]
+    assert len(moved) == 1 and str(new / "m") in moved[0], done.stderr[-3000:]
+    assert "FileNotFoundError" not in done.stderr
+
+    after = pd.read_parquet(new / "m" / "trials.parquet")
+    assert after["trial_id"].is_unique
+    ran = after[~after["error"].fillna("").str.startswith(LOST_PREFIX)]
+    assert len(ran) == NUM_SAMPLES and set(ran["status"]) <= {"completed", "pruned"}
+    assert set(before["trial_id"]) <= set(after["trial_id"])
+    for path in after["checkpoint"].dropna():  # every completed trial's checkpoint is in the new place
+        assert path.startswith(str(new / "m")) and Path(path).exists(), path
+    tune_dirs = {p.name for p in (new / "m" / "tune").iterdir() if p.is_dir()}
+    for trial_id in ran["trial_id"]:
+        assert any(trial_id in d for d in tune_dirs), trial_id

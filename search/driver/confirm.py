@@ -18,13 +18,15 @@ from ser_core.config import TrainConfig
 from search.definition import ConfirmationPlan, check_installed, stored_logging
 from search.recording.recorder import ParquetRecorder
 from search.recording.trackers import tracker_callbacks
-from search.results.location import SETTINGS_FILE, TUNE_DIR, is_uri, join
+from search.results.location import SETTINGS_FILE, TUNE_DIR, is_uri, join, unbind_results
 from search.results import ResultsStore
 from search.worker.trainable import make_trainable
 
 from .checkpoints import keep_latest_checkpoints
+from .relocation import RelocatingVariantGenerator
 from .run_record import check_existing, read_text
-from .session import SweepError, SweepOutcome, announce, corpora_of, one_driver, prepared_id_of, run_config, start
+from .session import (SweepError, SweepOutcome, announce, corpora_of, one_driver, prepared_id_of, restore,
+                      run_config, start)
 from .sweep import check_protocol
 
 
@@ -146,24 +148,30 @@ def run_confirm(results: str, plan: ConfirmationPlan, *, address: str | None = N
                                    corpora=corpora_of(corpus), prepared_id=prepared_id_of(corpus), source_sweep=sweep_name,
                                    n_folds=getattr(corpus, "n_folds", None))
         if resume:
-            tuner = tune.Tuner.restore(tune_path, trainable=trainable, resume_unfinished=True, resume_errored=True)
+            ResultsStore(results, name).compact()  # the parts a killed driver left become the tables' files
+            tuner = restore(name, results, run_dir, trainable, resume_errored=True, echo=echo)
         else:
             tuner = tune.Tuner(
                 trainable,
                 param_space=space,
-                tune_config=tune.TuneConfig(max_concurrent_trials=max_concurrent),
+                # ours: its restored grid creates the remaining runs where the run is restored from
+                tune_config=tune.TuneConfig(search_alg=RelocatingVariantGenerator(max_concurrent=max_concurrent)),
                 run_config=run_config(run_dir, recorder, max_failures, loggers=tracker_callbacks(
                     trackers, run_name=name, stage="confirm", source_sweep=sweep_name, to_config=confirm_config,
                     experiment=name, run_dir=run_dir)),
             )
         if echo:
             announce(f"confirmation {name!r} ({' x '.join(repeats)})", runs, address, resources, run_dir)
-        grid = tuner.fit()
-        keep_latest_checkpoints(grid)
-        lost = record_lost_runs(recorder, {(r.metrics or {}).get("trial_id") for r in grid})
-        if lost and echo:
-            print(f"{lost} run(s) lost with a driver that died are in trials.parquet as errors (their epochs "
-                  "are kept; their configurations ran again)", file=sys.stderr, flush=True)
+        try:
+            grid = tuner.fit()
+            keep_latest_checkpoints(grid)
+            lost = record_lost_runs(recorder, {(r.metrics or {}).get("trial_id") for r in grid})
+            if lost and echo:
+                print(f"{lost} run(s) lost with a driver that died are in trials.parquet as errors (their epochs "
+                      "are kept; their configurations ran again)", file=sys.stderr, flush=True)
+            ResultsStore(results, name).compact()  # each table one file again, as other tools expect
+        finally:
+            unbind_results(name)
     errors = sum(1 for r in grid if r.error is not None)
     return SweepOutcome(sweep_dir=run_dir, num_trials=len(grid), num_errors=errors, study_path=None)
 

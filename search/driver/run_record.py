@@ -13,12 +13,13 @@ import os
 import sys
 from typing import Any
 
+import optuna
 from ray import tune
 
 from search.definition import RESUME_NOTE, SweepConfig, changed_settings, parse_sweep, same_trackers
 from search.results.location import SETTINGS_FILE, TUNE_DIR
-from search.results import ResultsStore
-from search.results.study_record import RESULTS_ATTR, own_trials
+from search.results import ResultsError, ResultsStore, read_trials
+from search.results.study_record import RESULTS_ATTR, TUNE_ID_ATTR, own_trials
 
 from .session import SweepError
 from .study import (StudyLocation, bind, deletion_hint, discard_dead_start, existing_study, locate_study,
@@ -101,6 +102,16 @@ def check_existing(tune_path: str, run_dir: str, resume: bool, what: str) -> Non
                          f"or choose another name / results directory")
 
 
+def _moved_here(sweep_dir: str, study: optuna.Study) -> bool:
+    """Whether `sweep_dir` is a moved or copied directory of the sweep whose study this is:
+    every trial row it holds names a trial of the study."""
+    try:
+        ids = set(read_trials(sweep_dir)["trial_id"])
+    except ResultsError:
+        return False
+    return bool(ids) and ids <= {t.user_attrs.get(TUNE_ID_ATTR) for t in study.get_trials(deepcopy=False)}
+
+
 def open_study(sweep_dir: str, name: str, configured: str | None, resume: bool) -> StudyLocation:
     """The sweep's study location (search/driver/study.py), checked and bound for this driver: a resume
     needs the study (an object store's copy is brought back first) and, in a configured storage,
@@ -116,7 +127,7 @@ def open_study(sweep_dir: str, name: str, configured: str | None, resume: bool) 
             raise SweepError(f"the Optuna study {name!r} of {sweep_dir} is not in {location.shown}; resume with "
                              "the Optuna storage the sweep started with ([sweep] optuna_storage / --optuna-storage)")
         owner = study.user_attrs.get(RESULTS_ATTR)
-        if location.configured and owner is not None and owner != sweep_dir:
+        if location.configured and owner is not None and owner != sweep_dir and not _moved_here(sweep_dir, study):
             raise SweepError(f"the Optuna study {name!r} in {location.shown} belongs to the sweep in {owner}, not "
                              f"{sweep_dir}; give this sweep another [sweep] name or storage")
     elif (study := existing_study(location)) is not None:

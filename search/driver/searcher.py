@@ -59,6 +59,7 @@ from optuna.trial import TrialState
 from ray.tune.search import SearchGenerator, Searcher
 from ray.tune.search.optuna import OptunaSearch
 
+from .relocation import rebase_spec
 from .study import ERROR_ATTR, FAILED_ATTR, REQUEUED_ATTR, TUNE_ID_ATTR, bound
 
 logger = logging.getLogger(__name__)
@@ -237,10 +238,12 @@ class PruningAwareOptunaSearch(OptunaSearch):
 class SweepSearchGenerator(SearchGenerator):
     """Tune's SearchGenerator, whose restored trial counter also counts the trials the searcher
     adopted on restore (finished after the last snapshot; module doc), so a resumed sweep runs
-    `num_samples` trials in all, not one more per such trial."""
+    `num_samples` trials in all, not one more per such trial; and whose new trials go where the
+    sweep is restored from (search.driver.relocation)."""
 
     def restore_from_dir(self, dirpath: str) -> None:
         super().restore_from_dir(dirpath)
+        rebase_spec(self._experiment.spec)  # new trials go where the run is restored from
         base: Searcher = self.searcher
         while hasattr(base, "searcher"):  # a ConcurrencyLimiter around it
             base = base.searcher

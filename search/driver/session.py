@@ -18,9 +18,10 @@ import optuna
 import ray
 from ray import tune
 
-from search.recording.recorder import ParquetRecorder
+from search.recording.recorder import ParquetRecorder, moved_from
 from search.recording.trackers import default_loggers
-from search.results.location import TUNE_DIR, is_uri
+from search.results import ResultsStore
+from search.results.location import TUNE_DIR, bind_results, is_uri, join
 
 from .checkpoints import SnapshotSafePruning, checkpoint_config
 from .lock import SweepBusyError, hold_sweep
@@ -116,6 +117,27 @@ def run_config(run_dir: str, recorder: ParquetRecorder, max_failures: int,
         checkpoint_config=checkpoint_config(),
         verbose=0,
     )
+
+
+def restore(name: str, results: str, run_dir: str, trainable: Any, *, resume_errored: bool,
+            echo: bool) -> tune.Tuner:
+    """Tune's `Tuner.restore` of the run in `run_dir`, writing only under `results`. Tune moves
+    its own trial directories and checkpoints to where it is restored from; the recorder in its
+    snapshot still names the results location it was created with, so it is bound to this one
+    (search.recording.recorder.bind_results). A run first recorded elsewhere (its directory was
+    moved or copied) says so in one line, and its rows' checkpoint paths move with it. The
+    binding holds until `unbind_results(name)` (the caller's finally)."""
+    bind_results(name, results)
+    tuner = tune.Tuner.restore(join(run_dir, TUNE_DIR), trainable=trainable, resume_unfinished=True,
+                               resume_errored=resume_errored)
+    first = moved_from(name)
+    if first is not None:
+        old_dir = join(first, name)
+        moved = ResultsStore(results, name).rebase("checkpoint", old_dir + "/", run_dir + "/")
+        if echo:
+            print(f"resume: {name!r} was first run in {old_dir}; it continues in {run_dir} and writes only there "
+                  f"({moved} checkpoint path(s) of finished trials updated)", file=sys.stderr, flush=True)
+    return tuner
 
 
 def announce(what: str, n: int, address: str | None, resources: dict[str, float], run_dir: str) -> None:

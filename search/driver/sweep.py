@@ -16,9 +16,9 @@ from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search import ConcurrencyLimiter
 
 from search.definition import SweepConfig, check_installed, tune_metric
-from search.recording.recorder import ParquetRecorder
+from search.recording.recorder import ParquetRecorder, moved_from
 from search.recording.trackers import tracker_callbacks
-from search.results.location import TUNE_DIR, is_uri, join
+from search.results.location import TUNE_DIR, is_uri, join, unbind_results
 from search.results import ResultsStore
 from search.results.study_record import FAILED_ATTR, FINISHED_ATTR, RESULTS_ATTR, TUNE_ID_ATTR
 from search.worker.trainable import make_trainable
@@ -28,8 +28,8 @@ from .checkpoints import keep_latest_checkpoints
 from .mo_asha import MultiObjectiveASHA, RungState
 from .run_record import check_existing, check_resume_unchanged, open_study, record_start
 from .searcher import PruningAwareOptunaSearch, SweepSearchGenerator
-from .session import (SweepError, SweepOutcome, announce, corpora_of, one_driver, prepared_id_of, run_config,
-                      start)
+from .session import (SweepError, SweepOutcome, announce, corpora_of, one_driver, prepared_id_of, restore,
+                      run_config, start)
 from .study import StudyLocation, StudyMirror, failed_tune_trials, finish_study, unbind
 from .warm_start import WarmStart, add_warm_start, prepare_warm_start
 
@@ -55,6 +55,7 @@ def run_sweep(sweep: SweepConfig, results: str, *, address: str | None = None, r
         store = ResultsStore(results, name)
         if resume:
             check_resume_unchanged(store, sweep, prepared_id_of(corpus))
+            store.compact()  # the parts a killed driver left become the tables' files
         study = open_study(sweep_dir, name, sweep.sweep.optuna_storage, resume)
         try:
             if warm.trials:  # once, at the start: a resume finds them in the study
@@ -66,6 +67,7 @@ def run_sweep(sweep: SweepConfig, results: str, *, address: str | None = None, r
                               corpus=corpus, num_cpus=num_cpus, max_failures=max_failures, echo=echo)
         finally:
             unbind(name)
+            unbind_results(name)
 
 
 def _objectives(sweep: SweepConfig) -> dict[str, Any]:
@@ -109,8 +111,9 @@ def _run_study(sweep: SweepConfig, results: str, sweep_dir: str, tune_path: str,
         # Errored trials are retried only while their Optuna trials are open (a driver died before
         # the sweep ended): once a sweep has ended they are FAIL in Optuna, which cannot be undone.
         finished = bool(study.load().user_attrs.get(FINISHED_ATTR))
-        tuner = tune.Tuner.restore(tune_path, trainable=trainable, resume_unfinished=True,
-                                   resume_errored=not finished)
+        tuner = restore(name, results, sweep_dir, trainable, resume_errored=not finished, echo=echo)
+        if moved_from(name) is not None:
+            study.load().set_user_attr(RESULTS_ATTR, sweep_dir)  # the study now belongs to the new place
     else:
         record_start(store, sweep, prepared_id_of(corpus))
         targets = _objectives(sweep)
@@ -158,6 +161,7 @@ def _run_study(sweep: SweepConfig, results: str, sweep_dir: str, tune_path: str,
     if lost and echo:
         print(f"{lost} trial(s) lost with a driver that died are in trials.parquet as errors (their epochs "
               "are kept; Optuna was told FAIL)", file=sys.stderr, flush=True)
+    store.compact()  # each table one file again, as other tools expect
     study.push()  # object-store results: the study's final state beside them
     if study.mirror is not None and study.local_file is not None:  # the driver's private copy is done
         shutil.rmtree(study.local_file.parent, ignore_errors=True)
