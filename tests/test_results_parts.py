@@ -190,3 +190,15 @@ def test_parts_on_an_object_store_uri_read_like_local_ones(tmp_path, uri):
     store.flush()
     assert read_epochs(f"{results}/s")["trial_id"].tolist() == ["t"]
     store.close()
+
+
+def test_rebase_moves_only_the_paths_under_the_old_directory(tmp_path):
+    store = ResultsStore(tmp_path, "s")
+    store.upsert_trial({"trial_id": "a", "status": "completed", "checkpoint": "/old/s/tune/a/checkpoint_000002/best.pt"})
+    store.upsert_trial({"trial_id": "b", "status": "completed", "checkpoint": "/elsewhere/b/best.pt"})
+    store.upsert_trial({"trial_id": "c", "status": "pruned"})
+    assert store.rebase("checkpoint", "/old/s/", f"{tmp_path}/s/") == 1
+    paths = read_trials(tmp_path / "s").set_index("trial_id")["checkpoint"]
+    assert paths["a"] == f"{tmp_path}/s/tune/a/checkpoint_000002/best.pt"
+    assert paths["b"] == "/elsewhere/b/best.pt" and pd.isna(paths["c"])
+    assert len(paths) == 3

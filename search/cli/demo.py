@@ -88,7 +88,7 @@ EARLY_BOARD_AFTER = 6  # finished trials before the demo shows a first ranked ta
 class EarlyBoard(threading.Thread):
     """Prints a first ranked table while the sweep still runs, once `after` trials have
     finished: a newcomer sees what the demo is for within about two minutes, not after the whole
-    sweep. It reads trials.parquet as any reader would (the recorder replaces it atomically)."""
+    sweep. It reads the trials as any reader would (search.results.read_trials)."""
 
     def __init__(self, sweep_dir: Path, total: int, after: int = EARLY_BOARD_AFTER) -> None:
         super().__init__(name="demo-early-board", daemon=True)
@@ -98,9 +98,7 @@ class EarlyBoard(threading.Thread):
 
     def run(self) -> None:
         while not self.done.wait(2.0):
-            if not self.trials_file.exists():
-                continue
-            try:
+            try:  # the table's file and the parts the recorder appends (search.results.parts)
                 trials = read_trials(self.trials_file.parent)
             except Exception:  # noqa: BLE001 - a table being replaced: try again at the next tick
                 continue

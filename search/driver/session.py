@@ -21,7 +21,7 @@ from ray import tune
 from search.recording.recorder import ParquetRecorder, moved_from
 from search.recording.trackers import default_loggers
 from search.results import ResultsStore
-from search.results.location import TUNE_DIR, bind_results, is_uri, join
+from search.results.location import TUNE_DIR, bind_results, filesystem, is_uri, join
 
 from .checkpoints import SnapshotSafePruning, checkpoint_config
 from .lock import SweepBusyError, hold_sweep
@@ -133,7 +133,9 @@ def restore(name: str, results: str, run_dir: str, trainable: Any, *, resume_err
     first = moved_from(name)
     if first is not None:
         old_dir = join(first, name)
-        moved = ResultsStore(results, name).rebase("checkpoint", old_dir + "/", run_dir + "/")
+        # checkpoint paths are filesystem paths (no scheme), as Tune's checkpoints give them
+        moved = ResultsStore(results, name).rebase("checkpoint", filesystem(old_dir)[1].rstrip("/") + "/",
+                                                   filesystem(run_dir)[1].rstrip("/") + "/")
         if echo:
             print(f"resume: {name!r} was first run in {old_dir}; it continues in {run_dir} and writes only there "
                   f"({moved} checkpoint path(s) of finished trials updated)", file=sys.stderr, flush=True)
