@@ -16,6 +16,7 @@ import pytest
 
 from search.driver.lock import hold_sweep
 from search.results import ResultsStore, read_confusion, read_epochs, read_trials
+from search.results import parts
 from search.results.parts import list_parts
 from search.results.schema import confusion_rows
 
@@ -31,13 +32,18 @@ def _parts(store: ResultsStore, name: str) -> list[str]:
     return list_parts(store.fs, store.root, name)
 
 
-def test_a_buffered_report_rewrites_no_table_and_a_flush_writes_one_part(tmp_path):
+@pytest.fixture
+def hand_flushed(monkeypatch):
+    """Buffered stores made in the test flush only when told (no timer flush in between)."""
+    monkeypatch.setattr(parts, "FLUSH_S", 3600.0)
+
+
+def test_a_buffered_report_rewrites_no_table_and_a_flush_writes_one_part(tmp_path, hand_flushed):
     ResultsStore(tmp_path, "s").upsert_epochs([_epoch(f"old{i}", 1, 0.5) for i in range(1000)])
     table = tmp_path / "s" / "epochs.parquet"
     before = (table.stat().st_size, table.stat().st_mtime_ns)
 
     store = ResultsStore(tmp_path, "s", buffered=True)
-    store._journal.flush_s = 3600  # this test flushes by hand
     for epoch in range(1, 51):
         store.upsert_epochs([_epoch("new", epoch, epoch / 100)])
     assert (table.stat().st_size, table.stat().st_mtime_ns) == before  # 50 reports: the big file untouched
@@ -52,14 +58,13 @@ def test_a_buffered_report_rewrites_no_table_and_a_flush_writes_one_part(tmp_pat
     store.close()
 
 
-def test_the_newest_write_of_a_key_wins_across_file_and_parts_and_compaction_keeps_it(tmp_path):
+def test_the_newest_write_of_a_key_wins_across_file_and_parts_and_compaction_keeps_it(tmp_path, hand_flushed):
     direct = ResultsStore(tmp_path, "s")
     direct.upsert_epochs([_epoch("t1", 1, 0.1), _epoch("t2", 1, 0.9)])
     direct.upsert_trial({"trial_id": "t1", "status": "error", "error": "boom"})
     direct.replace_confusion("t1", confusion_rows([[3, 1], [0, 2]], ["a", "b"], "test"))
 
     store = ResultsStore(tmp_path, "s", buffered=True)
-    store._journal.flush_s = 3600
     store.upsert_epochs([_epoch("t1", 1, 0.2), _epoch("t1", 2, 0.4)])
     store.flush()
     store.upsert_epochs([_epoch("t1", 1, 0.3)])  # the report of epoch 1 made again (a restored trial)
@@ -86,9 +91,8 @@ def test_the_newest_write_of_a_key_wins_across_file_and_parts_and_compaction_kee
     store.close()
 
 
-def test_a_reader_never_sees_a_row_twice_while_parts_are_flushed_and_folded(tmp_path):
+def test_a_reader_never_sees_a_row_twice_while_parts_are_flushed_and_folded(tmp_path, hand_flushed):
     store = ResultsStore(tmp_path, "s", buffered=True)
-    store._journal.flush_s = 3600
     done = threading.Event()
     failures: list[BaseException] = []
 

@@ -166,6 +166,7 @@ def run_confirm(results: str, plan: ConfirmationPlan, *, address: str | None = N
             grid = tuner.fit()
             keep_latest_checkpoints(grid)
             lost = record_lost_runs(recorder, {(r.metrics or {}).get("trial_id") for r in grid})
+            recorder.close()
             if lost and echo:
                 print(f"{lost} run(s) lost with a driver that died are in trials.parquet as errors (their epochs "
                       "are kept; their configurations ran again)", file=sys.stderr, flush=True)

@@ -158,6 +158,7 @@ def _run_study(sweep: SweepConfig, results: str, sweep_dir: str, tune_path: str,
             print(f"told Optuna FAIL for {failed} trial(s) that ended without a result (their reason is in "
                   f"each trial's user attribute ser_search_failed)", file=sys.stderr, flush=True)
     lost = record_lost_trials(sweep, study, recorder)
+    recorder.close()
     if lost and echo:
         print(f"{lost} trial(s) lost with a driver that died are in trials.parquet as errors (their epochs "
               "are kept; Optuna was told FAIL)", file=sys.stderr, flush=True)

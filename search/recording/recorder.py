@@ -138,8 +138,12 @@ class ParquetRecorder(Callback):
         return None
 
     def on_experiment_end(self, trials, **info) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Write what is buffered and stop the background writer."""
         if self._store is not None:
-            self.store.close()
+            self._store.close()
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         last = trial.last_result or {}
