@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from .features import FrontendConfig
 from .losses import loss_family, loss_names, loss_param_specs
+from .models import UTTERANCE_MODELS
 
 
 class _Strict(BaseModel):
@@ -107,7 +108,9 @@ class DataConfig(_Strict):
 
 
 class ModelConfig(_Strict):
-    name: Literal["cnn_transformer", "cnn_birnn"] = "cnn_transformer"
+    # linear / mlp: the baselines' classifiers on one vector per clip (ser_core.models), the models
+    # a functionals frontend (egemaps, compare) takes; mlp's hidden width is embed_dim
+    name: Literal["cnn_transformer", "cnn_birnn", "linear", "mlp"] = "cnn_transformer"
     dropout: float = Field(0.1, ge=0.0, lt=1.0)
     # CNN-Transformer (paper defaults)
     channels: list[int] | None = Field(None, description="conv channels; default per model")
@@ -115,7 +118,7 @@ class ModelConfig(_Strict):
     n_heads: int = Field(4, gt=0)
     n_layers: int = Field(4, gt=0)
     ff_dim: int = Field(512, gt=0)
-    # CNN-BiRNN
+    # CNN-BiRNN (embed_dim: also the MLP's hidden width)
     rnn: Literal["lstm", "gru"] = "lstm"
     rnn_hidden: int = Field(128, gt=0)
     rnn_layers: int = Field(1, gt=0)
@@ -246,6 +249,14 @@ class TrainConfig(_Strict):
         if v not in ("auto", "cpu", "cuda") and not v.startswith("cuda:"):
             raise ValueError(f"device must be auto, cpu, cuda or cuda:N, not {v!r}")
         return v
+
+    @model_validator(mode="after")
+    def _model_reads_frontend(self) -> "TrainConfig":
+        # A functionals frontend gives one frame per clip: the CNNs' pooling has no time axis to pool.
+        if self.frontend.functionals and self.model.name not in UTTERANCE_MODELS:
+            raise ValueError(f"frontend {self.frontend.kind!r} gives one vector of functionals per clip; "
+                             f"model.name must be one of {', '.join(UTTERANCE_MODELS)}, not {self.model.name!r}")
+        return self
 
 
 class ConfigError(ValueError):

@@ -22,6 +22,10 @@ Beside each spectrogram file, the same way: every row's moments over its real fr
 mean and M2 per frequency, float64; ser_core.features.row_moments), from which any split's or
 speaker's normaliser statistics follow exactly, so a trial merges its rows' moments instead of
 reading all its training spectrograms again (0.3 s per STFT trial on EmoDB, growing with the corpus).
+
+openSMILE's functionals (frontend "egemaps" / "compare") are cached the same way, one (clips,
+features, 1) file per corpus and set (`functionals_cache_key`): extracting either set costs ~43 ms
+of one CPU core per 1.85-s clip (docs/baselines.md), which a sweep pays once per node instead of once per trial.
 """
 from __future__ import annotations
 
@@ -42,6 +46,7 @@ import numpy as np
 import torch
 
 from . import features
+from .features.functionals import opensmile_version
 
 CACHE_FORMAT = 1
 CACHE_SUBDIR = "feature-cache"
@@ -85,6 +90,15 @@ def code_versions() -> dict[str, Any]:
 
 def cache_key(frontend: dict[str, Any], identity: dict[str, Any]) -> dict[str, Any]:
     return {"format": CACHE_FORMAT, "code": code_versions(), "frontend": frontend, "corpus": identity}
+
+
+def functionals_cache_key(kind: str, sample_rate: int, identity: dict[str, Any], speech: str) -> dict[str, Any]:
+    """The key of a corpus's openSMILE functionals: the set and the corpus's rate (no spectrogram
+    setting shapes them, so a sweep over n_mels shares one file), the code that computes them
+    (ser_core.features.FUNCTIONALS_VERSION and the opensmile release) and how each clip's speech
+    was delimited (`speech`)."""
+    return {"format": CACHE_FORMAT, "code": {"functionals": features.FUNCTIONALS_VERSION, "opensmile": opensmile_version()},
+            "frontend": {"kind": kind, "sample_rate": int(sample_rate)}, "speech": speech, "corpus": identity}
 
 
 def key_name(key: dict[str, Any]) -> str:

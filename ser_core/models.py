@@ -1,6 +1,12 @@
-"""The two model families of the papers. Both map a normalised spectrogram batch
-(B, F, T) to an embedding z (`embed`) and class logits (`forward` returns both), because
-the loss families act on z (center, contrastive, triplet) as well as on the logits."""
+"""The two model families of the papers, and the baselines' classifiers. Every model maps a
+normalised feature batch (B, F, T) to an embedding z (`embed`) and class logits (`forward`
+returns both), because the loss families act on z (center, contrastive, triplet) as well as on
+the logits.
+
+The baselines (`linear`, `mlp`) are the classifiers the field puts on utterance-level functionals
+(openSMILE's eGeMAPS / ComParE, ser_core.features.functionals: one frame per clip); on a
+spectrogram they read its mean over the clip's real frames. `linear` trained with cross-entropy
+is multinomial logistic regression (weight decay as its L2 penalty)."""
 from __future__ import annotations
 
 from typing import Sequence
@@ -156,4 +162,56 @@ class CNNBiRNN(nn.Module):
         return self.classifier(self.dropout(z)), z
 
 
-MODELS: dict[str, type[nn.Module]] = {"cnn_transformer": CNNTransformer, "cnn_birnn": CNNBiRNN}
+def _utterance_vector(x: Tensor, lengths: Tensor | None) -> Tensor:
+    """(B, F, T) -> (B, F): the one frame of functionals, or a spectrogram's mean over real frames."""
+    if x.shape[-1] == 1:
+        return x[:, :, 0]
+    return _masked_mean(x.transpose(1, 2), _frame_mask(lengths, x.shape[-1], x.shape[-1]))
+
+
+class LinearClassifier(nn.Module):
+    """One linear layer on the utterance vector: with softmax cross-entropy, multinomial logistic
+    regression, the classifier of the functionals baselines in docs/baselines.md.
+
+    A single layer has no hidden representation, so its embedding z is its logits, the only
+    thing it learns: the embedding terms of center loss, SupCon and triplet then act on the class
+    scores (and still shape the weights). `dropout` drops input features during training (0 = the
+    plain logistic regression)."""
+
+    def __init__(self, n_features: int, num_classes: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(n_features, num_classes)
+        self.embed_dim = num_classes
+
+    def embed(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
+        return self.classifier(self.dropout(_utterance_vector(x, lengths)))
+
+    def forward(self, x: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        z = self.embed(x, lengths)
+        return z, z
+
+
+class MLPClassifier(nn.Module):
+    """A small MLP on the utterance vector: input dropout, one hidden ReLU layer of `hidden`
+    units (the embedding z the loss families act on), dropout, a linear classifier."""
+
+    def __init__(self, n_features: int, num_classes: int, hidden: int = 128, dropout: float = 0.1) -> None:
+        super().__init__()
+        self.hidden = nn.Sequential(nn.Dropout(dropout), nn.Linear(n_features, hidden), nn.ReLU())
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(hidden, num_classes)
+        self.embed_dim = hidden
+
+    def embed(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
+        return self.hidden(_utterance_vector(x, lengths))
+
+    def forward(self, x: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        z = self.embed(x, lengths)
+        return self.classifier(self.dropout(z)), z
+
+
+MODELS: dict[str, type[nn.Module]] = {"cnn_transformer": CNNTransformer, "cnn_birnn": CNNBiRNN,
+                                      "linear": LinearClassifier, "mlp": MLPClassifier}
+# The models that read one vector per clip and so take a functionals frontend (one frame).
+UTTERANCE_MODELS = ("linear", "mlp")

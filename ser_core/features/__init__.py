@@ -3,7 +3,10 @@
 A package, one concept per module:
   config       FrontendConfig (the validated, sweepable description) and num_frames
   decibels     power_to_db, the per-example dB step every log frontend ends with
-  frontends    the torch frontends (STFT, log-mel, MFCC) equal to librosa's output, build_frontend
+  frontends    the torch frontends (STFT, log-mel, MFCC) equal to librosa's output, the openSMILE
+               functionals frontend, build_frontend
+  functionals  openSMILE's utterance functionals (eGeMAPS, ComParE 2016), from the optional
+               extra [baselines]
   moments      per-row / per-group (frames, mean, M2) statistics, merged exactly in float64
   normalizers  FeatureNormalizer (training-split statistics) and SpeakerNormalizer (per speaker)
 
@@ -15,11 +18,13 @@ from __future__ import annotations
 
 from .config import FrontendConfig, FrontendKind, PadMode, WindowName, num_frames
 from .decibels import AMIN, power_to_db
-from .frontends import MFCC, LogMelSpectrogram, LogPowerSpectrogram, build_frontend
+from .frontends import MFCC, LogMelSpectrogram, LogPowerSpectrogram, OpenSmileFunctionals, build_frontend
+from .functionals import FUNCTIONAL_SETS, FUNCTIONALS_VERSION, clip_functionals, is_functionals, speech_lengths
 from .moments import group_statistics, merge_row_moments, row_moments, statistics_from_row_moments
 from .normalizers import FeatureNormalizer, SpeakerNormalizer
 
-# The version of what this package computes for the node's spectrogram cache: the frontends'
+# The version of what this package computes for the node's spectrogram cache (functionals have
+# their own, FUNCTIONALS_VERSION, in .functionals): the frontends'
 # maths (windows, padding, STFT, mel filters, power_to_db, the DCT) and row_moments. The cache
 # (ser_core/feature_cache.py) keys its files by it, with the librosa and torch releases, so BUMP
 # IT WITH ANY CHANGE TO THAT MATHS, or a persistent cache keeps serving the old code's arrays.
@@ -28,20 +33,26 @@ FEATURES_VERSION = 1
 __all__ = [
     "AMIN",
     "FEATURES_VERSION",
+    "FUNCTIONALS_VERSION",
+    "FUNCTIONAL_SETS",
     "MFCC",
     "FeatureNormalizer",
     "FrontendConfig",
     "FrontendKind",
     "LogMelSpectrogram",
     "LogPowerSpectrogram",
+    "OpenSmileFunctionals",
     "PadMode",
     "SpeakerNormalizer",
     "WindowName",
     "build_frontend",
+    "clip_functionals",
     "group_statistics",
+    "is_functionals",
     "merge_row_moments",
     "num_frames",
     "power_to_db",
     "row_moments",
+    "speech_lengths",
     "statistics_from_row_moments",
 ]

@@ -5,6 +5,10 @@ built, validated and turned into frame counts without touching the signal-proces
 
 Defaults follow the center-loss paper (Dai et al. 2019): 40 ms Hamming window, 10 ms shift;
 at 16 kHz that is win_length 640, hop 160, and n_fft = win_length unless given.
+
+`kind = "egemaps"` / `"compare"` are openSMILE's utterance-level functionals
+(ser_core.features.functionals): one vector per clip, seen downstream as a spectrogram of one
+frame; only `kind` and `sample_rate` (the corpus's, resampled to 16 kHz for openSMILE) apply to them.
 """
 from __future__ import annotations
 
@@ -12,7 +16,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
 
-FrontendKind = Literal["mel", "stft", "mfcc"]
+from .functionals import FUNCTIONAL_SETS, is_functionals, opensmile_missing
+
+FrontendKind = Literal["mel", "stft", "mfcc", "egemaps", "compare"]
 WindowName = Literal["hamming", "hann"]
 # librosa's centre-padding names; "constant" is librosa 0.11's default. Always passed
 # explicitly so a changed default in another librosa release cannot shift the parity.
@@ -39,6 +45,16 @@ class FrontendConfig(BaseModel):
 
     # Field validators (not a model validator) so each error's loc is the offending field.
     # Fields validate in declaration order, so info.data holds the ones declared earlier.
+
+    @field_validator("kind")
+    @classmethod
+    def _opensmile_installed(cls, v: str) -> str:
+        # At validation, so a sweep file or a trial that asks for functionals without the optional
+        # extra fails before Ray starts (or at the trial's start), naming the extra to install.
+        problem = opensmile_missing(v) if is_functionals(v) else None
+        if problem:
+            raise ValueError(problem)
+        return v
 
     @field_validator("sample_rate", "n_mels", "n_mfcc")
     @classmethod
@@ -127,8 +143,16 @@ class FrontendConfig(BaseModel):
         return self.n_fft if self.n_fft is not None else self.win_length
 
     @property
+    def functionals(self) -> bool:
+        """One vector of openSMILE functionals per clip (egemaps, compare), not a spectrogram."""
+        return is_functionals(self.kind)
+
+    @property
     def n_features(self) -> int:
-        """Output frequency rows F, so models can size their input layer from the config."""
+        """Output frequency rows F (functionals: the set's size), so models can size their input
+        layer from the config."""
+        if self.functionals:
+            return FUNCTIONAL_SETS[self.kind].n_features
         if self.kind == "mel":
             return self.n_mels
         if self.kind == "mfcc":
@@ -142,8 +166,10 @@ def _ms_to_samples(ms: float, sample_rate: int) -> int:
 
 def num_frames(cfg: FrontendConfig, n_samples: int) -> int:
     """Frames a centred STFT yields for `n_samples`: lets data code turn waveform lengths
-    into feature lengths (masks, pooling) without running the frontend."""
+    into feature lengths (masks, pooling) without running the frontend. Functionals: 1."""
     if n_samples < 1:
         raise ValueError(f"num_frames: n_samples must be >= 1, got {n_samples}")
+    if cfg.functionals:
+        return 1
     n_fft = cfg.n_fft_resolved
     return 1 + (n_samples + 2 * (n_fft // 2) - n_fft) // cfg.hop_length

@@ -3,7 +3,9 @@
 The features are computed in torch (not librosa) so they run batched on the GPU next to the
 model, but they are defined to equal librosa's output on the same settings: librosa is the
 reference the field reports against, and the tests hold the two together. torchaudio is
-deliberately not used, so core code installs anywhere torch does.
+deliberately not used, so core code installs anywhere torch does. The one exception is
+OpenSmileFunctionals, openSMILE's utterance functionals (ser_core.features.functionals) wrapped
+as a frontend of one frame: it runs on the CPU, and training reads its cached output instead.
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from torch import Tensor, nn
 
 from .config import FrontendConfig, PadMode, WindowName
 from .decibels import power_to_db
+from .functionals import FUNCTIONAL_SETS, clip_functionals, is_functionals, opensmile_module, speech_lengths
 
 # A change to what a frontend computes must bump FEATURES_VERSION (ser_core/features/__init__.py):
 # cached spectrograms are keyed by it.
@@ -213,8 +216,43 @@ class MFCC(nn.Module):
             return torch.matmul(self.dct.to(db.dtype), db, out=out)
 
 
+class OpenSmileFunctionals(nn.Module):
+    """The functionals frontend as a module: (B, T) waveforms -> (B, n_features, 1), one "frame"
+    of functionals per clip, so every spectrogram path (normalisers, models, checkpoints,
+    `ser-search predict`) takes it unchanged. Runs openSMILE on the CPU, clip by clip; training
+    reads the node's cache of every clip's functionals instead (ser_core.train.spectrograms).
+    `lengths` are samples of speech per clip; without them a clip's trailing zeros are taken
+    as padding (`speech_lengths`)."""
+
+    def __init__(self, kind: str, sample_rate: int) -> None:
+        super().__init__()
+        if not is_functionals(kind):
+            raise ValueError(f"{kind!r} is not a functionals frontend ({', '.join(FUNCTIONAL_SETS)})")
+        opensmile_module(kind)  # fail here, naming the extra, not at the first batch
+        self.kind, self.sample_rate = kind, sample_rate
+        self.n_features = FUNCTIONAL_SETS[kind].n_features
+
+    @torch.no_grad()
+    def forward(self, wave: Tensor, out: Tensor | None = None, lengths: Tensor | None = None) -> Tensor:
+        if wave.ndim != 2:
+            raise ValueError(f"OpenSmileFunctionals: expected a waveform batch (B, T), got {tuple(wave.shape)}")
+        samples = wave.detach().float().cpu().numpy()
+        n = speech_lengths(samples) if lengths is None else np.asarray(lengths.cpu() if isinstance(lengths, Tensor)
+                                                                        else lengths)
+        feats = np.stack([clip_functionals(self.kind, row[:int(k)], self.sample_rate) for row, k in zip(samples, n)])
+        result = torch.from_numpy(feats)[:, :, None].to(wave.device)
+        if out is not None:
+            return out.copy_(result)
+        return result
+
+    def extra_repr(self) -> str:
+        return f"kind={self.kind!r}, sample_rate={self.sample_rate}, n_features={self.n_features}"
+
+
 def build_frontend(cfg: FrontendConfig, *, pad_mode: PadMode = "constant") -> nn.Module:
     """The frontend module a config describes; its output has cfg.n_features rows."""
+    if cfg.functionals:
+        return OpenSmileFunctionals(cfg.kind, cfg.sample_rate)
     common = dict(
         sample_rate=cfg.sample_rate, win_length=cfg.win_length, hop_length=cfg.hop_length,
         n_fft=cfg.n_fft_resolved, window=cfg.window, pad_mode=pad_mode, top_db=cfg.top_db,

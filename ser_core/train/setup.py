@@ -28,10 +28,10 @@ from ..config import ModelConfig, TrainConfig
 from ..fastpath import keep_freed_memory
 from ..feature_cache import corpus_identity
 from ..features import FeatureNormalizer, build_frontend, num_frames
-from ..models import MODELS
+from ..models import MODELS, UTTERANCE_MODELS
 from ..protocols import EvaluationSplit
 from .results import CorpusLike
-from .spectrograms import shared_row_moments, shared_spectrograms
+from .spectrograms import functional_row_moments, shared_functionals, shared_row_moments, shared_spectrograms
 from .speakers import fit_speaker_normalizer, speaker_groups, speaker_normalizer_from_moments
 from .split_features import RowFeatures, SplitFeatures, use_feature_cache, valid_frames
 
@@ -47,6 +47,11 @@ def resolve_device(name: str) -> torch.device:
 
 def build_model(cfg: ModelConfig, n_features: int, num_classes: int) -> nn.Module:
     """The model a config names, with the CNN-Transformer's pooling fitted to custom channels."""
+    if cfg.name in UTTERANCE_MODELS:  # the baselines' classifiers: dropout, and the MLP's width
+        kwargs_head: dict[str, Any] = {"dropout": cfg.dropout}
+        if cfg.name == "mlp":
+            kwargs_head["hidden"] = cfg.embed_dim
+        return MODELS[cfg.name](n_features, num_classes, **kwargs_head)
     if cfg.name == "cnn_transformer":
         kwargs: dict[str, Any] = dict(d_model=cfg.d_model, n_heads=cfg.n_heads, n_layers=cfg.n_layers,
                                       ff_dim=cfg.ff_dim, dropout=cfg.dropout)
@@ -157,15 +162,20 @@ def prepare_trial(cfg: TrainConfig, corpus: CorpusLike, timings: dict[str, float
     identity = None if cfg.feature_cache == "off" else corpus_identity(corpus)
 
     feats: dict[str, SplitFeatures | RowFeatures]
-    if identity is not None:
+    if identity is not None or frontend_cfg.functionals:
         # The node's raw spectrograms of every manifest row, computed once per node and mapped by
         # every trial (ser_core/feature_cache.py); each trial normalises its rows per batch.
-        raw = torch.from_numpy(shared_spectrograms(cfg, corpus, frontend_cfg, frontend, device, identity, fbatch))
+        # openSMILE's functionals always come this way, as one frame per row (cached with an
+        # identity, else computed here): they are small, and openSMILE reads each clip's speech.
+        raw = torch.from_numpy(
+            shared_functionals(cfg, corpus, frontend_cfg, identity) if frontend_cfg.functionals
+            else shared_spectrograms(cfg, corpus, frontend_cfg, frontend, device, identity, fbatch))
         clock.lap("feature_cache")
         rows_t = {name: torch.as_tensor(rows, dtype=torch.long) for name, rows in splits.items()}
         # Statistics from the training split only, over each clip's real frames (not its padding),
         # merged from every row's cached moments (computed once per node, beside the spectrograms).
-        n_rows, mean_rows, m2_rows = shared_row_moments(cfg, corpus, frontend_cfg, raw, identity)
+        n_rows, mean_rows, m2_rows = (functional_row_moments(raw) if frontend_cfg.functionals
+                                      else shared_row_moments(cfg, corpus, frontend_cfg, raw, identity))
         train = rows_t["train"]
         normalizer.fit_row_moments(n_rows[train], mean_rows[train], m2_rows[train])
         norm = normalizer if group_of_row is None else speaker_normalizer_from_moments(

@@ -3,6 +3,11 @@ trial reads them: computed by the first trial on a node that needs them, mapped 
 one. The waveforms, noisy copies included, never change, so neither do their spectrograms;
 the moments let each trial fit its normaliser on its own training rows without a pass over
 the spectrograms.
+
+openSMILE's functionals (frontend "egemaps" / "compare") take the same road as a (clips,
+features, 1) array, a spectrogram of one frame: cached once per node like the spectrograms
+(`shared_functionals`), or computed in the trial for a corpus without an identity or with
+feature_cache = "off"; a row's moments over one frame are the row itself (`functional_row_moments`).
 """
 from __future__ import annotations
 
@@ -13,8 +18,8 @@ import torch
 from torch import Tensor, nn
 
 from ..config import TrainConfig
-from ..feature_cache import cache_dir, cache_key, open_or_build
-from ..features import num_frames, row_moments
+from ..feature_cache import cache_dir, cache_key, functionals_cache_key, open_or_build
+from ..features import FrontendConfig, clip_functionals, num_frames, row_moments, speech_lengths
 from .results import CorpusLike
 from .split_features import valid_frames
 
@@ -62,3 +67,44 @@ def shared_row_moments(cfg: TrainConfig, corpus: CorpusLike, frontend_cfg, raw: 
                            (n_all, 2, raw.shape[1]), fill, dtype=np.float64)
     moments = torch.from_numpy(arr)
     return n_rows, moments[:, 0], moments[:, 1]
+
+
+def shared_functionals(cfg: TrainConfig, corpus: CorpusLike, frontend_cfg: FrontendConfig,
+                       identity: dict[str, Any] | None) -> np.ndarray:
+    """Every manifest row's openSMILE functionals, (clips, n_features, 1) float32: from the node's
+    cache (computed here, clip by clip on this CPU, when no trial on this node has yet), or
+    computed in memory when `identity` is None (no shared cache). Each clip's functionals are
+    taken over its speech, the manifest's valid_samples (the segment's zero padding is not part
+    of the utterance); a manifest without them: each row up to its last non-zero sample."""
+    waves = corpus.waveforms
+    shape = (len(waves), frontend_cfg.n_features, 1)
+    if "valid_samples" in corpus.manifest.columns:
+        speech, how = corpus.manifest["valid_samples"].to_numpy().astype(np.int64), "valid_samples"
+    else:
+        speech, how = None, "trailing zeros stripped"
+
+    def fill(out: np.ndarray) -> None:
+        for s in range(0, len(waves), 64):
+            block = np.asarray(waves[s:s + 64], dtype=np.float32)
+            lengths = speech_lengths(block) if speech is None else speech[s:s + len(block)]
+            for i, (row, n) in enumerate(zip(block, lengths)):
+                try:
+                    out[s + i, :, 0] = clip_functionals(frontend_cfg.kind, row[:max(int(n), 1)], frontend_cfg.sample_rate)
+                except ValueError as e:
+                    raise ValueError(f"manifest row {s + i}: {e}") from None
+
+    if identity is None:
+        arr = np.empty(shape, dtype=np.float32)
+        fill(arr)
+        return arr
+    key = functionals_cache_key(frontend_cfg.kind, frontend_cfg.sample_rate, identity, how)
+    arr, _ = open_or_build(cache_dir(getattr(corpus, "root", None), cfg.feature_cache_dir), key, shape, fill)
+    return arr
+
+
+def functional_row_moments(raw: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """`shared_row_moments` of functionals, which have one frame per row: each row's frame count
+    is 1, its mean the row itself and its M2 zero, so no cache is needed for them."""
+    n = len(raw)
+    mean = raw[:, :, 0].to(torch.float64)
+    return torch.ones(n, dtype=torch.float64), mean, torch.zeros_like(mean)
