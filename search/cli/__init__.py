@@ -226,13 +226,13 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
 def cmd_compact(args: argparse.Namespace) -> int:
     from search.driver.session import one_driver
     from search.results import ResultsStore, sweep_dirs
-    from search.results.location import ResultsError
+    from search.results.location import ResultsError, join
 
     dirs = sweep_dirs(args.results_dir)
     if not dirs:
         raise ResultsError(f"no sweep found in {args.results_dir}")
     for results, name in dirs:
-        run_dir = f"{results.rstrip('/')}/{name}"
+        run_dir = join(results, name)
         with one_driver(results, run_dir, f"compact of {name!r}"):  # refused while a driver writes it
             ResultsStore(results, name).compact()
         print(f"compacted {run_dir}: trials.parquet, epochs.parquet, confusion.parquet hold every row")

@@ -124,7 +124,7 @@ def restore(name: str, results: str, run_dir: str, trainable: Any, *, resume_err
     """Tune's `Tuner.restore` of the run in `run_dir`, writing only under `results`. Tune moves
     its own trial directories and checkpoints to where it is restored from; the recorder in its
     snapshot still names the results location it was created with, so it is bound to this one
-    (search.recording.recorder.bind_results). A run first recorded elsewhere (its directory was
+    (search.results.location.bind_results). A run first recorded elsewhere (its directory was
     moved or copied) says so in one line, and its rows' checkpoint paths move with it. The
     binding holds until `unbind_results(name)` (the caller's finally)."""
     bind_results(name, results)

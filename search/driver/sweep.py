@@ -63,7 +63,7 @@ def run_sweep(sweep: SweepConfig, results: str, *, address: str | None = None, r
             if echo:
                 for note in warm.notes:
                     print(note, file=sys.stderr, flush=True)
-            return _run_study(sweep, results, sweep_dir, tune_path, store, study, address=address, resume=resume,
+            return _run_study(sweep, results, sweep_dir, store, study, address=address, resume=resume,
                               corpus=corpus, num_cpus=num_cpus, max_failures=max_failures, echo=echo)
         finally:
             unbind(name)
@@ -86,7 +86,7 @@ def _sampler(sweep: SweepConfig) -> optuna.samplers.BaseSampler:
     return optuna.samplers.TPESampler(seed=sweep.sweep.seed)
 
 
-def _run_study(sweep: SweepConfig, results: str, sweep_dir: str, tune_path: str, store: ResultsStore,
+def _run_study(sweep: SweepConfig, results: str, sweep_dir: str, store: ResultsStore,
                study: StudyLocation, *, address: str | None, resume: bool, corpus: Any, num_cpus: int | None,
                max_failures: int, echo: bool) -> SweepOutcome:
     name = sweep.sweep.name
