@@ -206,3 +206,13 @@ def test_rebase_moves_only_the_paths_under_the_old_directory(tmp_path):
     assert paths["a"] == f"{tmp_path}/s/tune/a/checkpoint_000002/best.pt"
     assert paths["b"] == "/elsewhere/b/best.pt" and pd.isna(paths["c"])
     assert len(paths) == 3
+
+
+def test_keep_current_folds_the_table_into_its_file_while_folds_are_cheap(tmp_path, hand_flushed):
+    """The trials table after a trial's end: readers of trials.parquet itself see the row."""
+    store = ResultsStore(tmp_path, "s", buffered=True)
+    store.upsert_trial({"trial_id": "a", "status": "completed"})
+    store.keep_current("trials")
+    assert pd.read_parquet(tmp_path / "s" / "trials.parquet")["trial_id"].tolist() == ["a"]
+    assert _parts(store, "trials") == []
+    store.close()

@@ -182,7 +182,9 @@ class ParquetRecorder(Callback):
             best = _best_of(self._epochs_of(trial.trial_id))
             row.update(best)
         self.store.upsert_trial(row)
-        self.store.flush()  # before Tune snapshots the trial as ended: a killed driver keeps its row
+        # on disk before Tune snapshots the trial as ended (a killed driver keeps its row), and in
+        # trials.parquet itself while folding it stays cheap
+        self.store.keep_current("trials")
         self._epochs.pop(trial.trial_id, None)
         if status in ("completed", "pruned"):
             self._finished.add(trial.trial_id)
@@ -206,7 +208,7 @@ class ParquetRecorder(Callback):
         row.update(_best_of(mine))
         row["epochs_run"] = int(mine["epoch"].max()) if len(mine) else None
         self.store.upsert_trial(row)
-        self.store.flush()
+        self.store.keep_current("trials")
         if self.echo:
             print(self._line(row), flush=True)
 

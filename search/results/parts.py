@@ -211,12 +211,18 @@ class Journal:
         for name in TABLES:
             self.fold(name)
 
+    def fold_if_due(self, name: str, every_s: float = COMPACT_EVERY_S) -> bool:
+        """Fold the table when it has parts, `every_s` has passed since its last fold, and
+        folding now keeps the folds within COMPACT_DUTY of the time. Returns whether it folded."""
+        wait = max(every_s, self._fold_cost[name] / COMPACT_DUTY)
+        if self._written[name] and time.monotonic() - self._folded_at[name] >= wait:
+            self.fold(name)
+            return True
+        return False
+
     def _fold_due(self) -> None:
-        now = time.monotonic()
         for name in TABLES:
-            wait = max(COMPACT_EVERY_S, self._fold_cost[name] / COMPACT_DUTY)
-            if self._written[name] and now - self._folded_at[name] >= wait:
-                self.fold(name)
+            self.fold_if_due(name)
 
     # ------------------------------------------------------------------ the background thread
     def start(self) -> None:

@@ -178,6 +178,13 @@ class ResultsStore:
         """Write what is buffered to part files now (a trial's end, a Tune snapshot)."""
         self._journal.flush()
 
+    def keep_current(self, name: str) -> None:
+        """Flush, then fold the table into its file unless folds would take more than
+        search.results.parts.COMPACT_DUTY of the time: the trials table after each trial's end,
+        so `trials.parquet` itself stays current for other tools while folding stays cheap."""
+        self._journal.flush()
+        self._journal.fold_if_due(name, every_s=0.0)
+
     def compact(self) -> None:
         """Fold every part into the tables' files (search.results.parts): after it, each table
         is one file, as DuckDB, Polars or pandas expect."""
@@ -195,7 +202,8 @@ class ResultsStore:
         values = table.column(column).to_pylist()
         moved = [i for i, v in enumerate(values) if isinstance(v, str) and v.startswith(old_prefix)]
         if moved:
-            fixed = [new_prefix + v[len(old_prefix):] if i in set(moved) else v for i, v in enumerate(values)]
+            at_moved = set(moved)
+            fixed = [new_prefix + v[len(old_prefix):] if i in at_moved else v for i, v in enumerate(values)]
             at = table.schema.get_field_index(column)
             table = table.set_column(at, table.schema.field(column), pa.array(fixed, type=table.schema.field(column).type))
             self._journal.fold("trials", new=table.take(pa.array(moved)))
