@@ -46,3 +46,17 @@ center_lr = { low = 0.1, high = 0.9, log = true }
 """ if "center" in families else "") + TINY_BASE
     path.write_text(text)
     return path
+
+
+def failed_trials_by_tune_id(study) -> tuple[set[str], list]:
+    """An ended study's FAIL trials: the Tune ids of those Ray Tune ran (each has a Parquet row),
+    and those a killed driver asked Optuna for but never handed to Tune (no Tune id, no row: the
+    kill fell between Optuna's ask and suggest() returning). Both carry the reason they failed."""
+    from optuna.trial import TrialState
+
+    from search.driver.study import FAILED_ATTR, TUNE_ID_ATTR
+    failed = [t for t in study.trials if t.state == TrialState.FAIL]
+    assert all(FAILED_ATTR in t.user_attrs for t in failed), [t.user_attrs for t in failed]
+    never_ran = [t for t in failed if not t.user_attrs.get(TUNE_ID_ATTR)]
+    assert all("before handing it to Ray Tune" in t.user_attrs[FAILED_ATTR] for t in never_ran)
+    return {t.user_attrs[TUNE_ID_ATTR] for t in failed if t.user_attrs.get(TUNE_ID_ATTR)}, never_ran

@@ -27,12 +27,11 @@ from pathlib import Path
 
 import optuna
 import pytest
-from optuna.trial import TrialState
 
 from search.cli.jobs import add_job_commands, job_client, submit_sweep, wait_for_job
 from search.recording.recorder import LOST_PREFIX
 from search.results import read_confusion, read_epochs, read_trials
-from search.driver.study import TUNE_ID_ATTR
+from sweep_helpers import failed_trials_by_tune_id
 
 pytestmark = [
     pytest.mark.fault_tolerance,
@@ -519,12 +518,13 @@ def test_killed_driver_is_resumed_without_losing_or_repeating_trials(cluster, cl
     # A trial the driver had started after Tune's last snapshot (taken every 2 s) is lost with it:
     # Optuna is told FAIL and the row says so. Whether the kill lands there is a matter of timing.
     study = optuna.load_study(study_name="cluster-driver", storage=f"sqlite:///{sweep_dir / 'optuna.db'}")
-    failed = {t.user_attrs.get(TUNE_ID_ATTR) for t in study.trials if t.state == TrialState.FAIL}
+    failed, never_ran = failed_trials_by_tune_id(study)  # never_ran: killed between Optuna's ask and Tune
     assert lost == failed
     # no orphan: every trial directory with a report has a row, and every row a trial directory
     assert set(after.index) == set(tune_results(sweep_dir)) | lost
     print(f"driver fault: killed with {len(before)} of {n} trials finished; --resume finished the "
-          f"other {n - len(before)}, {len(after)} rows, each trial once, {len(lost)} lost with the driver")
+          f"other {n - len(before)}, {len(after)} rows, each trial once, {len(lost)} lost with the driver, "
+          f"{len(never_ran)} asked of Optuna but never handed to Tune")
 
 
 def test_killed_worker_node_trials_are_retried_elsewhere(cluster, client_env, prepared, tmp_path):

@@ -129,6 +129,27 @@ def test_trial_asked_after_the_snapshot_is_failed_and_its_cover_point_asked_agai
     assert sorted(asked) == ["b", "c"]  # b, lost with the driver, runs after all
 
 
+def test_trial_asked_but_never_handed_to_tune_is_failed_with_its_own_reason(tmp_path):
+    """Optuna's ask and its parameters are several storage writes before suggest() returns and the
+    trial gets its Tune id: a driver killed in between leaves a RUNNING trial with no Tune id. The
+    resume fails it saying no Tune trial ever ran it (no row can exist for it), and asks its point again."""
+    from search.driver.study import FAILED_ATTR, TUNE_ID_ATTR
+
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'optuna.db'}")
+    searcher = _cover_searcher(storage)
+    assert searcher.suggest("t1") == {"family": "a"}
+    searcher.save(str(tmp_path / "searcher.pkl"))
+    study = optuna.load_study(study_name="cover", storage=storage)
+    study.ask({"family": optuna.distributions.CategoricalDistribution(["a", "b", "c"])})  # then the kill
+
+    restored = PruningAwareOptunaSearch.__new__(PruningAwareOptunaSearch)
+    restored.restore(str(tmp_path / "searcher.pkl"))
+    lost = optuna.load_study(study_name="cover", storage=storage).trials[1]
+    assert lost.state == TrialState.FAIL and TUNE_ID_ATTR not in lost.user_attrs
+    assert "before handing it to Ray Tune" in lost.user_attrs[FAILED_ATTR]
+    assert sorted(restored.suggest(t)["family"] for t in ("t2", "t3")) == ["b", "c"]
+
+
 def test_restored_searcher_uses_this_drivers_copy_of_the_study(tmp_path):
     """An object-store sweep's study is a per-driver local copy: the restored searcher (pickled
     with the dead driver's path) must write to the copy this driver uses."""

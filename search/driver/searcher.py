@@ -142,15 +142,19 @@ class PruningAwareOptunaSearch(OptunaSearch):
         for lost in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             if lost._trial_id in known:
                 continue
-            reason = ("asked after the last experiment snapshot of a driver that died: Tune does not know it, "
-                      "so no trial would ever finish it")
+            if lost.user_attrs.get(TUNE_ID_ATTR):
+                reason = ("asked after the last experiment snapshot of a driver that died: Tune does not know it, "
+                          "so no trial would ever finish it")
+            else:  # killed between Optuna's ask and suggest() returning (ask and its params are several writes)
+                reason = ("asked by a driver that died before handing it to Ray Tune: no Tune trial ran it, "
+                          "so no trial would ever finish it")
             study._storage.set_trial_user_attr(lost._trial_id, FAILED_ATTR, reason)
             study.tell(lost.number, state=TrialState.FAIL, skip_if_finished=True)
             point = lost.system_attrs.get("fixed_params")
             if point:  # a cover_choices point: ask it again
                 study.enqueue_trial(point, user_attrs={REQUEUED_ATTR: lost.number})
             logger.warning("Optuna trial %d (Tune trial %s) %s; told FAIL%s", lost.number,
-                           lost.user_attrs.get(TUNE_ID_ATTR, "unknown"), reason,
+                           lost.user_attrs.get(TUNE_ID_ATTR) or "none", reason,
                            f", its point {point} enqueued again" if point else "")
 
     def _adopt_finished_trials(self) -> None:
