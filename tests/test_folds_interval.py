@@ -1,5 +1,5 @@
-"""FoldsResult.test_ua_interval (ser_core/train/results.py): the Student t interval over a
-cross-validated trial's per-fold test UAs, its no-spread case, and how that case reaches
+"""FoldsResult.test_ua_interval (ser_core/train/results.py): the corrected resampled t interval over
+a cross-validated trial's per-fold test UAs, its no-spread case, and how that case reaches
 trials.parquet (search/recording/recorder.py)."""
 from __future__ import annotations
 
@@ -25,18 +25,31 @@ def _fit(test_ua: float, val_ua: float = 0.5) -> FitResult:
                      compactness_val=1.0, compactness_test=1.0, train_seconds=1.0, history=[], checkpoint={})
 
 
-def _folds(test_uas: list[float]) -> FoldsResult:
+def _folds(test_uas: list[float], test_train_ratio: float | None = None) -> FoldsResult:
     per_fold = [_fit(u) for u in test_uas]
     return FoldsResult(labels=("a", "b"), best_epoch=1, epochs_run=1, val=_report(0.5),
                        test=_report(float(np.mean(test_uas))), compactness_val=1.0, compactness_test=1.0,
                        train_seconds=1.0, history=[], checkpoint={}, folds=tuple(range(len(test_uas))),
-                       per_fold=per_fold)
+                       per_fold=per_fold, test_train_ratio=test_train_ratio)
 
 
 def test_interval_is_the_t_interval_over_folds():
     uas = [0.5, 0.6, 0.7]
     half = stats.t.ppf(0.975, 2) * np.std(uas, ddof=1) / math.sqrt(3)
     assert _folds(uas).test_ua_interval() == pytest.approx((0.6 - half, 0.6 + half))
+
+
+@pytest.mark.parametrize("k, ratio", [(5, 1 / 3), (3, 0.5), (10, 1 / 8)])
+def test_interval_is_corrected_for_the_folds_overlapping_training_sets(k, ratio):
+    """Nadeau & Bengio (2003): the folds' training sets overlap, so the half-width is the plain t's
+    times sqrt(1 + k * n_test/n_train) (x1.63 for 5 folds, 3 training folds each)."""
+    uas = list(np.linspace(0.5, 0.7, k))
+    plain = _folds(uas).test_ua_interval()
+    corrected = _folds(uas, test_train_ratio=ratio).test_ua_interval()
+    m = float(np.mean(uas))
+    assert corrected[0] < plain[0] < m < plain[1] < corrected[1]
+    assert (corrected[1] - m) == pytest.approx((plain[1] - m) * math.sqrt(1 + k * ratio))
+    assert _folds(uas, test_train_ratio=ratio).metrics()["test_ua_ci95_high"] == pytest.approx(corrected[1])
 
 
 @pytest.mark.parametrize("uas", [[0.5, 0.5, 0.5], [0.1 + 0.2, 0.3, 0.3]])  # equal, and equal up to rounding

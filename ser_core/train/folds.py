@@ -61,8 +61,11 @@ class FoldsRun:
     def __init__(self, cfg: TrainConfig, corpus: CorpusLike, resume: dict[str, Any] | None = None,
                  timings: dict[str, float] | None = None) -> None:
         self.folds = folds = tuple(cfg.data.folds)
+        ratios = []
         for f in folds:  # every fold must form a split before any fold trains
-            corpus.evaluation_split(f, **cfg.data.protocol_args())
+            rows = corpus.evaluation_split(f, **cfg.data.protocol_args()).rows
+            ratios.append(len(rows["test"]) / max(1, _original_clips(corpus, rows["train"])))
+        self.test_train_ratio = float(np.mean(ratios))  # the interval's overlap correction (FoldsResult)
         check_folds_state(resume, folds)
         self.test_folds = None if cfg.data.test_folds is None else tuple(cfg.data.test_folds)
         self.device = device = resolve_device(cfg.device)
@@ -117,7 +120,15 @@ class FoldsRun:
 
     def final_evaluation(self) -> FoldsResult:
         """Each fold's best weights on its own test fold, and their means."""
-        return folds_result(self.folds, [run.final_evaluation() for run in self.runs], self.history, self.test_folds)
+        return folds_result(self.folds, [run.final_evaluation() for run in self.runs], self.history, self.test_folds,
+                            self.test_train_ratio)
+
+
+def _original_clips(corpus: CorpusLike, rows: np.ndarray) -> int:
+    """Training rows that are recorded clips, not the prepared corpus's noisy copies of them."""
+    if "augmented" not in corpus.manifest.columns:
+        return len(rows)
+    return int((~corpus.manifest["augmented"].to_numpy(dtype=bool)[rows]).sum())
 
 
 def mean_report(reports: list[ClassificationReport]) -> ClassificationReport:
@@ -129,7 +140,7 @@ def mean_report(reports: list[ClassificationReport]) -> ClassificationReport:
 
 
 def folds_result(folds: tuple[int, ...], per_fold: list[FitResult], history: list[EpochReport],
-                 test_folds: tuple[int, ...] | None = None) -> FoldsResult:
+                 test_folds: tuple[int, ...] | None = None, test_train_ratio: float | None = None) -> FoldsResult:
     """The cross-validated trial's result from its folds' own (FoldsResult says what each field is)."""
     first = per_fold[0]
     return FoldsResult(
@@ -140,4 +151,4 @@ def folds_result(folds: tuple[int, ...], per_fold: list[FitResult], history: lis
         train_seconds=float(sum(r.train_seconds for r in per_fold)), history=list(history),
         checkpoint=first.checkpoint, train_corpora=first.train_corpora, eval_corpora=first.eval_corpora,
         classes=first.classes, classes_dropped=first.classes_dropped, folds=folds, per_fold=per_fold,
-        test_folds=test_folds)
+        test_folds=test_folds, test_train_ratio=test_train_ratio)

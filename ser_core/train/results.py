@@ -96,13 +96,20 @@ class FoldsResult(FitResult):
     # data.test_folds: every fold's run tested on the same held-out folds, so the per-fold test
     # figures are k models on one test set (no fold-level interval), not k test sets
     test_folds: tuple[int, ...] | None = None
+    # mean over folds of n_test / n_train clips: the folds' training sets overlap (Nadeau & Bengio
+    # 2003); None = not known (a result built by hand), the uncorrected interval
+    test_train_ratio: float | None = None
 
     def test_ua_interval(self, confidence: float = 0.95) -> tuple[float, float]:
-        """Student t interval of the mean test UA over folds (df = folds - 1): how far the
-        k folds' speakers let the estimate move. (nan, nan) when there is no spread to build an
+        """Nadeau & Bengio's corrected resampled t interval of the mean test UA over folds
+        (df = folds - 1): se = sd * sqrt(1/k + n_test/n_train), not sd / sqrt(k), because every
+        two folds' training sets share most of their speakers, so the k fold UAs are correlated
+        and the plain t interval is too narrow (Nadeau & Bengio, "Inference for the generalization
+        error", Machine Learning 52, 2003; Dietterich 1998). search's claims statistics
+        (design_interval) use the same correction. (nan, nan) when there is no spread to build an
         interval on: fewer than two folds, or folds whose test UAs are all equal (up to rounding),
-        which is a test set's granularity, not certainty (search's claims statistics, t_interval,
-        answer the same case the same way); trials.parquet then holds nulls."""
+        which is a test set's granularity, not certainty (t_interval there answers the same case
+        the same way); trials.parquet then holds nulls."""
         from scipy import stats  # noqa: PLC0415 - only cross-validated trials need it
 
         values = np.array([r.test.ua for r in self.per_fold], dtype=np.float64)
@@ -111,7 +118,8 @@ class FoldsResult(FitResult):
         mean, sd = float(values.mean()), float(values.std(ddof=1))
         if sd <= 1e-12 * max(1.0, abs(mean)):  # all equal up to rounding (0.1 + 0.2 != 0.3)
             return math.nan, math.nan
-        half = stats.t.ppf(0.5 + confidence / 2, len(values) - 1) * sd / math.sqrt(len(values))
+        ratio = self.test_train_ratio or 0.0
+        half = stats.t.ppf(0.5 + confidence / 2, len(values) - 1) * sd * math.sqrt(1.0 / len(values) + ratio)
         return float(mean - half), float(mean + half)
 
     def metrics(self) -> dict[str, float]:
