@@ -373,3 +373,32 @@ def test_reading_settings_imports_no_torch():
     code = ("import sys, search.analysis.leaderboard, search.analysis.differences; "
             "assert 'torch' not in sys.modules and 'ser_core.config' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1])
+
+
+def test_a_configuration_confirmed_on_folds_gets_the_interval_its_design_supports():
+    """Two seeds x three one-fold confirmations of one configuration are three test sets, not six
+    independent runs: the test interval is taken over the folds' seed means with Nadeau & Bengio's
+    correction (the folds' training sets overlap: n_test/n_train = 1/3 here), as the claims take it;
+    the validation interval over the two seeds' means. Pooling the six rows as independent (the
+    old rule) gives a half-width about four times narrower."""
+    from scipy import stats
+
+    test = {(1, 0): 0.60, (1, 1): 0.70, (1, 2): 0.80, (2, 0): 0.62, (2, 1): 0.68, (2, 2): 0.82}
+    val = {1: 0.55, 2: 0.65}
+    rows = [_trial(f"s{seed}f{fold}", "k", val=val[seed] + fold * 0.01, test=ua, seed=seed, stage="confirm",
+                   fold=fold, test_folds=[fold], val_folds=[(fold + 1) % 5], n_train_folds=3,
+                   selection_exposed=False)
+            for (seed, fold), ua in test.items()]
+    row = leaderboard(pd.DataFrame(rows)).iloc[0]
+
+    fold_means = [(test[1, f] + test[2, f]) / 2 for f in range(3)]
+    sd = pd.Series(fold_means).std(ddof=1)
+    corrected = stats.t.ppf(0.975, 2) * sd * math.sqrt(1 / 3 + 1 / 3)
+    assert row["test_ua_mean"] == pytest.approx(sum(fold_means) / 3)
+    assert row["test_ua_ci95"] == pytest.approx(corrected)
+    pooled = mean_ci95(list(test.values()))[1]
+    assert row["test_ua_ci95"] > 3 * pooled
+
+    seed_means = [val[s] + 0.01 for s in (1, 2)]  # each seed's mean over its three folds
+    assert row["val_ua_mean"] == pytest.approx(sum(seed_means) / 2)
+    assert row["val_ua_ci95"] == pytest.approx(T_975_DF1 * pd.Series(seed_means).std(ddof=1) / math.sqrt(2))

@@ -13,8 +13,12 @@ by its dotted path in the TrainConfig (`normalization`, `optim.weight_decay`), p
 parameter columns (search.analysis.differences): a row shows every setting it differs in from
 the other rows listed.
 
-A configuration run with several seeds shows mean ± half-width of the 95 % Student-t
-confidence interval over its completed seeds (blank with a single run).
+A configuration run with several seeds or folds shows mean ± half-width of a 95 % interval as
+wide as its design's evidence (design_mean_ci95): test figures by the claims' own rule (seeds
+averaged per test set; one test set: over seeds, conditional on those speakers; several folds:
+Nadeau & Bengio's corrected t, since the folds' training sets overlap), validation figures over
+the seeds' means. Blank with a single unit. `--group-by` rows summarise a group's
+configurations instead: plain Student t over its completed trials.
 
 Beside the figures: `test_folds`, the folds the test numbers are on, and `test_exposed`, "yes"
 when a test fold shown was also a validation fold of the selection (data.folds without
@@ -74,6 +78,33 @@ def mean_ci95(values: pd.Series | np.ndarray | list[float]) -> tuple[float, floa
         return mean, math.nan, n
     sem = float(x.std(ddof=1)) / math.sqrt(n)
     return mean, float(stats.t.ppf(0.975, df=n - 1) * sem), n
+
+
+def design_mean_ci95(runs: pd.DataFrame, metric: str) -> tuple[float, float]:
+    """(mean, 95 % half-width) of one configuration's `metric` over its completed `runs`, as wide
+    as the design's evidence: a test metric by the claims' rule (search.analysis.claims.unit_interval:
+    seeds averaged per test set; over seeds with one test set, over the test sets with several,
+    Nadeau & Bengio's corrected t where the training folds are recorded), a validation metric
+    over the seeds' means (the runs of one seed on several folds share its speakers' draw of
+    selection, they are not independent repeats). Half-width NaN without two units."""
+    from .claims import TEST_METRICS, design_units, unit_interval  # noqa: PLC0415
+
+    if not len(runs) or metric not in runs.columns:
+        return math.nan, math.nan
+    seeds = runs["seed"] if "seed" in runs.columns else pd.Series(math.nan, index=runs.index)
+    unseeded = -1 - np.arange(len(runs))  # a row that recorded no seed is a draw of its own
+    runs = runs.assign(seed=np.where(seeds.isna(), unseeded, seeds.fillna(0)).astype("int64"))
+    if metric not in TEST_METRICS:
+        mean, half, _ = mean_ci95(runs.groupby("seed")[metric].mean())
+        return mean, half
+    units = design_units(runs)
+    # leave-one-corpus-out repeats of one configuration: each held-out corpus is a test set (a unit)
+    units["protocol"] = " | ".join(sorted(set(units["protocol"].astype(str))))
+    res = unit_interval(units, metric)
+    if res.n_pairs == 0:  # rows that predate the per-fold figures: their mean, no interval
+        return mean_ci95(runs[metric])[0], math.nan
+    half = (res.ci_high - res.ci_low) / 2 if res.has_interval else math.nan
+    return float(res.mean_diff), float(half)
 
 
 def _several_protocols(df: pd.DataFrame) -> bool:
@@ -147,7 +178,10 @@ def leaderboard(trials: pd.DataFrame, group_by: list[str] | None = None) -> pd.D
         row["n_error"] = int((g["status"] == "error").sum())
         row["test_folds"], row["test_exposed"] = _test_design(done)
         for m in METRICS:
-            row[f"{m}_mean"], row[f"{m}_ci95"], _ = mean_ci95(done[m])
+            if group_by is None:
+                row[f"{m}_mean"], row[f"{m}_ci95"] = design_mean_ci95(done, m)
+            else:  # a spread over the group's configurations, each trial one draw of the search
+                row[f"{m}_mean"], row[f"{m}_ci95"], _ = mean_ci95(done[m])
         if group_by is not None:
             ranked = done.dropna(subset=["val_ua"]).sort_values(["val_ua", "val_wa"], ascending=False, kind="stable")
             best = ranked.iloc[0] if len(ranked) else None

@@ -26,12 +26,12 @@ from .arms import COLUMNS, PAIR_KEYS, check_arms_held, claim_arms, evaluate_clai
 from .file import PAPERS_FILE, load_claims, papers_claims, parse_claims
 from .model import LOWER_IS_BETTER, TEST_METRICS, Arm, Claim, ClaimsError
 from .report import FORMATS, add_claims_command, display_view, render_claims
-from .runs import confirmed_runs, lineage
+from .runs import confirmed_runs, design_units, lineage
 from .stats import VERDICTS, DesignResult, design_interval, holm, more_units_needed, t_interval, verdict
 
 __all__ = ["CLAIMS", "COLUMNS", "FORMATS", "LOWER_IS_BETTER", "PAIR_KEYS", "PAPERS_FILE", "TEST_METRICS", "VERDICTS",
            "Arm", "Claim", "ClaimsError", "DesignResult", "add_claims_command", "check_arms_held", "claim_arms",
-           "confirmed_runs", "design_interval", "display_view", "evaluate_claims", "holm", "lineage", "load_claims",
+           "confirmed_runs", "design_interval", "design_units", "display_view", "evaluate_claims", "holm", "lineage", "load_claims",
            "more_units_needed", "papers_claims", "parse_claims", "render_claims", "t_interval", "unit_interval",
            "verdict"]
 

@@ -57,9 +57,16 @@ def confirmed_runs(trials: pd.DataFrame) -> pd.DataFrame:
     missing = sorted(required - set(trials.columns))
     if missing:
         raise ClaimsError(f"trials table lacks column(s) {missing}; is it from read_trials()?")
-    df = trials[(trials["stage"] == "confirm") & (trials["status"] == "completed")].copy()
-    for c in ("sweep", "source_sweep", "config_key", "prepared_id", "fold", "model", "val_wa", "train_corpora",
-              "eval_corpora"):
+    return design_units(trials[(trials["stage"] == "confirm") & (trials["status"] == "completed")])
+
+
+def design_units(runs: pd.DataFrame) -> pd.DataFrame:
+    """`runs` (completed trials of any stage) as the claims read them: one row per run and test
+    set (`test_unit`; a run of the older cross-validated design gives one per fold, from its
+    per-fold figures) with the cell, arm and design columns the pairing and unit_interval need."""
+    df = runs.copy()
+    for c in ("stage", "sweep", "source_sweep", "config_key", "prepared_id", "fold", "model", "val_wa",
+              "train_corpora", "eval_corpora"):
         if c not in df.columns:
             df[c] = None
     if "trial_id" not in df.columns:
