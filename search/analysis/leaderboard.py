@@ -87,7 +87,9 @@ def design_mean_ci95(runs: pd.DataFrame, metric: str) -> tuple[float, float]:
     Nadeau & Bengio's corrected t where the training folds are recorded), a validation metric
     over the seeds' means (the runs of one seed on several folds share its speakers' draw of
     selection, they are not independent repeats). Half-width NaN without two units."""
-    from .claims import TEST_METRICS, design_units, unit_interval  # noqa: PLC0415
+    from .claims.arms import unit_interval  # noqa: PLC0415 - the claims package imports this module
+    from .claims.model import TEST_METRICS  # noqa: PLC0415
+    from .claims.runs import design_units  # noqa: PLC0415
 
     if not len(runs) or metric not in runs.columns:
         return math.nan, math.nan
