@@ -4,7 +4,7 @@
 #     bash .gpu-carry/install && bash benchmarks/gpu.sh
 #
 # With OUT set (a directory), each step's output also goes to $OUT/<step>.txt (machine.txt,
-# generate.txt, frontend.txt, sweep.txt, epoch.txt, packing.txt); without it, to stdout only.
+# generate.txt, frontend.txt, sweep.txt, epoch.txt, packing.txt, ssl.txt); without it, to stdout only.
 # The figures go into benchmarks/RESULTS.md by hand, with the date and the GPU from machine.txt.
 #
 # Sized to finish in about 8 minutes on an H100 (one device call may run 10). The sizes are
@@ -24,6 +24,8 @@
 #     the conventional side first, then fit with stock modules, then fit.
 #   - packing.py: N = 1, 2, 4, 8 on the paper-size corpus prepared by epoch.py, 6,000 training rows
 #     per epoch, 3 epochs (epoch 1 untimed).
+#   - ssl_frontend.py (only where transformers was carried): 32 clips through each base-size
+#     encoder, capped at 60 s; with it the worst case is 9.5 minutes.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
@@ -83,5 +85,13 @@ wait "$GEN"
 cat "$GENLOG"
 step epoch 140 $PY benchmarks/epoch.py --device cuda --full --workers 8
 step packing 140 $PY benchmarks/packing.py --device cuda --n 1,2,4,8 --clips 4720 --max-train-clips 6000 --epochs 3
+
+# The ssl frontend's encoders (random weights of the published sizes) on the GPU: needs transformers,
+# which .gpu-carry holds only when built with it (../shared/tools/gpu-carry transformers).
+if $PY -c "import transformers" 2>/dev/null; then
+  step ssl 60 $PY benchmarks/ssl_frontend.py --device cuda --clips 32
+else
+  echo "=== ssl: skipped, transformers is not installed (build .gpu-carry with: ../shared/tools/gpu-carry transformers) ===" | log ssl
+fi
 
 echo "gpu.sh: all steps done in $(( $(date +%s) - START )) s${OUT:+; logs in $OUT}"

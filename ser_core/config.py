@@ -252,9 +252,9 @@ class TrainConfig(_Strict):
 
     @model_validator(mode="after")
     def _model_reads_frontend(self) -> "TrainConfig":
-        # A functionals frontend gives one frame per clip: the CNNs' pooling has no time axis to pool.
-        if self.frontend.functionals and self.model.name not in UTTERANCE_MODELS:
-            raise ValueError(f"frontend {self.frontend.kind!r} gives one vector of functionals per clip; "
+        # An utterance frontend gives one frame per clip: the CNNs' pooling has no time axis to pool.
+        if self.frontend.utterance and self.model.name not in UTTERANCE_MODELS:
+            raise ValueError(f"frontend {self.frontend.kind!r} gives one vector per clip; "
                              f"model.name must be one of {', '.join(UTTERANCE_MODELS)}, not {self.model.name!r}")
         return self
 

@@ -117,13 +117,13 @@ def measure_latency(model: nn.Module, x: Tensor, device: torch.device | str, *, 
 
 def measure_cost(model_cfg: ModelConfig, n_features: int, num_classes: int, n_frames: int,
                  device: torch.device | str = "cpu", *, warmup: int = WARMUP_RUNS, runs: int = TIMED_RUNS,
-                 amp: bool = False) -> ModelCost:
+                 amp: bool = False, layers: int = 1) -> ModelCost:
     """The configured model's cost for one (n_features x n_frames) clip; `device` is where its
     latency is measured. The global RNG is left as it was (the model's random init is forked)."""
     t0 = time.perf_counter()
     device = torch.device(device)
     with torch.random.fork_rng(devices=[]):
-        model = build_model(model_cfg, n_features, num_classes)
+        model = build_model(model_cfg, n_features, num_classes, layers)
         x = torch.randn(1, n_features, n_frames)
     params = count_params(model)
     macs = count_macs(model, x)  # on the CPU, before the model moves to `device`
@@ -160,5 +160,5 @@ def trial_cost(cfg: TrainConfig, corpus: CorpusLike, **kwargs: Any) -> ModelCost
     shapes = trial_shapes(cfg, corpus)
     key = (cfg.model.model_dump_json(), shapes, str(device), torch.get_num_threads(), tuple(sorted(kwargs.items())))
     if key not in _MEASURED:
-        _MEASURED[key] = measure_cost(cfg.model, *shapes, device, **kwargs)
+        _MEASURED[key] = measure_cost(cfg.model, *shapes, device, layers=cfg.frontend.layers, **kwargs)
     return _MEASURED[key]

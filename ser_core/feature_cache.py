@@ -47,6 +47,7 @@ import torch
 
 from . import features
 from .features.functionals import opensmile_version
+from .features.ssl import encoder_fingerprint, transformers_version
 
 CACHE_FORMAT = 1
 CACHE_SUBDIR = "feature-cache"
@@ -89,6 +90,8 @@ def code_versions() -> dict[str, Any]:
 
 
 def cache_key(frontend: dict[str, Any], identity: dict[str, Any]) -> dict[str, Any]:
+    if frontend.get("ssl_model", "") is None:  # spectrogram caches written before ssl_model existed stay valid
+        frontend = {k: v for k, v in frontend.items() if k != "ssl_model"}
     return {"format": CACHE_FORMAT, "code": code_versions(), "frontend": frontend, "corpus": identity}
 
 
@@ -99,6 +102,16 @@ def functionals_cache_key(kind: str, sample_rate: int, identity: dict[str, Any],
     was delimited (`speech`)."""
     return {"format": CACHE_FORMAT, "code": {"functionals": features.FUNCTIONALS_VERSION, "opensmile": opensmile_version()},
             "frontend": {"kind": kind, "sample_rate": int(sample_rate)}, "speech": speech, "corpus": identity}
+
+
+def ssl_cache_key(model: str, sample_rate: int, identity: dict[str, Any], speech: str) -> dict[str, Any]:
+    """The key of a corpus's SSL layer means: the encoder (its files' digests for a local
+    directory, its id and configuration for a hub id: ser_core.features.ssl.encoder_fingerprint),
+    the corpus's rate, the code (SSL_VERSION and the transformers release) and how each clip's
+    speech was delimited. No spectrogram setting shapes them."""
+    return {"format": CACHE_FORMAT, "code": {"ssl": features.SSL_VERSION, "transformers": transformers_version()},
+            "frontend": {"kind": "ssl", "encoder": encoder_fingerprint(model), "sample_rate": int(sample_rate)},
+            "speech": speech, "corpus": identity}
 
 
 def key_name(key: dict[str, Any]) -> str:

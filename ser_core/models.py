@@ -4,7 +4,8 @@ returns both), because the loss families act on z (center, contrastive, triplet)
 the logits.
 
 The baselines (`linear`, `mlp`) are the classifiers the field puts on utterance-level functionals
-(openSMILE's eGeMAPS / ComParE, ser_core.features.functionals: one frame per clip); on a
+(openSMILE's eGeMAPS / ComParE, ser_core.features.functionals: one frame per clip) and on a frozen
+self-supervised encoder's layers (ser_core.features.ssl, through LayerWeightedSum); on a
 spectrogram they read its mean over the clip's real frames. `linear` trained with cross-entropy
 is multinomial logistic regression (weight decay as its L2 penalty)."""
 from __future__ import annotations
@@ -169,6 +170,36 @@ def _utterance_vector(x: Tensor, lengths: Tensor | None) -> Tensor:
     return _masked_mean(x.transpose(1, 2), _frame_mask(lengths, x.shape[-1], x.shape[-1]))
 
 
+class LayerWeightedSum(nn.Module):
+    """SUPERB's learnable softmax-weighted sum of an encoder's hidden layers (Yang et al.,
+    Interspeech 2021): (B, L * D) layer-major -> (B, D). The weights start equal, so training starts
+    from the layers' mean. Over per-clip layer means this equals the weighted sum of the frames'
+    states, mean-pooled (ser_core.features.ssl)."""
+
+    def __init__(self, layers: int, dim: int) -> None:
+        super().__init__()
+        self.layers, self.dim = layers, dim
+        self.logits = nn.Parameter(torch.zeros(layers))
+
+    def weights(self) -> Tensor:
+        """The layers' weights: positive, summing to one."""
+        return torch.softmax(self.logits, dim=0)
+
+    def forward(self, x: Tensor) -> Tensor:
+        stacked = x.reshape(x.shape[0], self.layers, self.dim)
+        return torch.einsum("bld,l->bd", stacked, self.weights().to(x.dtype))
+
+
+def _utterance_input(n_features: int, layers: int) -> tuple[nn.Module, int]:
+    """What an utterance classifier puts before its first layer, and that layer's input size:
+    the weighted sum of an encoder's `layers` stacked hidden states, or nothing."""
+    if layers <= 1:
+        return nn.Identity(), n_features
+    if n_features % layers:
+        raise ValueError(f"{n_features} features do not split into {layers} layers")
+    return LayerWeightedSum(layers, n_features // layers), n_features // layers
+
+
 class LinearClassifier(nn.Module):
     """One linear layer on the utterance vector: with softmax cross-entropy, multinomial logistic
     regression, the classifier of the functionals baselines in docs/baselines.md.
@@ -176,16 +207,18 @@ class LinearClassifier(nn.Module):
     A single layer has no hidden representation, so its embedding z is its logits, the only
     thing it learns: the embedding terms of center loss, SupCon and triplet then act on the class
     scores (and still shape the weights). `dropout` drops input features during training (0 = the
-    plain logistic regression)."""
+    plain logistic regression). `layers` > 1: the input is an encoder's stacked hidden states,
+    summed with learnt weights first (LayerWeightedSum)."""
 
-    def __init__(self, n_features: int, num_classes: int, dropout: float = 0.0) -> None:
+    def __init__(self, n_features: int, num_classes: int, dropout: float = 0.0, layers: int = 1) -> None:
         super().__init__()
+        self.layer_sum, width = _utterance_input(n_features, layers)
         self.dropout = nn.Dropout(dropout)
-        self.classifier = nn.Linear(n_features, num_classes)
+        self.classifier = nn.Linear(width, num_classes)
         self.embed_dim = num_classes
 
     def embed(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
-        return self.classifier(self.dropout(_utterance_vector(x, lengths)))
+        return self.classifier(self.dropout(self.layer_sum(_utterance_vector(x, lengths))))
 
     def forward(self, x: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, Tensor]:
         z = self.embed(x, lengths)
@@ -194,17 +227,20 @@ class LinearClassifier(nn.Module):
 
 class MLPClassifier(nn.Module):
     """A small MLP on the utterance vector: input dropout, one hidden ReLU layer of `hidden`
-    units (the embedding z the loss families act on), dropout, a linear classifier."""
+    units (the embedding z the loss families act on), dropout, a linear classifier. `layers` > 1:
+    an encoder's stacked hidden states, summed with learnt weights first (SUPERB's downstream head)."""
 
-    def __init__(self, n_features: int, num_classes: int, hidden: int = 128, dropout: float = 0.1) -> None:
+    def __init__(self, n_features: int, num_classes: int, hidden: int = 128, dropout: float = 0.1,
+                 layers: int = 1) -> None:
         super().__init__()
-        self.hidden = nn.Sequential(nn.Dropout(dropout), nn.Linear(n_features, hidden), nn.ReLU())
+        self.layer_sum, width = _utterance_input(n_features, layers)
+        self.hidden = nn.Sequential(nn.Dropout(dropout), nn.Linear(width, hidden), nn.ReLU())
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(hidden, num_classes)
         self.embed_dim = hidden
 
     def embed(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
-        return self.hidden(_utterance_vector(x, lengths))
+        return self.hidden(self.layer_sum(_utterance_vector(x, lengths)))
 
     def forward(self, x: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, Tensor]:
         z = self.embed(x, lengths)
@@ -213,5 +249,5 @@ class MLPClassifier(nn.Module):
 
 MODELS: dict[str, type[nn.Module]] = {"cnn_transformer": CNNTransformer, "cnn_birnn": CNNBiRNN,
                                       "linear": LinearClassifier, "mlp": MLPClassifier}
-# The models that read one vector per clip and so take a functionals frontend (one frame).
+# The models that read one vector per clip and so take an utterance frontend (functionals, ssl).
 UTTERANCE_MODELS = ("linear", "mlp")

@@ -41,7 +41,8 @@ class Predictor:
         self.frontend = build_frontend(self.frontend_cfg)
         self.normalizer = FeatureNormalizer(self.frontend_cfg.n_features)
         self.normalizer.load_state_dict(state["normalizer"])
-        self.model = build_model(self.config.model, self.frontend_cfg.n_features, len(self.labels))
+        self.model = build_model(self.config.model, self.frontend_cfg.n_features, len(self.labels),
+                                 self.frontend_cfg.layers)
         self.model.load_state_dict(state["model"])
         self.model.eval()
 

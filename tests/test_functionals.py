@@ -68,7 +68,7 @@ def test_cached_functionals_are_opensmiles_own_output(small_prepared, tmp_path, 
     corpus = PreparedCorpus.load(small_prepared)
     cfg = _config(small_prepared, frontend={"kind": kind})
     frontend_cfg = cfg.frontend.model_copy(update={"sample_rate": corpus.sample_rate})
-    cached = spectrograms.shared_functionals(cfg, corpus, frontend_cfg, corpus_identity(corpus))
+    cached = spectrograms.shared_utterance_vectors(cfg, corpus, frontend_cfg, corpus_identity(corpus))
     assert cached.shape == (len(corpus.manifest), n, 1) and cached.dtype == np.float32
 
     # a second trial maps the node's file: nothing is extracted again
@@ -76,7 +76,7 @@ def test_cached_functionals_are_opensmiles_own_output(small_prepared, tmp_path, 
         raise AssertionError("functionals extracted again instead of read from the cache")
 
     monkeypatch.setattr(spectrograms, "clip_functionals", no_extraction)
-    again = spectrograms.shared_functionals(cfg, corpus, frontend_cfg, corpus_identity(corpus))
+    again = spectrograms.shared_utterance_vectors(cfg, corpus, frontend_cfg, corpus_identity(corpus))
     assert isinstance(again, np.memmap) or isinstance(getattr(again, "base", None), np.memmap)
 
     smile = opensmile.Smile(feature_set=opensmile.FeatureSet[feature_set],
@@ -134,7 +134,7 @@ def test_egemaps_linear_trains_end_to_end_with_each_speakers_own_statistics(smal
     split = corpus.evaluation_split(0, **cfg.data.protocol_args())
     rows = split.rows["test"]
     got = feats[torch.arange(len(rows))][:, :, 0].numpy().astype(np.float64)
-    raw = spectrograms.shared_functionals(cfg, corpus, cfg.frontend, corpus_identity(corpus))[:, :, 0]
+    raw = spectrograms.shared_utterance_vectors(cfg, corpus, cfg.frontend, corpus_identity(corpus))[:, :, 0]
     speakers = corpus.manifest["speaker"].astype(str).to_numpy()
     in_trial = np.concatenate(list(split.rows.values()))
     expected = np.empty_like(got)

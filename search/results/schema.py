@@ -102,6 +102,8 @@ def config_key(cfg: TrainConfig, prepared_id: str | None = None) -> str:
         d["data"].pop("folds", None)
     if cfg.data.test_folds is None:  # and before data.test_folds existed
         d["data"].pop("test_folds", None)
+    if cfg.frontend.ssl_model is None:  # and before frontend.ssl_model existed
+        d["frontend"].pop("ssl_model", None)
     if prepared_id is not None:  # absent: the key of rows written before corpora had an identity
         d["prepared_id"] = prepared_id
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]

@@ -7,6 +7,8 @@ A package, one concept per module:
                functionals frontend, build_frontend
   functionals  openSMILE's utterance functionals (eGeMAPS, ComParE 2016), from the optional
                extra [baselines]
+  ssl          frozen self-supervised encoders (WavLM, HuBERT, wav2vec 2.0, Whisper's encoder):
+               every hidden layer's mean per clip, from the optional extra [ssl]
   moments      per-row / per-group (frames, mean, M2) statistics, merged exactly in float64
   normalizers  FeatureNormalizer (training-split statistics) and SpeakerNormalizer (per speaker)
 
@@ -18,10 +20,11 @@ from __future__ import annotations
 
 from .config import FrontendConfig, FrontendKind, PadMode, WindowName, num_frames
 from .decibels import AMIN, power_to_db
-from .frontends import MFCC, LogMelSpectrogram, LogPowerSpectrogram, OpenSmileFunctionals, build_frontend
+from .frontends import MFCC, LogMelSpectrogram, LogPowerSpectrogram, OpenSmileFunctionals, SSLLayerMeans, build_frontend
 from .functionals import FUNCTIONAL_SETS, FUNCTIONALS_VERSION, clip_functionals, is_functionals, speech_lengths
 from .moments import group_statistics, merge_row_moments, row_moments, statistics_from_row_moments
 from .normalizers import FeatureNormalizer, SpeakerNormalizer
+from .ssl import SSL_VERSION, SSLEncoderError, clip_layer_means, encoder_shape
 
 # The version of what this package computes for the node's spectrogram cache (functionals have
 # their own, FUNCTIONALS_VERSION, in .functionals): the frontends'
@@ -42,11 +45,16 @@ __all__ = [
     "LogMelSpectrogram",
     "LogPowerSpectrogram",
     "OpenSmileFunctionals",
+    "SSLEncoderError",
+    "SSLLayerMeans",
+    "SSL_VERSION",
     "PadMode",
     "SpeakerNormalizer",
     "WindowName",
     "build_frontend",
     "clip_functionals",
+    "clip_layer_means",
+    "encoder_shape",
     "group_statistics",
     "is_functionals",
     "merge_row_moments",

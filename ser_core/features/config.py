@@ -9,16 +9,19 @@ at 16 kHz that is win_length 640, hop 160, and n_fft = win_length unless given.
 `kind = "egemaps"` / `"compare"` are openSMILE's utterance-level functionals
 (ser_core.features.functionals): one vector per clip, seen downstream as a spectrogram of one
 frame; only `kind` and `sample_rate` (the corpus's, resampled to 16 kHz for openSMILE) apply to them.
+`kind = "ssl"` is a frozen self-supervised encoder named by `ssl_model` (ser_core.features.ssl):
+each hidden layer's mean over the clip, one frame of layers x size features.
 """
 from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator, model_validator
 
 from .functionals import FUNCTIONAL_SETS, is_functionals, opensmile_missing
+from .ssl import EncoderShape, encoder_shape, ssl_missing
 
-FrontendKind = Literal["mel", "stft", "mfcc", "egemaps", "compare"]
+FrontendKind = Literal["mel", "stft", "mfcc", "egemaps", "compare", "ssl"]
 WindowName = Literal["hamming", "hann"]
 # librosa's centre-padding names; "constant" is librosa 0.11's default. Always passed
 # explicitly so a changed default in another librosa release cannot shift the parity.
@@ -42,6 +45,8 @@ class FrontendConfig(BaseModel):
     f_max: float | None = None
     top_db: float | None = 80.0
     window: WindowName = "hamming"
+    # kind "ssl": the frozen encoder, a Hugging Face id or a local directory (ser_core.features.ssl)
+    ssl_model: str | None = None
 
     # Field validators (not a model validator) so each error's loc is the offending field.
     # Fields validate in declaration order, so info.data holds the ones declared earlier.
@@ -130,6 +135,25 @@ class FrontendConfig(BaseModel):
             raise ValueError(f"top_db must be > 0 dB or None (no clipping), got {v}")
         return v
 
+    @model_validator(mode="before")
+    @classmethod
+    def _ssl_model_only_for_ssl(cls, data: object) -> object:
+        # Like n_mfcc for a mel frontend: a sweep whose [base] names an encoder and whose [space]
+        # also tries "mel" must not fail on the unused setting, nor make it part of mel's identity.
+        if isinstance(data, dict) and data.get("kind", "mel") != "ssl" and "ssl_model" in data:
+            data = {k: v for k, v in data.items() if k != "ssl_model"}
+        return data
+
+    @model_validator(mode="after")
+    def _ssl_encoder_found(self) -> "FrontendConfig":
+        # At validation, like openSMILE's check: a sweep naming an encoder this machine cannot
+        # load fails before Ray starts, saying where it looked (only its config.json is read).
+        if self.kind == "ssl":
+            problem = ssl_missing(self.ssl_model)
+            if problem:
+                raise ValueError(problem)
+        return self
+
     @property
     def win_length(self) -> int:
         return _ms_to_samples(self.win_ms, self.sample_rate)
@@ -148,11 +172,30 @@ class FrontendConfig(BaseModel):
         return is_functionals(self.kind)
 
     @property
+    def utterance(self) -> bool:
+        """One vector per clip (openSMILE functionals, an SSL encoder's layer means), not frames."""
+        return self.functionals or self.kind == "ssl"
+
+    @property
+    def ssl_shape(self) -> EncoderShape | None:
+        """The encoder's hidden layers and size (kind "ssl"), from its configuration."""
+        return encoder_shape(self.ssl_model) if self.kind == "ssl" and self.ssl_model else None
+
+    @property
+    def layers(self) -> int:
+        """Stacked layers in a clip's feature vector: the encoder's hidden states for "ssl", else 1."""
+        shape = self.ssl_shape
+        return shape.layers if shape is not None else 1
+
+    @property
     def n_features(self) -> int:
-        """Output frequency rows F (functionals: the set's size), so models can size their input
-        layer from the config."""
+        """Output frequency rows F (functionals: the set's size; ssl: layers x size), so models
+        can size their input layer from the config."""
         if self.functionals:
             return FUNCTIONAL_SETS[self.kind].n_features
+        shape = self.ssl_shape
+        if shape is not None:
+            return shape.layers * shape.dim
         if self.kind == "mel":
             return self.n_mels
         if self.kind == "mfcc":
@@ -166,10 +209,10 @@ def _ms_to_samples(ms: float, sample_rate: int) -> int:
 
 def num_frames(cfg: FrontendConfig, n_samples: int) -> int:
     """Frames a centred STFT yields for `n_samples`: lets data code turn waveform lengths
-    into feature lengths (masks, pooling) without running the frontend. Functionals: 1."""
+    into feature lengths (masks, pooling) without running the frontend. Functionals, ssl: 1."""
     if n_samples < 1:
         raise ValueError(f"num_frames: n_samples must be >= 1, got {n_samples}")
-    if cfg.functionals:
+    if cfg.utterance:
         return 1
     n_fft = cfg.n_fft_resolved
     return 1 + (n_samples + 2 * (n_fft // 2) - n_fft) // cfg.hop_length

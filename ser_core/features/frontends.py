@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from .config import FrontendConfig, PadMode, WindowName
 from .decibels import power_to_db
 from .functionals import FUNCTIONAL_SETS, clip_functionals, is_functionals, opensmile_module, speech_lengths
+from .ssl import clip_layer_means, encoder_shape
 
 # A change to what a frontend computes must bump FEATURES_VERSION (ser_core/features/__init__.py):
 # cached spectrograms are keyed by it.
@@ -249,10 +250,42 @@ class OpenSmileFunctionals(nn.Module):
         return f"kind={self.kind!r}, sample_rate={self.sample_rate}, n_features={self.n_features}"
 
 
+class SSLLayerMeans(nn.Module):
+    """The ssl frontend as a module: (B, T) waveforms -> (B, layers * size, 1), each hidden layer
+    of the frozen encoder averaged over the clip's speech (ser_core.features.ssl), layer-major, as
+    one "frame". Training reads the node's cache of every clip's (ser_core.train.spectrograms);
+    this module is what `ser-search predict` runs on new audio. `lengths` as OpenSmileFunctionals'."""
+
+    def __init__(self, model: str, sample_rate: int) -> None:
+        super().__init__()
+        self.model_name, self.sample_rate = model, sample_rate
+        shape = encoder_shape(model)  # fails here, naming the encoder, not at the first batch
+        self.n_features = shape.layers * shape.dim
+
+    @torch.no_grad()
+    def forward(self, wave: Tensor, out: Tensor | None = None, lengths: Tensor | None = None) -> Tensor:
+        if wave.ndim != 2:
+            raise ValueError(f"SSLLayerMeans: expected a waveform batch (B, T), got {tuple(wave.shape)}")
+        samples = wave.detach().float().cpu().numpy()
+        n = speech_lengths(samples) if lengths is None else np.asarray(lengths.cpu() if isinstance(lengths, Tensor)
+                                                                        else lengths)
+        device = "cuda" if wave.device.type == "cuda" else "cpu"
+        means = clip_layer_means(self.model_name, samples, n, self.sample_rate, device=device)
+        result = torch.from_numpy(means.reshape(len(samples), -1))[:, :, None].to(wave.device)
+        if out is not None:
+            return out.copy_(result)
+        return result
+
+    def extra_repr(self) -> str:
+        return f"model={self.model_name!r}, sample_rate={self.sample_rate}, n_features={self.n_features}"
+
+
 def build_frontend(cfg: FrontendConfig, *, pad_mode: PadMode = "constant") -> nn.Module:
     """The frontend module a config describes; its output has cfg.n_features rows."""
     if cfg.functionals:
         return OpenSmileFunctionals(cfg.kind, cfg.sample_rate)
+    if cfg.kind == "ssl":
+        return SSLLayerMeans(str(cfg.ssl_model), cfg.sample_rate)
     common = dict(
         sample_rate=cfg.sample_rate, win_length=cfg.win_length, hop_length=cfg.hop_length,
         n_fft=cfg.n_fft_resolved, window=cfg.window, pad_mode=pad_mode, top_db=cfg.top_db,

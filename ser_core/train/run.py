@@ -43,7 +43,7 @@ class FoldRun:
         t_model = time.perf_counter()
 
         # channels-last convolutions: 1.2x per CPU step (max-pool stops dominating), tensor cores on GPU
-        model = build_model(cfg.model, data.frontend_cfg.n_features, data.num_classes).to(
+        model = build_model(cfg.model, data.frontend_cfg.n_features, data.num_classes, data.frontend_cfg.layers).to(
             data.device, memory_format=torch.channels_last)
         if cfg.fastpath:  # same maths, cheaper kernels (ser_core/fastpath.py says which and why)
             accelerate(model)

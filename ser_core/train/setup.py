@@ -31,7 +31,7 @@ from ..features import FeatureNormalizer, build_frontend, num_frames
 from ..models import MODELS, UTTERANCE_MODELS
 from ..protocols import EvaluationSplit
 from .results import CorpusLike
-from .spectrograms import functional_row_moments, shared_functionals, shared_row_moments, shared_spectrograms
+from .spectrograms import functional_row_moments, shared_row_moments, shared_spectrograms, shared_utterance_vectors
 from .speakers import fit_speaker_normalizer, speaker_groups, speaker_normalizer_from_moments
 from .split_features import RowFeatures, SplitFeatures, use_feature_cache, valid_frames
 
@@ -45,10 +45,12 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def build_model(cfg: ModelConfig, n_features: int, num_classes: int) -> nn.Module:
-    """The model a config names, with the CNN-Transformer's pooling fitted to custom channels."""
+def build_model(cfg: ModelConfig, n_features: int, num_classes: int, layers: int = 1) -> nn.Module:
+    """The model a config names, with the CNN-Transformer's pooling fitted to custom channels.
+    `layers`: the frontend's stacked encoder layers (FrontendConfig.layers), summed with learnt
+    weights by the utterance classifiers."""
     if cfg.name in UTTERANCE_MODELS:  # the baselines' classifiers: dropout, and the MLP's width
-        kwargs_head: dict[str, Any] = {"dropout": cfg.dropout}
+        kwargs_head: dict[str, Any] = {"dropout": cfg.dropout, "layers": layers}
         if cfg.name == "mlp":
             kwargs_head["hidden"] = cfg.embed_dim
         return MODELS[cfg.name](n_features, num_classes, **kwargs_head)
@@ -162,19 +164,20 @@ def prepare_trial(cfg: TrainConfig, corpus: CorpusLike, timings: dict[str, float
     identity = None if cfg.feature_cache == "off" else corpus_identity(corpus)
 
     feats: dict[str, SplitFeatures | RowFeatures]
-    if identity is not None or frontend_cfg.functionals:
+    if identity is not None or frontend_cfg.utterance:
         # The node's raw spectrograms of every manifest row, computed once per node and mapped by
         # every trial (ser_core/feature_cache.py); each trial normalises its rows per batch.
-        # openSMILE's functionals always come this way, as one frame per row (cached with an
-        # identity, else computed here): they are small, and openSMILE reads each clip's speech.
+        # Utterance vectors (openSMILE's functionals, an SSL encoder's layer means) always come this
+        # way, as one frame per row (cached with an identity, else computed here): they are small,
+        # and both read each clip's speech only.
         raw = torch.from_numpy(
-            shared_functionals(cfg, corpus, frontend_cfg, identity) if frontend_cfg.functionals
+            shared_utterance_vectors(cfg, corpus, frontend_cfg, identity, device) if frontend_cfg.utterance
             else shared_spectrograms(cfg, corpus, frontend_cfg, frontend, device, identity, fbatch))
         clock.lap("feature_cache")
         rows_t = {name: torch.as_tensor(rows, dtype=torch.long) for name, rows in splits.items()}
         # Statistics from the training split only, over each clip's real frames (not its padding),
         # merged from every row's cached moments (computed once per node, beside the spectrograms).
-        n_rows, mean_rows, m2_rows = (functional_row_moments(raw) if frontend_cfg.functionals
+        n_rows, mean_rows, m2_rows = (functional_row_moments(raw) if frontend_cfg.utterance
                                       else shared_row_moments(cfg, corpus, frontend_cfg, raw, identity))
         train = rows_t["train"]
         normalizer.fit_row_moments(n_rows[train], mean_rows[train], m2_rows[train])

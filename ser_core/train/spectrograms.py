@@ -4,10 +4,11 @@ one. The waveforms, noisy copies included, never change, so neither do their spe
 the moments let each trial fit its normaliser on its own training rows without a pass over
 the spectrograms.
 
-openSMILE's functionals (frontend "egemaps" / "compare") take the same road as a (clips,
-features, 1) array, a spectrogram of one frame: cached once per node like the spectrograms
-(`shared_functionals`), or computed in the trial for a corpus without an identity or with
-feature_cache = "off"; a row's moments over one frame are the row itself (`functional_row_moments`).
+openSMILE's functionals (frontend "egemaps" / "compare") and an SSL encoder's layer means ("ssl")
+take the same road as a (clips, features, 1) array, a spectrogram of one frame: cached once per
+node like the spectrograms (`shared_utterance_vectors`), or computed in the trial for a corpus
+without an identity or with feature_cache = "off"; a row's moments over one frame are the row
+itself (`functional_row_moments`).
 """
 from __future__ import annotations
 
@@ -18,8 +19,8 @@ import torch
 from torch import Tensor, nn
 
 from ..config import TrainConfig
-from ..feature_cache import cache_dir, cache_key, functionals_cache_key, open_or_build
-from ..features import FrontendConfig, clip_functionals, num_frames, row_moments, speech_lengths
+from ..feature_cache import cache_dir, cache_key, functionals_cache_key, open_or_build, ssl_cache_key
+from ..features import FrontendConfig, clip_functionals, clip_layer_means, num_frames, row_moments, speech_lengths
 from .results import CorpusLike
 from .split_features import valid_frames
 
@@ -69,12 +70,13 @@ def shared_row_moments(cfg: TrainConfig, corpus: CorpusLike, frontend_cfg, raw: 
     return n_rows, moments[:, 0], moments[:, 1]
 
 
-def shared_functionals(cfg: TrainConfig, corpus: CorpusLike, frontend_cfg: FrontendConfig,
-                       identity: dict[str, Any] | None) -> np.ndarray:
-    """Every manifest row's openSMILE functionals, (clips, n_features, 1) float32: from the node's
-    cache (computed here, clip by clip on this CPU, when no trial on this node has yet), or
-    computed in memory when `identity` is None (no shared cache). Each clip's functionals are
-    taken over its speech, the manifest's valid_samples (the segment's zero padding is not part
+def shared_utterance_vectors(cfg: TrainConfig, corpus: CorpusLike, frontend_cfg: FrontendConfig,
+                             identity: dict[str, Any] | None, device: torch.device | None = None) -> np.ndarray:
+    """Every manifest row's utterance vector, (clips, n_features, 1) float32: openSMILE's
+    functionals (clip by clip on this CPU) or an SSL encoder's layer means (on `device`: the
+    trial's GPU when it has one). From the node's cache (computed here when no trial on this node
+    has yet), or computed in memory when `identity` is None (no shared cache). Each clip's vector
+    is taken over its speech, the manifest's valid_samples (the segment's zero padding is not part
     of the utterance); a manifest without them: each row up to its last non-zero sample."""
     waves = corpus.waveforms
     shape = (len(waves), frontend_cfg.n_features, 1)
@@ -82,22 +84,35 @@ def shared_functionals(cfg: TrainConfig, corpus: CorpusLike, frontend_cfg: Front
         speech, how = corpus.manifest["valid_samples"].to_numpy().astype(np.int64), "valid_samples"
     else:
         speech, how = None, "trailing zeros stripped"
+    block_rows = 256 if frontend_cfg.kind == "ssl" else 64
+
+    def vectors(block: np.ndarray, lengths: np.ndarray, first_row: int) -> np.ndarray:
+        if frontend_cfg.kind == "ssl":
+            on = "cuda" if device is not None and device.type == "cuda" else "cpu"
+            means = clip_layer_means(str(frontend_cfg.ssl_model), block, lengths, frontend_cfg.sample_rate, device=on)
+            return means.reshape(len(block), -1)
+        out = np.empty((len(block), frontend_cfg.n_features), dtype=np.float32)
+        for i, (row, n) in enumerate(zip(block, lengths)):
+            try:
+                out[i] = clip_functionals(frontend_cfg.kind, row[:max(int(n), 1)], frontend_cfg.sample_rate)
+            except ValueError as e:
+                raise ValueError(f"manifest row {first_row + i}: {e}") from None
+        return out
 
     def fill(out: np.ndarray) -> None:
-        for s in range(0, len(waves), 64):
-            block = np.asarray(waves[s:s + 64], dtype=np.float32)
+        for s in range(0, len(waves), block_rows):
+            block = np.asarray(waves[s:s + block_rows], dtype=np.float32)
             lengths = speech_lengths(block) if speech is None else speech[s:s + len(block)]
-            for i, (row, n) in enumerate(zip(block, lengths)):
-                try:
-                    out[s + i, :, 0] = clip_functionals(frontend_cfg.kind, row[:max(int(n), 1)], frontend_cfg.sample_rate)
-                except ValueError as e:
-                    raise ValueError(f"manifest row {s + i}: {e}") from None
+            out[s:s + len(block), :, 0] = vectors(block, lengths, s)
 
     if identity is None:
         arr = np.empty(shape, dtype=np.float32)
         fill(arr)
         return arr
-    key = functionals_cache_key(frontend_cfg.kind, frontend_cfg.sample_rate, identity, how)
+    if frontend_cfg.kind == "ssl":
+        key = ssl_cache_key(str(frontend_cfg.ssl_model), frontend_cfg.sample_rate, identity, how)
+    else:
+        key = functionals_cache_key(frontend_cfg.kind, frontend_cfg.sample_rate, identity, how)
     arr, _ = open_or_build(cache_dir(getattr(corpus, "root", None), cfg.feature_cache_dir), key, shape, fill)
     return arr
 
