@@ -185,6 +185,15 @@ def cmd_confirm(args: argparse.Namespace) -> int:
                   file=sys.stderr)
             return 2
         sweep = names[0]
+    if arms:  # an arm tied to another sweep (a baseline's, in a claim against it) is that sweep's to confirm
+        elsewhere = [a for a in arms if a.get("sweep", sweep) != sweep]
+        if elsewhere:
+            print(f"ser-search confirm: {len(elsewhere)} arm(s) belong to other sweeps and are confirmed there: "
+                  + "; ".join(f"{a['sweep']}: {a}" for a in elsewhere), file=sys.stderr)
+        arms = [a for a in arms if a.get("sweep", sweep) == sweep]
+        if not arms:
+            print(f"ser-search confirm: error: no arm of these claims belongs to sweep {sweep!r}", file=sys.stderr)
+            return 2
     # the analysis chooses what to confirm; the driver runs what it is told
     plan = plan_confirmation(str(results), sweep, top=args.top, seeds=args.seeds, per=args.per, arms=arms)
     outcome = run_confirm(str(results), plan, address=args.address, resume=args.resume,

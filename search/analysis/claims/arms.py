@@ -29,6 +29,12 @@ Inside a cell:
    would likely decide them; p-values are Holm-adjusted over the rows of the report. A row
    whose units include a test fold that selection validated on says so (`selection_exposed`).
 
+An `across` claim (Claim.across: its arms name different models or sweeps, e.g. a deep
+configuration against the functionals baseline) is the exception the arms ask for: its cell is the
+protocol and prepared corpus only, and since its arms share test speakers but no seeds and no
+search, each arm's seeds are averaged per test set and the units are the test sets both cover
+(step 3 without the seed); the interval over several folds is the same corrected t.
+
 The rows of step 1 (lineage, protocol, arm key, test units) are read by search.analysis.claims.runs,
 and an arm's recipe settings by search.analysis.claims.settings; this module pairs and evaluates.
 """
@@ -57,6 +63,11 @@ COLUMNS = ("claim", "statement", "sweep", "protocol", "model", "prepared_id", "m
            "p_holm", "verdict", "more_pairs_needed", "config_a", "config_b", "confirm_sweeps", "scope",
            "test_train_ratio", "selection_exposed", "note")
 PAIR_KEYS = ("seed", "test_unit", "held_out")
+# An `across` claim (arms of different models or sweeps: a deep configuration against the
+# baseline) shares only the test speakers between its arms: its cell is the protocol and the
+# prepared corpus, and its runs pair by test set, each arm's seeds averaged first.
+ACROSS_CELL_KEYS = ("protocol", "prepared_id")
+TEST_SET_KEYS = ("test_unit", "held_out")
 # What a one-test-set row's interval is about: training noise on those speakers, nothing wider.
 CONDITIONAL = "conditional on these test speakers"
 
@@ -130,32 +141,67 @@ def _none_if_empty(v: Any) -> Any:
     return None if v == "" else v
 
 
+def _per_test_set(rows: pd.DataFrame, metric: str) -> pd.Series:
+    """An arm's metric per test set, its seeds averaged, keyed like PAIR_KEYS with seed 0 (an
+    `across` claim's arms share no seeds to pair)."""
+    import pandas as pd  # noqa: PLC0415
+
+    means = rows.dropna(subset=[metric]).groupby(list(TEST_SET_KEYS))[metric].mean()
+    return pd.Series(means.to_numpy(), index=pd.MultiIndex.from_tuples(
+        [(0, *k) for k in means.index], names=list(PAIR_KEYS)), dtype="float64")
+
+
+def _test_set_design(rows: pd.DataFrame, units: Any) -> tuple[float | None, bool, bool]:
+    """_unit_design for test-set units: read from every run (any seed) on those test sets."""
+    if not len(units) or rows.empty:
+        return None, False, False
+    mine = rows[rows["test_unit"].isin({u[1] for u in units})]
+    trained = mine["n_train_folds"]
+    ratio = None
+    if len(mine) and trained.notna().all() and (trained.astype(float) > 0).all():
+        ratio = float((mine["n_test_folds"].astype(float) / trained.astype(float)).mean())
+    flags = [flag(v) for v in mine["selection_exposed"]]
+    return ratio, any(f is True for f in flags), any(f is None for f in flags)
+
+
 def claim_row(claim: Claim, metric: str, cell: dict[str, Any], rows_a: pd.DataFrame, rows_b: pd.DataFrame,
          confidence: float) -> dict[str, Any]:
+    import dataclasses  # noqa: PLC0415
+
     import pandas as pd  # noqa: PLC0415
 
     cfg_a, chosen_a = choose_config(rows_a)
     cfg_b, chosen_b = choose_config(rows_b)
-    a = _per_unit(chosen_a, metric) if cfg_a else pd.Series(dtype="float64")
-    b = _per_unit(chosen_b, metric) if cfg_b else pd.Series(dtype="float64")
+    per_unit = _per_test_set if claim.across else _per_unit
+    a = per_unit(chosen_a, metric) if cfg_a else pd.Series(dtype="float64")
+    b = per_unit(chosen_b, metric) if cfg_b else pd.Series(dtype="float64")
     common, overlapping = _disjoint_units(list(a.index.intersection(b.index).sort_values()))
     x, y = a.loc[common].to_numpy(dtype=float), b.loc[common].to_numpy(dtype=float)
     diffs = (y - x) if metric in LOWER_IS_BETTER else (x - y)
     folds = [k[1] for k in common]
     seeds = [int(k[0]) for k in common]
     chosen = pd.concat([chosen_a, chosen_b]) if cfg_a and cfg_b else chosen_a.iloc[0:0]
-    ratio, exposed, unknown = _unit_design(chosen, common)
+    ratio, exposed, unknown = (_test_set_design if claim.across else _unit_design)(chosen, common)
     for rows in (rows_a, rows_b):
         picked, unsure = _choice_exposure(rows, common)
         exposed, unknown = exposed or picked, unknown or unsure
     res = design_interval(folds, seeds, diffs.tolist(), confidence, test_train_ratio=ratio)
+    if claim.across:  # the seeds behind the units: the fewer of the two arms'
+        tested = {u[1] for u in common}
+        n_seeds = min((int(r.loc[r["test_unit"].isin(tested), "seed"].nunique()) for r in (chosen_a, chosen_b)),
+                      default=0) if common else 0
+        res = dataclasses.replace(res, n_seeds=n_seeds)
     word = verdict(res.ci_low, res.ci_high, claim.stated_effect)
     alpha = 1.0 - confidence  # the runs-needed estimate is made at the report's own level
     more = more_units_needed(res, claim.stated_effect, alpha=alpha) if word == "inconclusive" else None
     confirms = sorted(set(chosen_a["sweep"]) | set(chosen_b["sweep"]))
+    sweep, model = cell.get("lineage", ""), cell.get("model", claim.model or "")
+    if claim.across:  # each arm's own lineage and model, "a vs b"
+        sweep, model = (" vs ".join(str(next(iter(sorted(set(r[c].astype(str)))), "–")) for r in (chosen_a, chosen_b))
+                        for c in ("lineage", "model"))
     return {
-        "claim": claim.claim, "statement": claim.statement, "sweep": _none_if_empty(cell.get("lineage", "")),
-        "protocol": cell.get("protocol"), "model": _none_if_empty(cell.get("model", claim.model or "")),
+        "claim": claim.claim, "statement": claim.statement, "sweep": _none_if_empty(sweep),
+        "protocol": cell.get("protocol"), "model": _none_if_empty(model),
         "prepared_id": _none_if_empty(cell.get("prepared_id", "")), "metric": metric,
         "arm_a": claim.arm_a.label(), "arm_b": claim.arm_b.label(), "stated_effect": claim.stated_effect,
         "n_folds": res.n_folds, "n_seeds": res.n_seeds, "n_pairs": res.n_pairs, "unit": res.unit,
@@ -205,8 +251,13 @@ def _why(claim: Claim, word: str, res: Any, more: int | None, cfg_a: str | None,
         hint = f"; `ser-search confirm --for-claims` the sweep of {claim.sweep}" if claim.sweep else ""
         return f"{' and '.join(missing)} {'have' if len(missing) > 1 else 'has'} no confirmed run{hint}"
     if res.n_pairs == 0:
+        if claim.across:
+            return "the two arms share no test set with the metric: confirm both on the same folds"
         return "the two arms share no (seed, fold, held-out corpus) with the metric: nothing to pair"
     if not res.has_interval:
+        if claim.across:
+            return ("across models or sweeps the runs pair by test set only (they share no seeds), and one "
+                    "test set gives no interval: confirm both arms on the same folds (confirm --folds)")
         return "one seed only: no interval; confirm with more seeds"  # several folds always give one
     if res.sd == 0.0 and math.isnan(res.ci_low):
         return (f"all {res.n_units} {res.unit} differences are equal: no spread to build an interval on "
@@ -250,12 +301,13 @@ def evaluate_claims(trials: pd.DataFrame, claims: Sequence[Claim] | None = None,
                               f"said to be better as arm a), got {claim.stated_effect}")
         mask_a, mask_b = arm_mask(runs, claim.arm_a), arm_mask(runs, claim.arm_b)
         mine = runs[mask_a | mask_b]
-        cells = list(mine.groupby(list(CELL_KEYS), sort=True, dropna=False)) if len(mine) else []
+        keys = ACROSS_CELL_KEYS if claim.across else CELL_KEYS
+        cells = list(mine.groupby(list(keys), sort=True, dropna=False)) if len(mine) else []
         if not cells:
             empty = runs.iloc[0:0]
             cells_rows = [({}, empty, empty)]
         else:
-            cells_rows = [(dict(zip(CELL_KEYS, key)), g[mask_a.loc[g.index]], g[mask_b.loc[g.index]])
+            cells_rows = [(dict(zip(keys, key)), g[mask_a.loc[g.index]], g[mask_b.loc[g.index]])
                           for key, g in cells]
         for cell, rows_a, rows_b in cells_rows:
             for metric in claim.metrics:

@@ -14,6 +14,9 @@ reference.
                                               # `settings = { mixup_alpha = 0.2 }` (sweep axis names)
     frontend = "mel"                          # optional: both arms on this frontend
     model = "cnn_birnn"                       # optional: only this model (else a row per model)
+                                              # an arm may name its own `model` and `sweep` (a
+                                              # search sweep's name): a deep configuration against
+                                              # the baseline sweep, paired by test fold only
     metrics = ["test_ua", "test_wa"]          # or metric = "test_ua"
     effect = 0.03                             # stated effect E >= 0, in the metric's units
     sweep_file = "search/sweeps/center_loss_dai2019.toml"   # optional hint: where runs come from
@@ -43,6 +46,8 @@ def _models() -> Any:
     class ArmSpec(_Strict):
         loss_family: str = Field(min_length=1)
         frontend: str | None = Field(None, min_length=1)
+        model: str | None = Field(None, min_length=1, description="this arm's model (arms may differ: a baseline)")
+        sweep: str | None = Field(None, min_length=1, description="this arm's sweep lineage (its search sweep's name)")
         settings: dict[str, StrictBool | StrictInt | StrictFloat | StrictStr] = Field(
             default_factory=dict, description="recipe settings the arm's runs have, by sweep axis name")
 
@@ -102,20 +107,22 @@ def _models() -> Any:
             if (self.metric is None) == (self.metrics is None):
                 raise ValueError("give exactly one of `metric = \"test_ua\"` or `metrics = [...]`")
             for side in ("a", "b"):
-                if self.frontend is not None and getattr(self, side).frontend is not None:
-                    raise ValueError(f"frontend is set both for the claim and in arm {side}; set it once")
+                for key in ("frontend", "model"):
+                    if getattr(self, key) is not None and getattr(getattr(self, side), key) is not None:
+                        raise ValueError(f"{key} is set both for the claim and in arm {side}; set it once")
             arm_a, arm_b = self.arm(self.a), self.arm(self.b)
             if arm_a == arm_b:
                 raise ValueError(f"arms a and b are the same ({arm_a.label()}); a claim compares two")
             if not _disjoint(arm_a, arm_b):
                 # otherwise one arm's runs could also be the other's
                 raise ValueError(f"arms a and b ({arm_a.label()} / {arm_b.label()}) could match the same runs: "
-                                 "give them different loss families, a different frontend in each, or a "
-                                 "setting both name with a different value")
+                                 "give them different loss families, a different frontend, model or sweep in "
+                                 "each, or a setting both name with a different value")
             return self
 
         def arm(self, spec: Any) -> Arm:
-            return Arm(spec.loss_family, spec.frontend or self.frontend, self.model, tuple(spec.settings.items()))
+            return Arm(spec.loss_family, spec.frontend or self.frontend, spec.model or self.model,
+                       tuple(spec.settings.items()), spec.sweep)
 
     class ClaimsFile(_Strict):
         description: str = ""
@@ -136,7 +143,8 @@ def _models() -> Any:
 _NOT_SETTINGS = {
     "loss_family": "give it as the arm's loss_family",
     "frontend": "give it as the arm's (or the claim's) frontend",
-    "model": "give it as the claim's model",
+    "model": "give it as the arm's (or the claim's) model",
+    "sweep": "give it as the arm's sweep",
     "seed": "runs pair by seed; an arm cannot fix one",
 }
 
@@ -146,8 +154,10 @@ def _disjoint(a: Arm, b: Arm) -> bool:
     or on a setting both name."""
     if a.loss_family != b.loss_family:
         return True
-    if a.frontend is not None and b.frontend is not None and a.frontend != b.frontend:
-        return True
+    for key in ("frontend", "model", "sweep"):
+        x, y = getattr(a, key), getattr(b, key)
+        if x is not None and y is not None and x != y:
+            return True
     sa, sb = dict(a.settings), dict(b.settings)
     return any(k in sb and sb[k] != v for k, v in sa.items())
 

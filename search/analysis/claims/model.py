@@ -25,23 +25,25 @@ class Arm:
     and optionally training-recipe settings the arm's runs must have (`settings`: pairs of a
     sweep axis name, as in a sweep's [space], and its value, e.g. ("mixup_alpha", 0.2)), read
     from each run's recorded configuration. Settings make ablations claims: the same loss and
-    model with and without one recipe element."""
+    model with and without one recipe element. `sweep` ties the arm to one sweep lineage (the
+    search sweep's name): a baseline sweep's arm against a deep sweep's (Claim.across)."""
     loss_family: str
     frontend: str | None = None
     model: str | None = None
     settings: tuple[tuple[str, Any], ...] = ()
+    sweep: str | None = None
 
     def label(self) -> str:
         text = "/".join(x for x in (self.loss_family, self.frontend) if x) + (f" ({self.model})" if self.model else "")
         if self.settings:
             text += " [" + ", ".join(f"{k}={v}" for k, v in self.settings) + "]"
-        return text
+        return text + (f" @{self.sweep}" if self.sweep else "")
 
     def cell(self) -> dict[str, Any]:
         """The trial columns this arm fixes (what `confirm --for-claims` confirms); a setting is a
         column named by its axis (search.analysis.claims.settings.with_setting_columns adds it)."""
         fixed: dict[str, Any] = {k: v for k, v in (("loss_family", self.loss_family), ("frontend", self.frontend),
-                                                   ("model", self.model)) if v is not None}
+                                                   ("model", self.model), ("sweep", self.sweep)) if v is not None}
         return fixed | dict(self.settings)
 
 
@@ -60,6 +62,16 @@ class Claim:
     origin: str = ""
 
     @property
+    def across(self) -> bool:
+        """The arms name different models or different sweeps (a deep configuration against the
+        functionals baseline): their runs share test speakers, not seeds or a search, so they
+        pair by test set only (search.analysis.claims.arms)."""
+        a, b = self.arm_a, self.arm_b
+        return (a.model != b.model and (a.model or b.model) is not None) or (
+            a.sweep != b.sweep and (a.sweep or b.sweep) is not None)
+
+    @property
     def model(self) -> str | None:
-        """The model the claim fixes (both arms share it), or None: a row per model found."""
-        return self.arm_a.model
+        """The model the claim fixes (both arms share it), or None: a row per model found (an
+        `across` claim's arms each name their own)."""
+        return None if self.across else self.arm_a.model

@@ -72,6 +72,17 @@ def arm_mask(df: pd.DataFrame, arm: Arm) -> pd.Series:
         mask &= df["frontend"] == arm.frontend
     if arm.model is not None:
         mask &= df["model"] == arm.model
+    if arm.sweep is not None:
+        if "lineage" in df.columns:
+            lineages = df["lineage"]
+        else:  # a trials table as read (check_arms_held): the lineage from its sweep columns
+            import pandas as pd  # noqa: PLC0415
+
+            from .runs import lineage  # noqa: PLC0415
+
+            cols = [df[c] if c in df.columns else [None] * len(df) for c in ("sweep", "stage", "source_sweep")]
+            lineages = pd.Series([lineage(*v) for v in zip(*cols)], index=df.index, dtype="object")
+        mask &= lineages == arm.sweep
     for key, wanted in arm.settings:
         mask &= df[key].map(lambda v, w=wanted: setting_equal(v, w)).astype(bool)
     return mask

@@ -1,0 +1,123 @@
+"""A deep configuration against the baseline in one claims row (issue 22): arms that name different
+models or sweeps share the test speakers, not seeds or a search, so they pair by test set (each
+arm's seeds averaged per fold) with the corrected fold-level interval, and the row says which two
+sweeps and models it compares."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from search.analysis.claims import evaluate_claims, parse_claims, render_claims
+from search.results.schema import config_columns
+from ser_core.config import TrainConfig
+
+TINY = {"name": "cnn_transformer", "channels": [8, 16, 16, 16], "d_model": 32, "n_heads": 2, "n_layers": 1,
+        "ff_dim": 64}
+CLAIMS = """
+[[claim]]
+id = "D1"
+statement = "the deep recipe beats the functionals baseline"
+a = { loss_family = "center", model = "cnn_transformer", sweep = "deep" }
+b = { loss_family = "cross_entropy", model = "linear", sweep = "baselines" }
+metric = "test_ua"
+effect = 0
+"""
+# per-fold test UA by seed: the deep arm's three seeds, the baseline's two
+DEEP = {1: [0.80, 0.70, 0.74, 0.78, 0.69], 2: [0.82, 0.68, 0.75, 0.80, 0.71], 3: [0.79, 0.71, 0.73, 0.77, 0.70]}
+BASE = {1: [0.78, 0.69, 0.70, 0.72, 0.71], 2: [0.77, 0.70, 0.71, 0.73, 0.72]}
+
+
+def _rows(sweep: str, model: dict, family: str, by_seed: dict[int, list[float]], data: dict, val: float) -> list:
+    rows = []
+    for seed, per_fold in by_seed.items():
+        loss = {"family": family, **({"center_lambda": 0.01, "center_lr": 0.5} if family == "center" else {})}
+        cfg = TrainConfig.model_validate({"data": {"prepared": "p", **data}, "seed": seed, "model": model,
+                                          "loss": loss})
+        row = {**config_columns(cfg, n_folds=5, prepared_id="pid"), "sweep": f"{sweep}-confirm",
+               "source_sweep": sweep, "trial_id": f"{sweep}{seed}", "stage": "confirm", "status": "completed",
+               "val_ua": val, "val_wa": val}
+        if len(per_fold) > 1:
+            row |= {"test_ua_folds": per_fold, "test_ua": float(np.mean(per_fold))}
+        else:
+            row["test_ua"] = per_fold[0]
+        rows.append(row)
+    return rows
+
+
+def test_a_deep_sweep_against_the_baseline_sweep_pairs_by_fold_with_the_corrected_interval():
+    five = {"folds": [0, 1, 2, 3, 4]}
+    trials = pd.DataFrame(_rows("deep", TINY, "center", DEEP, five, 0.7)
+                          + _rows("baselines", {"name": "linear"}, "cross_entropy", BASE, five, 0.6))
+    (claim,) = parse_claims(CLAIMS)
+    assert claim.across and claim.model is None
+    r = evaluate_claims(trials, [claim]).iloc[0]
+
+    per_fold = [np.mean([DEEP[s][f] for s in DEEP]) - np.mean([BASE[s][f] for s in BASE]) for f in range(5)]
+    sd = np.std(per_fold, ddof=1)
+    half = stats.t.ppf(0.975, 4) * sd * math.sqrt(1 / 5 + 1 / 3)  # 1 test fold per run, 3 training folds
+    assert r["unit"] == "fold" and r["n_folds"] == 5 and r["n_pairs"] == 5 and r["n_seeds"] == 2
+    assert r["mean_diff"] == pytest.approx(np.mean(per_fold))
+    assert (r["ci_low"], r["ci_high"]) == pytest.approx((np.mean(per_fold) - half, np.mean(per_fold) + half))
+    assert r["sweep"] == "deep vs baselines" and r["model"] == "cnn_transformer vs linear"
+    assert r["arm_a"] == "center (cnn_transformer) @deep" and r["arm_b"] == "cross_entropy (linear) @baselines"
+    assert "deep vs baselines" in render_claims(pd.DataFrame([r]))
+
+
+def test_across_sweeps_one_held_out_test_set_gives_no_interval_and_says_what_would():
+    nested = {"folds": [1, 2, 3, 4], "test_folds": [0]}
+    trials = pd.DataFrame(_rows("deep", TINY, "center", {s: [v[0]] for s, v in DEEP.items()}, nested, 0.7)
+                          + _rows("baselines", {"name": "linear"}, "cross_entropy", {s: [v[0]] for s, v in BASE.items()},
+                                  nested, 0.6))
+    r = evaluate_claims(trials, parse_claims(CLAIMS)).iloc[0]
+    assert r["n_pairs"] == 1 and math.isnan(r["ci_low"]) and r["verdict"] == "inconclusive"
+    assert r["mean_diff"] == pytest.approx(np.mean([v[0] for v in DEEP.values()]) - np.mean([v[0] for v in BASE.values()]))
+    assert "pair by test set only" in r["note"] and "confirm --folds" in r["note"]
+    assert not r["selection_exposed"]  # fold 0 was held out of both searches
+
+
+def test_arms_of_one_sweep_and_model_still_pair_by_seed():
+    """Naming the same sweep and model on both arms is an ordinary claim: seeds pair."""
+    five = {"folds": [0, 1, 2, 3, 4]}
+    trials = pd.DataFrame(_rows("deep", TINY, "center", DEEP, five, 0.7)
+                          + _rows("deep", TINY, "cross_entropy", {s: [x - 0.01 for x in v] for s, v in DEEP.items()},
+                                  five, 0.6))
+    (claim,) = parse_claims(CLAIMS.replace('model = "linear", sweep = "baselines"',
+                                           'model = "cnn_transformer", sweep = "deep"'))
+    assert not claim.across
+    r = evaluate_claims(trials, [claim]).iloc[0]
+    assert r["n_pairs"] == 15 and r["n_seeds"] == 3 and r["mean_diff"] == pytest.approx(0.01)
+    assert r["sweep"] == "deep" and r["model"] == "cnn_transformer"
+
+
+@pytest.mark.parametrize("arm_b, message", [
+    ('{ loss_family = "center", model = "cnn_transformer", sweep = "deep" }', "are the same"),
+    ('{ loss_family = "center" }', "could match the same runs"),
+    ('{ loss_family = "center", model = "linear", settings = { seed = 1 } }', "runs pair by seed"),
+])
+def test_claims_file_errors_for_arms_that_cannot_be_told_apart(arm_b, message):
+    from search.analysis.claims import ClaimsError
+
+    text = CLAIMS.replace('{ loss_family = "cross_entropy", model = "linear", sweep = "baselines" }', arm_b)
+    with pytest.raises(ClaimsError, match=message):
+        parse_claims(text)
+
+
+def test_a_model_set_for_the_claim_and_an_arm_is_refused():
+    from search.analysis.claims import ClaimsError
+
+    with pytest.raises(ClaimsError, match="model is set both for the claim and in arm a"):
+        parse_claims(CLAIMS.replace('metric = "test_ua"', 'metric = "test_ua"\nmodel = "linear"'))
+
+
+def test_claim_arms_carry_the_sweep_an_arm_belongs_to():
+    """`claim_arms` carries an arm's sweep, so `confirm --for-claims --sweep deep` plans the deep
+    arm and leaves the baseline's arm to the baseline sweep's confirmation (search/cli)."""
+    from search.analysis.claims import claim_arms
+
+    arms = claim_arms(parse_claims(CLAIMS))
+    assert arms == [{"loss_family": "center", "model": "cnn_transformer", "sweep": "deep"},
+                    {"loss_family": "cross_entropy", "model": "linear", "sweep": "baselines"}]
