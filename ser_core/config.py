@@ -286,6 +286,11 @@ def load_train_config(path: Path) -> TrainConfig:
     """Relative paths inside the file are resolved against the file's own directory."""
     path = Path(path)
     raw = load_toml(path)
+    frontend = raw.get("frontend")
+    if isinstance(frontend, dict) and isinstance(frontend.get("ssl_model"), str):  # a local encoder beside the file
+        from .features.ssl import resolve_encoder  # noqa: PLC0415
+
+        frontend["ssl_model"] = resolve_encoder(frontend["ssl_model"], path.parent)
     try:
         cfg = TrainConfig.model_validate(raw)
     except ValidationError as e:

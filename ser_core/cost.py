@@ -158,7 +158,8 @@ def trial_cost(cfg: TrainConfig, corpus: CorpusLike, **kwargs: Any) -> ModelCost
     device = resolve_device(cfg.device)
     kwargs.setdefault("amp", cfg.amp and device.type == "cuda")
     shapes = trial_shapes(cfg, corpus)
-    key = (cfg.model.model_dump_json(), shapes, str(device), torch.get_num_threads(), tuple(sorted(kwargs.items())))
+    key = (cfg.model.model_dump_json(), shapes, cfg.frontend.layers, str(device), torch.get_num_threads(),
+           tuple(sorted(kwargs.items())))
     if key not in _MEASURED:
         _MEASURED[key] = measure_cost(cfg.model, *shapes, device, layers=cfg.frontend.layers, **kwargs)
     return _MEASURED[key]

@@ -399,6 +399,26 @@ def test_a_configuration_confirmed_on_folds_gets_the_interval_its_design_support
     pooled = mean_ci95(list(test.values()))[1]
     assert row["test_ua_ci95"] > 3 * pooled
 
-    seed_means = [val[s] + 0.01 for s in (1, 2)]  # each seed's mean over its three folds
-    assert row["val_ua_mean"] == pytest.approx(sum(seed_means) / 2)
-    assert row["val_ua_ci95"] == pytest.approx(T_975_DF1 * pd.Series(seed_means).std(ddof=1) / math.sqrt(2))
+    # validation UA by the same rule (as the dashboard reads it): each fold's run's own, seeds averaged
+    val_means = [(val[1] + val[2]) / 2 + fold * 0.01 for fold in range(3)]
+    assert row["val_ua_mean"] == pytest.approx(sum(val_means) / 3)
+    assert row["val_ua_ci95"] == pytest.approx(stats.t.ppf(0.975, 2) * pd.Series(val_means).std(ddof=1)
+                                               * math.sqrt(1 / 3 + 1 / 3))
+    # validation WA has no per-fold figures: over the seeds' means
+    seed_means = [val[s] + 0.01 for s in (1, 2)]
+    assert row["val_wa_ci95"] == pytest.approx(T_975_DF1 * pd.Series(seed_means).std(ddof=1) / math.sqrt(2))
+
+
+def test_leave_one_corpus_out_repeats_are_one_test_set_per_held_out_corpus():
+    """Two seeds x three held-out corpora of one configuration: three test sets (each corpus's
+    two seeds averaged), not six independent runs and not one test set 'fold 0'."""
+    from scipy import stats
+
+    held = {"a": (0.50, 0.52), "b": (0.70, 0.66), "c": (0.60, 0.61)}
+    rows = [_trial(f"{c}{seed}", "k", val=0.5, test=ua, seed=seed, stage="confirm",
+                   train_corpora="|".join(sorted(set("abc") - {c})), eval_corpora=c)
+            for c, uas in held.items() for seed, ua in zip((1, 2), uas)]
+    row = leaderboard(pd.DataFrame(rows)).iloc[0]
+    means = [sum(v) / 2 for v in held.values()]
+    assert row["test_ua_mean"] == pytest.approx(sum(means) / 3)
+    assert row["test_ua_ci95"] == pytest.approx(stats.t.ppf(0.975, 2) * pd.Series(means).std(ddof=1) / math.sqrt(3))

@@ -123,6 +123,58 @@ def test_other_weights_under_the_same_path_are_another_cache_entry(small_prepare
     encoder_fingerprint.cache_clear()
     after = ssl_cache_key(str(copy), 16000, corpus_identity(corpus), "valid_samples")
     assert before["frontend"]["encoder"] != after["frontend"]["encoder"]
+    # the weights are hashed whole: one value changed mid-file is another encoder
+    weights = copy / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    encoder_fingerprint.cache_clear()
+    changed = ssl_cache_key(str(copy), 16000, corpus_identity(corpus), "valid_samples")
+    assert changed["frontend"]["encoder"] != after["frontend"]["encoder"]
+    # hf download's timestamped metadata (a hidden folder) is not the encoder: copies share one entry
+    meta = copy / ".cache" / "huggingface" / "download"
+    meta.mkdir(parents=True)
+    (meta / "model.safetensors.metadata").write_text("downloaded at 2026-12-07T05:00:00")
+    encoder_fingerprint.cache_clear()
+    assert ssl_cache_key(str(copy), 16000, corpus_identity(corpus), "valid_samples") == changed
+
+
+def test_a_relative_encoder_directory_is_read_beside_the_config_file(small_prepared, encoder_dir, tmp_path,
+                                                                      monkeypatch):
+    """Trials run in their own working directories: a local encoder named relative to the train or
+    sweep file is resolved against that file's directory, as data.prepared is."""
+    import shutil
+
+    from search.definition import load_sweep
+    from ser_core.config import load_train_config
+
+    here = tmp_path / "experiment"
+    shutil.copytree(encoder_dir, here / "encoders" / "tiny")
+    monkeypatch.chdir(tmp_path)  # not the file's directory
+    train = here / "train.toml"
+    train.write_text(f'[data]\nprepared = "{small_prepared}"\n[frontend]\nkind = "ssl"\n'
+                     f'ssl_model = "encoders/tiny"\n[model]\nname = "linear"\n')
+    assert load_train_config(train).frontend.ssl_model == str((here / "encoders" / "tiny").resolve())
+    sweep = here / "s.toml"
+    sweep.write_text(f"""
+[sweep]
+name = "rel"
+num_samples = 1
+
+[data]
+prepared = "{small_prepared}"
+
+[scheduler]
+max_epochs = 1
+
+[space]
+frontend = "ssl"
+
+[base]
+model = {{ name = "linear" }}
+frontend = {{ ssl_model = "./encoders/tiny" }}
+""")
+    assert load_sweep(sweep).base["frontend"]["ssl_model"] == str((here / "encoders" / "tiny").resolve())
 
 
 def test_layer_weights_are_positive_sum_to_one_and_make_superbs_weighted_sum():

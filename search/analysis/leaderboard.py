@@ -14,10 +14,10 @@ parameter columns (search.analysis.differences): a row shows every setting it di
 the other rows listed.
 
 A configuration run with several seeds or folds shows mean ± half-width of a 95 % interval as
-wide as its design's evidence (design_mean_ci95): test figures by the claims' own rule (seeds
-averaged per test set; one test set: over seeds, conditional on those speakers; several folds:
-Nadeau & Bengio's corrected t, since the folds' training sets overlap), validation figures over
-the seeds' means. Blank with a single unit. `--group-by` rows summarise a group's
+wide as its design's evidence (design_mean_ci95): test figures and validation UA by the claims'
+own rule, as the dashboard shows them (seeds averaged per test set; one test set: over seeds,
+conditional on those speakers; several folds: Nadeau & Bengio's corrected t, since the folds'
+training sets overlap), validation WA over the seeds' means. Blank with a single unit. `--group-by` rows summarise a group's
 configurations instead: plain Student t over its completed trials.
 
 Beside the figures: `test_folds`, the folds the test numbers are on, and `test_exposed`, "yes"
@@ -82,25 +82,32 @@ def mean_ci95(values: pd.Series | np.ndarray | list[float]) -> tuple[float, floa
 
 def design_mean_ci95(runs: pd.DataFrame, metric: str) -> tuple[float, float]:
     """(mean, 95 % half-width) of one configuration's `metric` over its completed `runs`, as wide
-    as the design's evidence: a test metric by the claims' rule (search.analysis.claims.unit_interval:
-    seeds averaged per test set; over seeds with one test set, over the test sets with several,
-    Nadeau & Bengio's corrected t where the training folds are recorded), a validation metric
-    over the seeds' means (the runs of one seed on several folds share its speakers' draw of
-    selection, they are not independent repeats). Half-width NaN without two units."""
+    as the design's evidence, by the claims' rule (search.analysis.claims.unit_interval: seeds
+    averaged per test set; over seeds with one test set, over the test sets with several,
+    Nadeau & Bengio's corrected t where the training folds are recorded). Test metrics and
+    validation UA (per fold where a cross-validated run recorded it: per_fold_validation, as the
+    dashboard reads it); validation WA, which has no per-fold figures, over the seeds' means.
+    Leave-one-corpus-out repeats are one test set per held-out corpus. Half-width NaN without
+    two units."""
     from .claims.arms import unit_interval  # noqa: PLC0415 - the claims package imports this module
     from .claims.model import TEST_METRICS  # noqa: PLC0415
-    from .claims.runs import design_units  # noqa: PLC0415
+    from .claims.runs import design_units, per_fold_validation  # noqa: PLC0415
 
     if not len(runs) or metric not in runs.columns:
         return math.nan, math.nan
     seeds = runs["seed"] if "seed" in runs.columns else pd.Series(math.nan, index=runs.index)
     unseeded = -1 - np.arange(len(runs))  # a row that recorded no seed is a draw of its own
     runs = runs.assign(seed=np.where(seeds.isna(), unseeded, seeds.fillna(0)).astype("int64"))
-    if metric not in TEST_METRICS:
+    if metric not in TEST_METRICS and metric != "val_ua":
         mean, half, _ = mean_ci95(runs.groupby("seed")[metric].mean())
         return mean, half
     units = design_units(runs)
-    # leave-one-corpus-out repeats of one configuration: each held-out corpus is a test set (a unit)
+    if metric == "val_ua":
+        units = per_fold_validation(units)
+    # leave-one-corpus-out repeats (one protocol each): each held-out corpus's folds are test sets of their own
+    several = units["held_out"].astype(str).nunique() > 1
+    if several:
+        units["test_unit"] = units["held_out"].astype(str) + ":" + units["test_unit"].astype(str)
     units["protocol"] = " | ".join(sorted(set(units["protocol"].astype(str))))
     res = unit_interval(units, metric)
     if res.n_pairs == 0:  # rows that predate the per-fold figures: their mean, no interval

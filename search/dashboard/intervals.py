@@ -19,7 +19,7 @@ import pandas as pd
 # the claims' own cells and rules: which configuration, what scope, a claim row
 from search.analysis.claims.arms import CELL_KEYS, choose_config, claim_row, confirmed_runs, scope_text, unit_interval
 from search.analysis.claims.model import Arm, Claim, ClaimsError
-from search.analysis.claims.runs import is_missing
+from search.analysis.claims.runs import is_missing, per_fold_validation
 
 INTERVAL_METRICS = ("val_ua", "test_ua")
 _CELL_NAMES = {"lineage": "sweep", "protocol": "", "model": "", "prepared_id": "prepared"}
@@ -58,31 +58,6 @@ def cell_text(cell: dict[str, Any], keys: Any = CELL_KEYS) -> str:
         shown = "–" if is_missing(v) or v == "" else str(v)
         parts.append(f"{_CELL_NAMES[k]} {shown}".strip())
     return " · ".join(parts)
-
-
-def _listed(v: Any) -> list[Any] | None:
-    if v is None or isinstance(v, str) or not hasattr(v, "__iter__"):
-        return None
-    items = list(v)
-    return items or None
-
-
-def per_fold_validation(runs: pd.DataFrame) -> pd.DataFrame:
-    """`runs` (rows of confirmed_runs) with each cross-validated run's validation UA per fold:
-    confirmed_runs splits such a run into one row per test fold but takes only the test figures
-    from the per-fold lists, so each fold's row would carry the run's mean validation UA and a
-    fold-level interval over them would have no spread."""
-    if runs.empty or not {"val_ua_folds", "folds", "fold"} <= set(runs.columns):
-        return runs
-    tests_col = runs["test_folds"] if "test_folds" in runs.columns else pd.Series(None, index=runs.index)
-    vals = []
-    for v, folds, tests, per, fold in zip(runs["val_ua"], runs["folds"], tests_col, runs["val_ua_folds"],
-                                          runs["fold"]):
-        fl, tl, pl = _listed(folds), _listed(tests), _listed(per)
-        if fl and pl and len(pl) == len(fl) and (tl is None or sorted(tl) == sorted(fl)) and fold in fl:
-            v = float(pl[[int(x) for x in fl].index(int(fold))])
-        vals.append(v)
-    return runs.assign(val_ua=pd.Series(vals, index=runs.index, dtype="float64"))
 
 
 def confirmed_groups(trials: pd.DataFrame) -> list[ConfirmedGroup]:

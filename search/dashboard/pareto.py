@@ -36,7 +36,7 @@ from search.results import LOSS_PARAM_COLUMNS, LOSS_PARAM_LABELS
 from .data import CONFIRM_STAGE, DashboardData, SweepInfo, search_trials
 from .figures import _style
 from .html import Figures, esc, note
-from .intervals import per_fold_validation
+from search.analysis.claims.runs import per_fold_validation
 
 LOG_SCALE = frozenset({"params", "macs"})  # counts spanning orders of magnitude
 FRONT, DOMINATED, PRUNED, CONFIRMED = ("Pareto front", "dominated", "stopped by ASHA (not ranked)",

@@ -337,12 +337,23 @@ class SweepConfig(Strict):
         return self.model_copy(update={"data": data})
 
 
+def _resolve_encoders(raw: dict[str, Any], base_dir: Path) -> None:
+    """[base] frontend.ssl_model, when it names a directory beside the sweep file, as an absolute
+    path, before validation reads it (trials run elsewhere)."""
+    from ser_core.features.ssl import resolve_encoder  # noqa: PLC0415
+
+    frontend = raw.get("base", {}).get("frontend") if isinstance(raw.get("base"), dict) else None
+    if isinstance(frontend, dict) and isinstance(frontend.get("ssl_model"), str):
+        frontend["ssl_model"] = resolve_encoder(frontend["ssl_model"], base_dir)
+
+
 def parse_sweep(text: str, *, source: str = "<string>", base_dir: Path | None = None) -> SweepConfig:
     """Sweep TOML text -> SweepConfig; a relative data.prepared resolves against base_dir."""
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise SweepConfigError(f"{source} is not valid TOML: {e}") from None
+    _resolve_encoders(raw, base_dir or Path.cwd())
     try:
         cfg = SweepConfig.model_validate(raw)
     except ValidationError as e:

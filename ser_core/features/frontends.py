@@ -269,7 +269,7 @@ class SSLLayerMeans(nn.Module):
         samples = wave.detach().float().cpu().numpy()
         n = speech_lengths(samples) if lengths is None else np.asarray(lengths.cpu() if isinstance(lengths, Tensor)
                                                                         else lengths)
-        device = "cuda" if wave.device.type == "cuda" else "cpu"
+        device = str(wave.device) if wave.device.type == "cuda" else "cpu"
         means = clip_layer_means(self.model_name, samples, n, self.sample_rate, device=device)
         result = torch.from_numpy(means.reshape(len(samples), -1))[:, :, None].to(wave.device)
         if out is not None:

@@ -38,7 +38,7 @@ EXTRA = "ssl"  # pip install 'ser-search[ssl]'
 # release. BUMP IT WITH ANY CHANGE.
 SSL_VERSION = 1
 ENCODER_RATE = 16000  # every supported encoder was trained on 16 kHz audio
-_SMALL_FILE = 16 << 20  # files hashed whole for the encoder's fingerprint; larger: head and tail
+MIN_SAMPLES = 400  # one receptive field of the wav2vec 2.0 family's convolutional feature encoder
 
 
 class SSLEncoderError(ValueError):
@@ -82,21 +82,40 @@ def _not_found(name: str) -> str:
             f"that can) or set HF_HOME to a cache that holds it")
 
 
+def resolve_encoder(name: str, base_dir: Path) -> str:
+    """A local encoder directory named relative to a config file, as an absolute path (trials run
+    in their own working directories): `name` when it is absolute, a hub id (no such directory
+    beside the file) or already a URL-like id; ./ and ../ paths always resolve."""
+    path = Path(name).expanduser()
+    if path.is_absolute():
+        return str(path)
+    beside = (base_dir / path).resolve()
+    if beside.is_dir() or name.startswith(("./", "../")):
+        return str(beside)
+    return name
+
+
 def _first_line(e: BaseException) -> str:
     text = str(e).strip()
     return text.splitlines()[0] if text else type(e).__name__
+
+
+_NOT_FOUND: dict[str, str] = {}  # this process's failed lookups: a results table of 1,000 rows asks once
 
 
 @lru_cache(maxsize=16)
 def encoder_shape(name: str) -> EncoderShape:
     """Layers and size of an encoder's hidden states, from its configuration alone (no weights):
     what a config needs to size the model before any audio is read."""
+    if name in _NOT_FOUND:
+        raise SSLEncoderError(_NOT_FOUND[name])
     transformers = transformers_module()
     source = str(_local(name) or name)
     try:
         config = transformers.AutoConfig.from_pretrained(source)
     except (OSError, ValueError) as e:
-        raise SSLEncoderError(f"cannot load the SSL encoder {name!r}: {_not_found(name)} ({_first_line(e)})") from None
+        _NOT_FOUND[name] = f"cannot load the SSL encoder {name!r}: {_not_found(name)} ({_first_line(e)})"
+        raise SSLEncoderError(_NOT_FOUND[name]) from None
     if getattr(config, "model_type", "") == "whisper":
         return EncoderShape(config.encoder_layers + 1, config.d_model)
     layers, dim = getattr(config, "num_hidden_layers", None), getattr(config, "hidden_size", None)
@@ -118,29 +137,30 @@ def ssl_missing(name: str | None) -> str | None:
 
 
 def _file_digest(path: Path) -> str:
+    """Size and SHA-256 of a whole file: a fine-tune of the same architecture may change only
+    tensors in the middle of the weights (~1 s per GB, once per process and encoder)."""
     h = hashlib.sha256()
-    size = path.stat().st_size
     with path.open("rb") as f:
-        if size <= _SMALL_FILE:
-            h.update(f.read())
-        else:  # weights: the head and tail name the tensors and their values, the size the rest
-            h.update(f.read(1 << 20))
-            f.seek(size - (1 << 20))
-            h.update(f.read())
-    return f"{size}:{h.hexdigest()[:16]}"
+        for block in iter(lambda: f.read(1 << 22), b""):
+            h.update(block)
+    return f"{path.stat().st_size}:{h.hexdigest()[:16]}"
 
 
 @lru_cache(maxsize=16)
 def encoder_fingerprint(name: str) -> dict[str, Any]:
-    """What the cache keys an encoder's features by: for a local directory its files' digests, so
-    other weights under the same path are another encoder; for a hub id the id and its config."""
+    """What the cache keys an encoder's features by: for a local directory its files' digests
+    (hidden files and folders left out: `hf download` keeps timestamped metadata in .cache/), so
+    other weights under the same path are another encoder and identical copies on two nodes are
+    one; for a hub id the id, the revision it resolved to and its configuration."""
     local = _local(name)
     if local is not None:
-        files = sorted(p for p in local.rglob("*") if p.is_file() and not p.name.startswith("."))
+        files = sorted(p for p in local.rglob("*")
+                       if p.is_file() and not any(part.startswith(".") for part in p.relative_to(local).parts))
         return {"directory": {str(p.relative_to(local)): _file_digest(p) for p in files}}
     config = transformers_module().AutoConfig.from_pretrained(name)
+    revision = getattr(config, "_commit_hash", None)
     text = json.dumps(config.to_dict(), sort_keys=True, default=str)
-    return {"id": name, "config": hashlib.sha256(text.encode()).hexdigest()[:16]}
+    return {"id": name, "revision": revision, "config": hashlib.sha256(text.encode()).hexdigest()[:16]}
 
 
 def transformers_version() -> str:
@@ -222,4 +242,17 @@ def clip_layer_means(name: str, waves: np.ndarray, speech: np.ndarray, sample_ra
     clips = [np.asarray(waves[i, :max(1, int(speech[i]))], dtype=np.float32) for i in range(len(waves))]
     if sample_rate != ENCODER_RATE:
         clips = [librosa.resample(c, orig_sr=sample_rate, target_sr=ENCODER_RATE) for c in clips]
+    # the convolutional feature encoders need one receptive field (400 samples, 25 ms); prepare
+    # keeps no clip under 0.1 s, so this only guards a hand-made corpus
+    clips = [c if len(c) >= MIN_SAMPLES else np.pad(c, (0, MIN_SAMPLES - len(c))) for c in clips]
     return frozen_encoder(name, device).layer_means(clips)
+
+
+def release_encoders() -> None:
+    """Drop the loaded encoders (and their GPU memory): the trial that filled the cache trains
+    next, on the same device, beside other trials."""
+    frozen_encoder.cache_clear()
+    import torch  # noqa: PLC0415
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()

@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from ..config import TrainConfig
 from ..feature_cache import cache_dir, cache_key, functionals_cache_key, open_or_build, ssl_cache_key
 from ..features import FrontendConfig, clip_functionals, clip_layer_means, num_frames, row_moments, speech_lengths
+from ..features.ssl import release_encoders
 from .results import CorpusLike
 from .split_features import valid_frames
 
@@ -88,7 +89,7 @@ def shared_utterance_vectors(cfg: TrainConfig, corpus: CorpusLike, frontend_cfg:
 
     def vectors(block: np.ndarray, lengths: np.ndarray, first_row: int) -> np.ndarray:
         if frontend_cfg.kind == "ssl":
-            on = "cuda" if device is not None and device.type == "cuda" else "cpu"
+            on = str(device) if device is not None and device.type == "cuda" else "cpu"
             means = clip_layer_means(str(frontend_cfg.ssl_model), block, lengths, frontend_cfg.sample_rate, device=on)
             return means.reshape(len(block), -1)
         out = np.empty((len(block), frontend_cfg.n_features), dtype=np.float32)
@@ -100,10 +101,14 @@ def shared_utterance_vectors(cfg: TrainConfig, corpus: CorpusLike, frontend_cfg:
         return out
 
     def fill(out: np.ndarray) -> None:
-        for s in range(0, len(waves), block_rows):
-            block = np.asarray(waves[s:s + block_rows], dtype=np.float32)
-            lengths = speech_lengths(block) if speech is None else speech[s:s + len(block)]
-            out[s:s + len(block), :, 0] = vectors(block, lengths, s)
+        try:
+            for s in range(0, len(waves), block_rows):
+                block = np.asarray(waves[s:s + block_rows], dtype=np.float32)
+                lengths = speech_lengths(block) if speech is None else speech[s:s + len(block)]
+                out[s:s + len(block), :, 0] = vectors(block, lengths, s)
+        finally:
+            if frontend_cfg.kind == "ssl":
+                release_encoders()
 
     if identity is None:
         arr = np.empty(shape, dtype=np.float32)

@@ -190,7 +190,7 @@ def claim_row(claim: Claim, metric: str, cell: dict[str, Any], rows_a: pd.DataFr
         tested = {u[1] for u in common}
         n_seeds = min((int(r.loc[r["test_unit"].isin(tested), "seed"].nunique()) for r in (chosen_a, chosen_b)),
                       default=0) if common else 0
-        res = dataclasses.replace(res, n_seeds=n_seeds)
+        res = dataclasses.replace(res, n_seeds=n_seeds, unit="fold")  # its units are test sets, never seeds
     word = verdict(res.ci_low, res.ci_high, claim.stated_effect)
     alpha = 1.0 - confidence  # the runs-needed estimate is made at the report's own level
     more = more_units_needed(res, claim.stated_effect, alpha=alpha) if word == "inconclusive" else None

@@ -114,6 +114,28 @@ def listed(v: Any) -> list[int] | None:
     return items or None
 
 
+def per_fold_validation(runs: pd.DataFrame) -> pd.DataFrame:
+    """`runs` (rows of design_units / confirmed_runs) with each cross-validated run's validation UA
+    per fold: design_units splits such a run into one row per test fold but takes only the test
+    figures from the per-fold lists, so each fold's row would carry the run's mean validation UA
+    and a fold-level interval over them would have no spread. (The dashboard's and the
+    leaderboard's validation intervals both read it.)"""
+    import pandas as pd  # noqa: PLC0415
+
+    if runs.empty or not {"val_ua_folds", "folds", "fold"} <= set(runs.columns):
+        return runs
+    tests_col = runs["test_folds"] if "test_folds" in runs.columns else pd.Series(None, index=runs.index)
+    vals = []
+    for v, folds, tests, per, fold in zip(runs["val_ua"], runs["folds"], tests_col, runs["val_ua_folds"],
+                                          runs["fold"]):
+        fl, tl = listed(folds), listed(tests)
+        pl = None if isinstance(per, str) or not hasattr(per, "__iter__") else (list(per) or None)
+        if fl and pl and len(pl) == len(fl) and (tl is None or sorted(tl) == sorted(fl)) and fold in fl:
+            v = float(pl[[int(x) for x in fl].index(int(fold))])
+        vals.append(v)
+    return runs.assign(val_ua=pd.Series(vals, index=runs.index, dtype="float64"))
+
+
 def flag(v: Any) -> bool | None:
     """selection_exposed as read: True, False, or None where the row predates the column."""
     return None if is_missing(v) else bool(v)
