@@ -121,3 +121,19 @@ def test_claim_arms_carry_the_sweep_an_arm_belongs_to():
     arms = claim_arms(parse_claims(CLAIMS))
     assert arms == [{"loss_family": "center", "model": "cnn_transformer", "sweep": "deep"},
                     {"loss_family": "cross_entropy", "model": "linear", "sweep": "baselines"}]
+
+
+def test_confirm_for_claims_of_a_sweep_no_arm_belongs_to_is_exit_2_before_any_work(tmp_path, capsys):
+    """Every arm of the file names another sweep: confirming this one for those claims would
+    confirm nothing the claims read (without arms it would confirm the overall winners instead)."""
+    import ray
+
+    from search.cli import main
+
+    claims = tmp_path / "claims.toml"
+    claims.write_text(CLAIMS)
+    assert main(["confirm", str(tmp_path / "results"), "--sweep", "other", "--for-claims",
+                 "--claims", str(claims)]) == 2
+    err = capsys.readouterr().err
+    assert "2 arm(s) belong to other sweeps" in err and "no arm of these claims belongs to sweep 'other'" in err
+    assert not ray.is_initialized() and not (tmp_path / "results").exists()

@@ -49,6 +49,19 @@ def test_another_preparation_of_the_same_clips_gets_another_id(synthetic_prepare
     assert PreparedCorpus.load(other).prepared_id != PreparedCorpus.load(synthetic_prepared).prepared_id
 
 
+def test_the_same_source_spelled_another_way_is_the_same_preparation(synthetic_prepared, tmp_path):
+    """EmoDB prepared from ../shared/data/emodb and from /work/shared/data/emodb are the same clips:
+    they must share an identity, or claims refuse to pair runs of the two (and caches split)."""
+    from ser_core.prepare import PrepareOptions, prepare_corpora
+
+    source = Path(json.loads((synthetic_prepared / PROTOCOL_FILE).read_text())["corpora"]["synthetic"])
+    detour = source.parent / ".." / source.parent.name / source.name  # .../synthetic0/../synthetic0/wav
+    again = tmp_path / "again"
+    prepare_corpora({"synthetic": detour}, again,
+                    PrepareOptions(segment_seconds=1.5, n_folds=3, augment_copies=1), progress=False)
+    assert PreparedCorpus.load(again).prepared_id == PreparedCorpus.load(synthetic_prepared).prepared_id
+
+
 def test_prepared_id_enters_the_trials_row_and_the_config_key(tmp_path):
     cfg = load_sweep(SWEEPS / "center_loss_dai2019.toml").trial_config(
         {"loss_family": "cross_entropy", "frontend": "mel", "lr": 1e-3, "batch_size": 32, "seed": 0})

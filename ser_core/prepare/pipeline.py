@@ -54,7 +54,9 @@ def prepare_corpora(corpora: dict[str, Path], out: Path, options: PrepareOptions
     if not corpora:
         raise PrepareError("no corpus given: pass at least one NAME=PATH")
     out = Path(out).absolute()
-    corpora = {name: Path(root).expanduser().absolute() for name, root in corpora.items()}
+    # normalised like the manifest's paths (os.path.abspath): the same folder spelled another way
+    # (a/../a, a trailing slash) is the same source, so the same preparation identity
+    corpora = {name: Path(os.path.abspath(Path(root).expanduser())) for name, root in corpora.items()}
     check_out(out, overwrite)
 
     utterances, rejects, found = scan(corpora, options.iemocap_four_class)
