@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -80,7 +80,7 @@ def mean_ci95(values: pd.Series | np.ndarray | list[float]) -> tuple[float, floa
     return mean, float(stats.t.ppf(0.975, df=n - 1) * sem), n
 
 
-def design_mean_ci95(runs: pd.DataFrame, metric: str) -> tuple[float, float]:
+def design_mean_ci95(runs: pd.DataFrame, metric: str, cache: dict[str, Any] | None = None) -> tuple[float, float]:
     """(mean, 95 % half-width) of one configuration's `metric` over its completed `runs`, as wide
     as the design's evidence, by the claims' rule (search.analysis.claims.unit_interval: seeds
     averaged per test set; over seeds with one test set, over the test sets with several,
@@ -88,32 +88,81 @@ def design_mean_ci95(runs: pd.DataFrame, metric: str) -> tuple[float, float]:
     validation UA (per fold where a cross-validated run recorded it: per_fold_validation, as the
     dashboard reads it); validation WA, which has no per-fold figures, over the seeds' means.
     Leave-one-corpus-out repeats are one test set per held-out corpus. Half-width NaN without
-    two units."""
+    two units. `cache`: a dict kept across one configuration's metrics (its units are built once)."""
     from .claims.arms import unit_interval  # noqa: PLC0415 - the claims package imports this module
     from .claims.model import TEST_METRICS  # noqa: PLC0415
-    from .claims.runs import design_units, per_fold_validation  # noqa: PLC0415
+    from .claims.runs import per_fold_validation  # noqa: PLC0415
 
     if not len(runs) or metric not in runs.columns:
         return math.nan, math.nan
-    seeds = runs["seed"] if "seed" in runs.columns else pd.Series(math.nan, index=runs.index)
-    unseeded = -1 - np.arange(len(runs))  # a row that recorded no seed is a draw of its own
-    runs = runs.assign(seed=np.where(seeds.isna(), unseeded, seeds.fillna(0)).astype("int64"))
-    if metric not in TEST_METRICS and metric != "val_ua":
-        mean, half, _ = mean_ci95(runs.groupby("seed")[metric].mean())
+    if len(runs) == 1 and not _has_fold_figures(runs, metric):  # one run, one test set: nothing to spread
+        value = runs[metric].iloc[0]
+        return (math.nan if pd.isna(value) else float(value)), math.nan
+    cache = {} if cache is None else cache
+    if "seeded" not in cache:
+        seeded = cache["seeded"] = _seeded(runs)
+        cache["one_test_set"] = _one_test_set(runs)
+        cache["by_seed"] = seeded.groupby("seed")[[m for m in METRICS if m in seeded.columns]].mean()
+    runs = cache["seeded"]
+    one = cache["one_test_set"] and not _has_fold_figures(runs, metric) and not (
+        metric == "val_ua" and _has_fold_figures(runs, "test_ua"))
+    if (metric not in TEST_METRICS and metric != "val_ua") or one:
+        # one test set (or no per-fold figures to split): the claims' rule is the t over the seeds' means
+        by_seed = cache["by_seed"][metric] if metric in cache["by_seed"].columns else runs.groupby("seed")[metric].mean()
+        mean, half, _ = mean_ci95(by_seed)
         return mean, half
-    units = design_units(runs)
+    if "units" not in cache:
+        cache["units"] = design_units_of(runs)
+    units = cache["units"]
     if metric == "val_ua":
         units = per_fold_validation(units)
-    # leave-one-corpus-out repeats (one protocol each): each held-out corpus's folds are test sets of their own
-    several = units["held_out"].astype(str).nunique() > 1
-    if several:
-        units["test_unit"] = units["held_out"].astype(str) + ":" + units["test_unit"].astype(str)
-    units["protocol"] = " | ".join(sorted(set(units["protocol"].astype(str))))
     res = unit_interval(units, metric)
     if res.n_pairs == 0:  # rows that predate the per-fold figures: their mean, no interval
         return mean_ci95(runs[metric])[0], math.nan
     half = (res.ci_high - res.ci_low) / 2 if res.has_interval else math.nan
     return float(res.mean_diff), float(half)
+
+
+def _has_fold_figures(runs: pd.DataFrame, metric: str) -> bool:
+    column = f"{metric}_folds"
+    return column in runs.columns and runs[column].map(lambda v: hasattr(v, "__len__") and len(v) > 1).any()
+
+
+def _one_test_set(runs: pd.DataFrame) -> bool:
+    """Every run is tested on the same one test set (a metric without per-fold figures then has
+    its seeds as units: the common case, and the leaderboard's fast path, since design_units
+    costs ~20 ms a configuration)."""
+    n = len(runs)
+    tests = runs["test_folds"].tolist() if "test_folds" in runs.columns else [None] * n
+    folds = runs["fold"].tolist() if "fold" in runs.columns else [None] * n
+    held = runs["eval_corpora"].tolist() if "eval_corpora" in runs.columns else [None] * n
+    sets = set()
+    for t, f, h in zip(tests, folds, held):
+        listed = tuple(int(x) for x in t) if hasattr(t, "__len__") and not isinstance(t, str) and len(t) else None
+        sets.add((listed or (None if pd.isna(f) else int(f)), None if pd.isna(h) else str(h)))
+        if len(sets) > 1:
+            return False
+    return True
+
+
+def _seeded(runs: pd.DataFrame) -> pd.DataFrame:
+    """A row that recorded no seed is a draw of its own."""
+    seeds = runs["seed"] if "seed" in runs.columns else pd.Series(math.nan, index=runs.index)
+    unseeded = -1 - np.arange(len(runs))
+    return runs.assign(seed=np.where(seeds.isna(), unseeded, seeds.fillna(0)).astype("int64"))
+
+
+def design_units_of(runs: pd.DataFrame) -> pd.DataFrame:
+    """One configuration's completed runs as test-set units (claims.design_units, from the recorded
+    design columns: the leaderboard already groups by config_key), leave-one-corpus-out repeats
+    made one test set per held-out corpus and one protocol."""
+    from .claims.runs import design_units  # noqa: PLC0415
+
+    units = design_units(_seeded(runs), read_config=False)
+    if units["held_out"].astype(str).nunique() > 1:  # each held-out corpus's folds are test sets of their own
+        units["test_unit"] = units["held_out"].astype(str) + ":" + units["test_unit"].astype(str)
+    units["protocol"] = " | ".join(sorted(set(units["protocol"].astype(str))))
+    return units
 
 
 def _several_protocols(df: pd.DataFrame) -> bool:
@@ -186,9 +235,10 @@ def leaderboard(trials: pd.DataFrame, group_by: list[str] | None = None) -> pd.D
         row["n_pruned"] = int((g["status"] == "pruned").sum())
         row["n_error"] = int((g["status"] == "error").sum())
         row["test_folds"], row["test_exposed"] = _test_design(done)
+        cache: dict[str, Any] = {}  # what every metric of the configuration reads, built once
         for m in METRICS:
             if group_by is None:
-                row[f"{m}_mean"], row[f"{m}_ci95"] = design_mean_ci95(done, m)
+                row[f"{m}_mean"], row[f"{m}_ci95"] = design_mean_ci95(done, m, cache)
             else:  # a spread over the group's configurations, each trial one draw of the search
                 row[f"{m}_mean"], row[f"{m}_ci95"], _ = mean_ci95(done[m])
         if group_by is not None:

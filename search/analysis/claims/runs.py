@@ -60,10 +60,13 @@ def confirmed_runs(trials: pd.DataFrame) -> pd.DataFrame:
     return design_units(trials[(trials["stage"] == "confirm") & (trials["status"] == "completed")])
 
 
-def design_units(runs: pd.DataFrame) -> pd.DataFrame:
+def design_units(runs: pd.DataFrame, read_config: bool = True) -> pd.DataFrame:
     """`runs` (completed trials of any stage) as the claims read them: one row per run and test
     set (`test_unit`; a run of the older cross-validated design gives one per fold, from its
-    per-fold figures) with the cell, arm and design columns the pairing and unit_interval need."""
+    per-fold figures) with the cell, arm and design columns the pairing and unit_interval need.
+    `read_config=False` takes each run's design from its recorded columns and its arm from its
+    recorded config_key (no validation of config_json: what a caller that already groups by
+    config_key, the leaderboard, needs)."""
     df = runs.copy()
     for c in ("stage", "sweep", "source_sweep", "config_key", "prepared_id", "fold", "model", "val_wa",
               "train_corpora", "eval_corpora"):
@@ -80,7 +83,7 @@ def design_units(runs: pd.DataFrame) -> pd.DataFrame:
     df["model"] = df["model"].astype("object").where(df["model"].notna(), "")
     df["fold"] = df["fold"].astype("float64").fillna(-1.0)  # no fold recorded: one fold
     df["sweep"] = df["sweep"].astype("object").where(df["sweep"].notna(), "")
-    configs = df["config_json"] if "config_json" in df.columns else [None] * len(df)
+    configs = df["config_json"] if "config_json" in df.columns and read_config else [None] * len(df)
     designs = [_arm_design(k, c, p) for k, c, p in zip(df["config_key"], configs, df["prepared_id"])]
     df["arm_key"] = [d[0] for d in designs]
     df["_design"] = [d[1] for d in designs]
