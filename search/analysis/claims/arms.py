@@ -111,7 +111,11 @@ def _unit_design(rows: pd.DataFrame, units: Any) -> tuple[float | None, bool, bo
     if not len(units):
         return None, False, False
     keys = list(PAIR_KEYS)
-    mine = rows.set_index(keys).loc[list(units)] if len(rows) else rows
+    return _design_of(rows.set_index(keys).loc[list(units)] if len(rows) else rows)
+
+
+def _design_of(mine: pd.DataFrame) -> tuple[float | None, bool, bool]:
+    """(mean n_test/n_train, any exposed, any unknown) of the runs behind some units."""
     trained = mine["n_train_folds"]
     ratio = None
     if len(mine) and trained.notna().all() and (trained.astype(float) > 0).all():
@@ -155,13 +159,7 @@ def _test_set_design(rows: pd.DataFrame, units: Any) -> tuple[float | None, bool
     """_unit_design for test-set units: read from every run (any seed) on those test sets."""
     if not len(units) or rows.empty:
         return None, False, False
-    mine = rows[rows["test_unit"].isin({u[1] for u in units})]
-    trained = mine["n_train_folds"]
-    ratio = None
-    if len(mine) and trained.notna().all() and (trained.astype(float) > 0).all():
-        ratio = float((mine["n_test_folds"].astype(float) / trained.astype(float)).mean())
-    flags = [flag(v) for v in mine["selection_exposed"]]
-    return ratio, any(f is True for f in flags), any(f is None for f in flags)
+    return _design_of(rows[rows["test_unit"].isin({u[1] for u in units})])
 
 
 def claim_row(claim: Claim, metric: str, cell: dict[str, Any], rows_a: pd.DataFrame, rows_b: pd.DataFrame,
