@@ -45,6 +45,22 @@ def synthetic_prepared(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def small_prepared(tmp_path_factory) -> Path:
+    """96 synthetic clips (6 speakers x 4 emotions x 4), no noisy copies, 3 speaker folds; 2.5 s
+    segments, so clips end in zero padding: the utterance frontends' tests (functionals, ssl)."""
+    from ser_core.prepare import PrepareOptions, prepare_corpora
+    from ser_core.synthetic import generate_corpus
+
+    base = tmp_path_factory.mktemp("small")
+    root = generate_corpus(base / "wav", n_speakers=6, clips_per_emotion=4,
+                           emotions=("neutral", "happy", "sad", "angry"), seed=3)
+    out = base / "prepared"
+    prepare_corpora({"synthetic": root}, out, PrepareOptions(segment_seconds=2.5, n_folds=3, augment_copies=0),
+                    progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
 def mixed_prepared(tmp_path_factory, emodb_dir) -> Path:
     """The real EmoDB clips and a small synthetic corpus prepared together (speaker folds
     over both): the cross-corpus tests' data."""

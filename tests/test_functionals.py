@@ -26,22 +26,6 @@ from ser_core.features import FrontendConfig, build_frontend, num_frames  # noqa
 from ser_core.train import fit, trained_split_features  # noqa: E402
 from ser_core.train import spectrograms  # noqa: E402
 
-EMOTIONS = ("neutral", "happy", "sad", "angry")
-
-
-@pytest.fixture(scope="module")
-def small_prepared(tmp_path_factory):
-    """96 synthetic clips (6 speakers x 4 emotions x 4), no noisy copies, 3 speaker folds; 2.5 s
-    segments, so clips end in zero padding."""
-    from ser_core.prepare import PrepareOptions, prepare_corpora
-    from ser_core.synthetic import generate_corpus
-
-    base = tmp_path_factory.mktemp("functionals")
-    root = generate_corpus(base / "wav", n_speakers=6, clips_per_emotion=4, emotions=EMOTIONS, seed=3)
-    out = base / "prepared"
-    prepare_corpora({"synthetic": root}, out, PrepareOptions(segment_seconds=2.5, n_folds=3, augment_copies=0),
-                    progress=False)
-    return out
 
 
 def _config(prepared, **over) -> TrainConfig:
@@ -75,7 +59,9 @@ def test_cached_functionals_are_opensmiles_own_output(small_prepared, tmp_path, 
     def no_extraction(*args, **kwargs):
         raise AssertionError("functionals extracted again instead of read from the cache")
 
-    monkeypatch.setattr(spectrograms, "clip_functionals", no_extraction)
+    from ser_core.features import frontends  # where the cache fill's extraction looks clip_functionals up
+
+    monkeypatch.setattr(frontends, "clip_functionals", no_extraction)
     again = spectrograms.shared_utterance_vectors(cfg, corpus, frontend_cfg, corpus_identity(corpus))
     assert isinstance(again, np.memmap) or isinstance(getattr(again, "base", None), np.memmap)
 

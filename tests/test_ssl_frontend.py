@@ -25,7 +25,6 @@ from ser_core.feature_cache import corpus_identity  # noqa: E402
 from ser_core.features import FrontendConfig, num_frames  # noqa: E402
 from ser_core.train import fit, spectrograms  # noqa: E402
 
-EMOTIONS = ("neutral", "happy", "sad", "angry")
 LAYERS, DIM = 3, 32  # the tiny encoder: the input embedding and 2 transformer layers, 32 wide
 
 
@@ -41,21 +40,6 @@ def encoder_dir(tmp_path_factory):
     transformers.WavLMModel(config).save_pretrained(path)
     transformers.Wav2Vec2FeatureExtractor(sampling_rate=16000, do_normalize=True).save_pretrained(path)
     return str(path)
-
-
-@pytest.fixture(scope="module")
-def small_prepared(tmp_path_factory):
-    """96 synthetic clips (6 speakers x 4 emotions x 4), no noisy copies, 3 speaker folds; 2.5 s
-    segments, so clips end in zero padding."""
-    from ser_core.prepare import PrepareOptions, prepare_corpora
-    from ser_core.synthetic import generate_corpus
-
-    base = tmp_path_factory.mktemp("ssl")
-    root = generate_corpus(base / "wav", n_speakers=6, clips_per_emotion=4, emotions=EMOTIONS, seed=3)
-    out = base / "prepared"
-    prepare_corpora({"synthetic": root}, out, PrepareOptions(segment_seconds=2.5, n_folds=3, augment_copies=0),
-                    progress=False)
-    return out
 
 
 def _config(prepared, encoder, **over) -> TrainConfig:

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from .config import FrontendConfig, PadMode, WindowName
 from .decibels import power_to_db
 from .functionals import FUNCTIONAL_SETS, clip_functionals, is_functionals, opensmile_module, speech_lengths
-from .ssl import clip_layer_means, encoder_shape
+from .ssl import clip_layer_means, encoder_shape, release_encoders
 
 # A change to what a frontend computes must bump FEATURES_VERSION (ser_core/features/__init__.py):
 # cached spectrograms are keyed by it.
@@ -217,13 +217,43 @@ class MFCC(nn.Module):
             return torch.matmul(self.dct.to(db.dtype), db, out=out)
 
 
-class OpenSmileFunctionals(nn.Module):
-    """The functionals frontend as a module: (B, T) waveforms -> (B, n_features, 1), one "frame"
-    of functionals per clip, so every spectrogram path (normalisers, models, checkpoints,
-    `ser-search predict`) takes it unchanged. Runs openSMILE on the CPU, clip by clip; training
-    reads the node's cache of every clip's functionals instead (ser_core.train.spectrograms).
-    `lengths` are samples of speech per clip; without them a clip's trailing zeros are taken
-    as padding (`speech_lengths`)."""
+class UtteranceFrontend(nn.Module):
+    """A frontend that gives one vector per clip, taken over the clip's speech: (B, T) waveforms ->
+    (B, n_features, 1), one "frame", so every spectrogram path (normalisers, models, checkpoints,
+    `ser-search predict`) takes it unchanged. Training reads the node's cache of every clip's
+    vector instead, filled by the same `vectors` (ser_core.train.spectrograms). `lengths` are
+    samples of speech per clip; without them a clip's trailing zeros are taken as padding
+    (`speech_lengths`)."""
+
+    n_features: int
+    block_rows = 64  # manifest rows per call when the cache is filled
+
+    def vectors(self, samples: np.ndarray, lengths: np.ndarray, device: str = "cpu",
+                first_row: int = 0, rows: str = "row") -> np.ndarray:
+        """(B, n_features) float32 vectors of `samples` (B, T), each over its first `lengths[i]`
+        samples; an error names the clip as f"{rows} {first_row + i}"."""
+        raise NotImplementedError
+
+    def release(self) -> None:
+        """Give back what computing the vectors held (nothing, unless a subclass says otherwise)."""
+
+    @torch.no_grad()
+    def forward(self, wave: Tensor, out: Tensor | None = None, lengths: Tensor | None = None) -> Tensor:
+        if wave.ndim != 2:
+            raise ValueError(f"{type(self).__name__}: expected a waveform batch (B, T), got {tuple(wave.shape)}")
+        samples = wave.detach().float().cpu().numpy()
+        n = speech_lengths(samples) if lengths is None else np.asarray(lengths.cpu() if isinstance(lengths, Tensor)
+                                                                        else lengths)
+        device = str(wave.device) if wave.device.type == "cuda" else "cpu"
+        result = torch.from_numpy(self.vectors(samples, n, device))[:, :, None].to(wave.device)
+        if out is not None:
+            return out.copy_(result)
+        return result
+
+
+class OpenSmileFunctionals(UtteranceFrontend):
+    """openSMILE's functionals (ser_core.features.functionals) as an utterance frontend. Runs on
+    the CPU, clip by clip."""
 
     def __init__(self, kind: str, sample_rate: int) -> None:
         super().__init__()
@@ -233,28 +263,26 @@ class OpenSmileFunctionals(nn.Module):
         self.kind, self.sample_rate = kind, sample_rate
         self.n_features = FUNCTIONAL_SETS[kind].n_features
 
-    @torch.no_grad()
-    def forward(self, wave: Tensor, out: Tensor | None = None, lengths: Tensor | None = None) -> Tensor:
-        if wave.ndim != 2:
-            raise ValueError(f"OpenSmileFunctionals: expected a waveform batch (B, T), got {tuple(wave.shape)}")
-        samples = wave.detach().float().cpu().numpy()
-        n = speech_lengths(samples) if lengths is None else np.asarray(lengths.cpu() if isinstance(lengths, Tensor)
-                                                                        else lengths)
-        feats = np.stack([clip_functionals(self.kind, row[:int(k)], self.sample_rate) for row, k in zip(samples, n)])
-        result = torch.from_numpy(feats)[:, :, None].to(wave.device)
-        if out is not None:
-            return out.copy_(result)
-        return result
+    def vectors(self, samples: np.ndarray, lengths: np.ndarray, device: str = "cpu",
+                first_row: int = 0, rows: str = "row") -> np.ndarray:
+        out = np.empty((len(samples), self.n_features), dtype=np.float32)
+        for i, (row, n) in enumerate(zip(samples, lengths)):
+            try:
+                out[i] = clip_functionals(self.kind, row[:max(int(n), 1)], self.sample_rate)
+            except ValueError as e:
+                raise ValueError(f"{rows} {first_row + i}: {e}") from None
+        return out
 
     def extra_repr(self) -> str:
         return f"kind={self.kind!r}, sample_rate={self.sample_rate}, n_features={self.n_features}"
 
 
-class SSLLayerMeans(nn.Module):
-    """The ssl frontend as a module: (B, T) waveforms -> (B, layers * size, 1), each hidden layer
-    of the frozen encoder averaged over the clip's speech (ser_core.features.ssl), layer-major, as
-    one "frame". Training reads the node's cache of every clip's (ser_core.train.spectrograms);
-    this module is what `ser-search predict` runs on new audio. `lengths` as OpenSmileFunctionals'."""
+class SSLLayerMeans(UtteranceFrontend):
+    """The ssl frontend as an utterance frontend: each hidden layer of the frozen encoder averaged
+    over the clip's speech (ser_core.features.ssl), layer-major, layers * size features; on the
+    GPU when the batch is there."""
+
+    block_rows = 256
 
     def __init__(self, model: str, sample_rate: int) -> None:
         super().__init__()
@@ -262,26 +290,21 @@ class SSLLayerMeans(nn.Module):
         shape = encoder_shape(model)  # fails here, naming the encoder, not at the first batch
         self.n_features = shape.layers * shape.dim
 
-    @torch.no_grad()
-    def forward(self, wave: Tensor, out: Tensor | None = None, lengths: Tensor | None = None) -> Tensor:
-        if wave.ndim != 2:
-            raise ValueError(f"SSLLayerMeans: expected a waveform batch (B, T), got {tuple(wave.shape)}")
-        samples = wave.detach().float().cpu().numpy()
-        n = speech_lengths(samples) if lengths is None else np.asarray(lengths.cpu() if isinstance(lengths, Tensor)
-                                                                        else lengths)
-        device = str(wave.device) if wave.device.type == "cuda" else "cpu"
-        means = clip_layer_means(self.model_name, samples, n, self.sample_rate, device=device)
-        result = torch.from_numpy(means.reshape(len(samples), -1))[:, :, None].to(wave.device)
-        if out is not None:
-            return out.copy_(result)
-        return result
+    def vectors(self, samples: np.ndarray, lengths: np.ndarray, device: str = "cpu",
+                first_row: int = 0, rows: str = "row") -> np.ndarray:
+        means = clip_layer_means(self.model_name, samples, lengths, self.sample_rate, device=device)
+        return means.reshape(len(samples), -1)
+
+    def release(self) -> None:
+        release_encoders()  # the trial that filled the cache trains next, beside other trials
 
     def extra_repr(self) -> str:
         return f"model={self.model_name!r}, sample_rate={self.sample_rate}, n_features={self.n_features}"
 
 
 def build_frontend(cfg: FrontendConfig, *, pad_mode: PadMode = "constant") -> nn.Module:
-    """The frontend module a config describes; its output has cfg.n_features rows."""
+    """The frontend module a config describes; its output has cfg.n_features rows (an
+    UtteranceFrontend for cfg.utterance)."""
     if cfg.functionals:
         return OpenSmileFunctionals(cfg.kind, cfg.sample_rate)
     if cfg.kind == "ssl":

@@ -20,8 +20,7 @@ from torch import Tensor, nn
 
 from ..config import TrainConfig
 from ..feature_cache import cache_dir, cache_key, functionals_cache_key, open_or_build, ssl_cache_key
-from ..features import FrontendConfig, clip_functionals, clip_layer_means, num_frames, row_moments, speech_lengths
-from ..features.ssl import release_encoders
+from ..features import FrontendConfig, build_frontend, num_frames, row_moments, speech_lengths
 from .results import CorpusLike
 from .split_features import valid_frames
 
@@ -85,30 +84,17 @@ def shared_utterance_vectors(cfg: TrainConfig, corpus: CorpusLike, frontend_cfg:
         speech, how = corpus.manifest["valid_samples"].to_numpy().astype(np.int64), "valid_samples"
     else:
         speech, how = None, "trailing zeros stripped"
-    block_rows = 256 if frontend_cfg.kind == "ssl" else 64
-
-    def vectors(block: np.ndarray, lengths: np.ndarray, first_row: int) -> np.ndarray:
-        if frontend_cfg.kind == "ssl":
-            on = str(device) if device is not None and device.type == "cuda" else "cpu"
-            means = clip_layer_means(str(frontend_cfg.ssl_model), block, lengths, frontend_cfg.sample_rate, device=on)
-            return means.reshape(len(block), -1)
-        out = np.empty((len(block), frontend_cfg.n_features), dtype=np.float32)
-        for i, (row, n) in enumerate(zip(block, lengths)):
-            try:
-                out[i] = clip_functionals(frontend_cfg.kind, row[:max(int(n), 1)], frontend_cfg.sample_rate)
-            except ValueError as e:
-                raise ValueError(f"manifest row {first_row + i}: {e}") from None
-        return out
+    frontend = build_frontend(frontend_cfg)
+    on = str(device) if device is not None and device.type == "cuda" else "cpu"
 
     def fill(out: np.ndarray) -> None:
         try:
-            for s in range(0, len(waves), block_rows):
-                block = np.asarray(waves[s:s + block_rows], dtype=np.float32)
+            for s in range(0, len(waves), frontend.block_rows):
+                block = np.asarray(waves[s:s + frontend.block_rows], dtype=np.float32)
                 lengths = speech_lengths(block) if speech is None else speech[s:s + len(block)]
-                out[s:s + len(block), :, 0] = vectors(block, lengths, s)
+                out[s:s + len(block), :, 0] = frontend.vectors(block, lengths, on, first_row=s, rows="manifest row")
         finally:
-            if frontend_cfg.kind == "ssl":
-                release_encoders()
+            frontend.release()
 
     if identity is None:
         arr = np.empty(shape, dtype=np.float32)
