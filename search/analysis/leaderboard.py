@@ -14,11 +14,12 @@ parameter columns (search.analysis.differences): a row shows every setting it di
 the other rows listed.
 
 A configuration run with several seeds or folds shows mean ± half-width of a 95 % interval as
-wide as its design's evidence (design_mean_ci95): test figures and validation UA by the claims'
+wide as its design's evidence: test figures and validation UA by the claims'
 own rule, as the dashboard shows them (seeds averaged per test set; one test set: over seeds,
 conditional on those speakers; several folds: Nadeau & Bengio's corrected t, since the folds'
-training sets overlap), validation WA over the seeds' means. Blank with a single unit. `--group-by` rows summarise a group's
-configurations instead: plain Student t over its completed trials.
+training sets overlap), validation WA over the seeds' means (design_intervals). Blank with a
+single unit. `--group-by` rows summarise a group's configurations instead: plain Student t over
+its completed trials.
 
 Beside the figures: `test_folds`, the folds the test numbers are on, and `test_exposed`, "yes"
 when a test fold shown was also a validation fold of the selection (data.folds without
@@ -29,7 +30,7 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -80,47 +81,47 @@ def mean_ci95(values: pd.Series | np.ndarray | list[float]) -> tuple[float, floa
     return mean, float(stats.t.ppf(0.975, df=n - 1) * sem), n
 
 
-def design_mean_ci95(runs: pd.DataFrame, metric: str, cache: dict[str, Any] | None = None) -> tuple[float, float]:
-    """(mean, 95 % half-width) of one configuration's `metric` over its completed `runs`, as wide
-    as the design's evidence, by the claims' rule (search.analysis.claims.unit_interval: seeds
+def design_intervals(runs: pd.DataFrame, metrics: tuple[str, ...] = METRICS) -> dict[str, tuple[float, float]]:
+    """Each metric's (mean, 95 % half-width) over one configuration's completed `runs`, as wide as
+    the design's evidence, by the claims' rule (search.analysis.claims.unit_interval: seeds
     averaged per test set; over seeds with one test set, over the test sets with several,
     Nadeau & Bengio's corrected t where the training folds are recorded). Test metrics and
     validation UA (per fold where a cross-validated run recorded it: per_fold_validation, as the
     dashboard reads it); validation WA, which has no per-fold figures, over the seeds' means.
     Leave-one-corpus-out repeats are one test set per held-out corpus. Half-width NaN without
-    two units. `cache`: a dict kept across one configuration's metrics (its units are built once)."""
+    two units."""
     from .claims.arms import unit_interval  # noqa: PLC0415 - the claims package imports this module
     from .claims.model import TEST_METRICS  # noqa: PLC0415
     from .claims.runs import per_fold_validation  # noqa: PLC0415
 
-    if not len(runs) or metric not in runs.columns:
-        return math.nan, math.nan
-    if len(runs) == 1 and not _has_fold_figures(runs, metric):  # one run, one test set: nothing to spread
-        value = runs[metric].iloc[0]
-        return (math.nan if pd.isna(value) else float(value)), math.nan
-    cache = {} if cache is None else cache
-    if "seeded" not in cache:
-        seeded = cache["seeded"] = _seeded(runs)
-        cache["one_test_set"] = _one_test_set(runs)
-        cache["by_seed"] = seeded.groupby("seed")[[m for m in METRICS if m in seeded.columns]].mean()
-    runs = cache["seeded"]
-    one = cache["one_test_set"] and not _has_fold_figures(runs, metric) and not (
-        metric == "val_ua" and _has_fold_figures(runs, "test_ua"))
-    if (metric not in TEST_METRICS and metric != "val_ua") or one:
-        # one test set (or no per-fold figures to split): the claims' rule is the t over the seeds' means
-        by_seed = cache["by_seed"][metric] if metric in cache["by_seed"].columns else runs.groupby("seed")[metric].mean()
-        mean, half, _ = mean_ci95(by_seed)
-        return mean, half
-    if "units" not in cache:
-        cache["units"] = design_units_of(runs)
-    units = cache["units"]
-    if metric == "val_ua":
-        units = per_fold_validation(units)
-    res = unit_interval(units, metric)
-    if res.n_pairs == 0:  # rows that predate the per-fold figures: their mean, no interval
-        return mean_ci95(runs[metric])[0], math.nan
-    half = (res.ci_high - res.ci_low) / 2 if res.has_interval else math.nan
-    return float(res.mean_diff), float(half)
+    present = [m for m in metrics if m in runs.columns]
+    out = {m: (math.nan, math.nan) for m in metrics}
+    if len(runs) == 1:  # one run: its figures, and an interval only over its folds
+        one_run = [m for m in present if not _has_fold_figures(runs, m)]
+        for m in one_run:
+            value = runs[m].iloc[0]
+            out[m] = (math.nan if pd.isna(value) else float(value)), math.nan
+        present = [m for m in present if m not in one_run]
+    if not present or not len(runs):
+        return out
+    runs = _seeded(runs)
+    by_seed = runs.groupby("seed")[present].mean()
+    one_test_set = _one_test_set(runs)
+    units = None
+    for m in present:
+        # one test set without per-fold figures to split (the common case): the claims' rule is the
+        # t over the seeds' means, taken directly (design_units costs ~20 ms a configuration)
+        split = _has_fold_figures(runs, m) or (m == "val_ua" and _has_fold_figures(runs, "test_ua"))
+        if (m not in TEST_METRICS and m != "val_ua") or (one_test_set and not split):
+            out[m] = mean_ci95(by_seed[m])[:2]
+            continue
+        units = design_units_of(runs) if units is None else units
+        res = unit_interval(per_fold_validation(units) if m == "val_ua" else units, m)
+        if res.n_pairs == 0:  # rows that predate the per-fold figures: their mean, no interval
+            out[m] = mean_ci95(runs[m])[0], math.nan
+        else:
+            out[m] = float(res.mean_diff), float((res.ci_high - res.ci_low) / 2) if res.has_interval else math.nan
+    return out
 
 
 def _has_fold_figures(runs: pd.DataFrame, metric: str) -> bool:
@@ -235,11 +236,11 @@ def leaderboard(trials: pd.DataFrame, group_by: list[str] | None = None) -> pd.D
         row["n_pruned"] = int((g["status"] == "pruned").sum())
         row["n_error"] = int((g["status"] == "error").sum())
         row["test_folds"], row["test_exposed"] = _test_design(done)
-        cache: dict[str, Any] = {}  # what every metric of the configuration reads, built once
-        for m in METRICS:
-            if group_by is None:
-                row[f"{m}_mean"], row[f"{m}_ci95"] = design_mean_ci95(done, m, cache)
-            else:  # a spread over the group's configurations, each trial one draw of the search
+        if group_by is None:
+            for m, (mean, half) in design_intervals(done).items():
+                row[f"{m}_mean"], row[f"{m}_ci95"] = mean, half
+        else:  # a spread over the group's configurations, each trial one draw of the search
+            for m in METRICS:
                 row[f"{m}_mean"], row[f"{m}_ci95"], _ = mean_ci95(done[m])
         if group_by is not None:
             ranked = done.dropna(subset=["val_ua"]).sort_values(["val_ua", "val_wa"], ascending=False, kind="stable")
