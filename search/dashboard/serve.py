@@ -31,16 +31,24 @@ def results_version(results_dir: str | Path) -> str:
         fs, root = pafs.FileSystem.from_uri(text)
     else:
         fs, root = pafs.LocalFileSystem(), Path(text).expanduser().resolve().as_posix()
+    def listing(path: str, recursive: bool = False) -> list:
+        # A directory a writer creates while it is listed can escape Arrow's allow_not_found as
+        # FileNotFoundError (see search.results.parts.list_parts): then it was not there yet.
+        try:
+            return fs.get_file_info(pafs.FileSelector(path, allow_not_found=True, recursive=recursive))
+        except FileNotFoundError:
+            return []
+
     try:
-        top = fs.get_file_info(pafs.FileSelector(root, allow_not_found=True))
+        top = listing(root)
     except (OSError, NotADirectoryError):
         top = []
     infos = list(top)
     for d in [root, *(i.path for i in top if i.type == pafs.FileType.Directory)]:
         if d != root:
-            infos += fs.get_file_info(pafs.FileSelector(d, allow_not_found=True))
+            infos += listing(d)
         # the part files a running driver appends (search.results.parts)
-        infos += fs.get_file_info(pafs.FileSelector(f"{d.rstrip('/')}/parts", allow_not_found=True, recursive=True))
+        infos += listing(f"{d.rstrip('/')}/parts", recursive=True)
     keys = sorted(f"{i.path}|{i.size}|{i.mtime_ns}" for i in infos
                   if i.type == pafs.FileType.File and (i.path.endswith(".parquet") or i.path.endswith("sweep.toml")))
     return hashlib.sha1("\n".join(keys).encode()).hexdigest()[:16]

@@ -74,8 +74,20 @@ def parts_dir(root: str, name: str) -> str:
 
 
 def list_parts(fs: pafs.FileSystem, root: str, name: str) -> list[str]:
-    """The table's part files, oldest first."""
-    infos = fs.get_file_info(pafs.FileSelector(parts_dir(root, name), allow_not_found=True))
+    """The table's part files, oldest first.
+
+    Arrow's `allow_not_found` has a window: the listing fails on a missing directory, then
+    Arrow checks that it is missing, and if a writer's first flush created it in between, the
+    listing's FileNotFoundError escapes. The directory is never removed, so listing again sees it.
+    """
+    selector = pafs.FileSelector(parts_dir(root, name), allow_not_found=True)
+    for attempt in range(3):
+        try:
+            infos = fs.get_file_info(selector)
+            break
+        except FileNotFoundError:
+            if attempt == 2:
+                raise
     return sorted(i.path for i in infos if i.type == pafs.FileType.File and i.base_name.endswith(".parquet")
                   and ".tmp-" not in i.base_name)
 
