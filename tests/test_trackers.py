@@ -250,3 +250,21 @@ def test_a_sweep_without_logging_writes_no_tracker_files(synthetic_prepared, tmp
     assert not list(tmp_path.rglob("events.out.tfevents.*"))
     assert not list(tmp_path.rglob("mlruns")) and not list(tmp_path.rglob("mlflow.db"))
     assert list(Path(outcome.sweep_dir, "tune").rglob("result.json"))  # Tune's own logs are kept
+
+
+@pytest.mark.skipif(importlib.util.find_spec("mlflow") is None, reason="the trackers extra is not installed")
+@pytest.mark.parametrize("data, expected", [
+    ({"fold": 2}, {"fold": 2, "test_folds": "2", "val_folds": "3"}),
+    # cross-validated (the older design): tests on 0, 1, 2, validates on 1, 2, 3; data.fold (0) names none
+    ({"folds": [0, 1, 2]}, {"test_folds": "0,1,2", "val_folds": "1,2,3"}),
+    # held out: selection on 1-4, the one test fold 0; data.fold's default says nothing here
+    ({"test_folds": [3], "folds": [0, 1, 2, 4]}, {"fold": 3, "test_folds": "3", "val_folds": "0,1,2,4"}),
+])
+def test_mlflow_parameters_name_the_folds_the_trials_row_names(data, expected):
+    from search.recording.mlflow_runs import _mlflow_params  # noqa: PLC0415 - imports mlflow
+    from ser_core.config import TrainConfig  # noqa: PLC0415
+
+    cfg = TrainConfig.model_validate({"data": {"prepared": "p", **data}})
+    params = _mlflow_params({"lr": 1e-3}, cfg, n_folds=5)
+    assert {k: params.get(k) for k in ("fold", "test_folds", "val_folds")} == {
+        "fold": None, "test_folds": None, "val_folds": None, **expected}

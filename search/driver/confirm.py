@@ -158,7 +158,7 @@ def run_confirm(results: str, plan: ConfirmationPlan, *, address: str | None = N
                 tune_config=tune.TuneConfig(search_alg=RelocatingVariantGenerator(max_concurrent=max_concurrent)),
                 run_config=run_config(run_dir, recorder, max_failures, loggers=tracker_callbacks(
                     trackers, run_name=name, stage="confirm", source_sweep=sweep_name, to_config=confirm_config,
-                    experiment=name, run_dir=run_dir)),
+                    experiment=name, run_dir=run_dir, n_folds=getattr(corpus, "n_folds", None))),
             )
         if echo:
             announce(f"confirmation {name!r} ({' x '.join(repeats)})", runs, address, resources, run_dir)

@@ -144,7 +144,7 @@ def _run_study(sweep: SweepConfig, results: str, sweep_dir: str, store: ResultsS
             ),
             run_config=run_config(sweep_dir, recorder, max_failures, extra=extra, loggers=tracker_callbacks(
                 sweep.logging, run_name=name, stage="search", source_sweep=name, to_config=sweep.trial_config,
-                run_dir=sweep_dir)),
+                run_dir=sweep_dir, n_folds=getattr(corpus, "n_folds", None))),
         )
     if echo:
         announce(f"sweep {name!r}", sweep.sweep.num_samples, address, resources, sweep_dir)

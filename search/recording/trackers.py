@@ -29,13 +29,15 @@ def default_loggers() -> list[tune.Callback]:
 
 def tracker_callbacks(logging: LoggingSection | None, *, run_name: str, stage: str, source_sweep: str,
                       to_config: Callable[[dict[str, Any]], TrainConfig],
-                      experiment: str | None = None, run_dir: str | None = None) -> list[tune.Callback]:
+                      experiment: str | None = None, run_dir: str | None = None,
+                      n_folds: int | None = None) -> list[tune.Callback]:
     """Tune's logger callbacks for a run (a sweep or a confirmation): always its CSV and JSON
     logs (Tune's defaults, which it would add itself), plus each tracker [logging] names.
     Tune's default TensorBoard logger is not added unless asked for (see runner._configure_tune),
     so a sweep without [logging] writes no event files. `experiment` (the MLflow experiment /
     W&B project) defaults to [logging] experiment, else `run_name`; W&B writes under a local
-    `run_dir` (<results>/<name>/wandb/)."""
+    `run_dir` (<results>/<name>/wandb/). `n_folds` (the prepared data's) lets MLflow's parameters
+    name a trial's validation and test folds as its trials row does."""
     callbacks = default_loggers()
     if logging is None or not logging.enabled():
         return callbacks
@@ -45,7 +47,7 @@ def tracker_callbacks(logging: LoggingSection | None, *, run_name: str, stage: s
     if logging.mlflow:
         from .mlflow_runs import TrialRunsMLflow  # noqa: PLC0415 - imports mlflow (seconds)
 
-        callbacks.append(TrialRunsMLflow(logging.mlflow, to_config, experiment_name=name, tags=tags))
+        callbacks.append(TrialRunsMLflow(logging.mlflow, to_config, n_folds, experiment_name=name, tags=tags))
     if logging.tensorboard:
         from ray.tune.logger import TBXLoggerCallback  # noqa: PLC0415
 
