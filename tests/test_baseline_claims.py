@@ -137,3 +137,82 @@ def test_confirm_for_claims_of_a_sweep_no_arm_belongs_to_is_exit_2_before_any_wo
     err = capsys.readouterr().err
     assert "2 arm(s) belong to other sweeps" in err and "no arm of these claims belongs to sweep 'other'" in err
     assert not ray.is_initialized() and not (tmp_path / "results").exists()
+
+
+# Nested cross-validation done as one held-out sweep per outer fold (test_folds = [f], selection on
+# the other four): each sweep confirmed two candidate configurations (lr 1e-3 and 3e-3) with seeds
+# 1-3. Per outer fold: (validation UA, test UA by seed) of each candidate. The validation winner
+# differs between folds, so a choice over all five sweeps at once (lr 1e-3: mean validation 0.72
+# against 0.70) would pair other runs on folds 1 and 3.
+NESTED_DEEP = {
+    0: {1e-3: (0.74, [0.80, 0.81, 0.79]), 3e-3: (0.70, [0.60, 0.61, 0.59])},
+    1: {1e-3: (0.70, [0.70, 0.71, 0.69]), 3e-3: (0.72, [0.76, 0.75, 0.77])},
+    2: {1e-3: (0.75, [0.74, 0.73, 0.75]), 3e-3: (0.69, [0.64, 0.65, 0.63])},
+    3: {1e-3: (0.66, [0.66, 0.64, 0.65]), 3e-3: (0.71, [0.79, 0.80, 0.81])},
+    4: {1e-3: (0.75, [0.70, 0.69, 0.71]), 3e-3: (0.68, [0.60, 0.58, 0.59])},
+}
+NESTED_CLAIMS = CLAIMS.replace('sweep = "deep"', 'sweep = ["q-f0", "q-f1", "q-f2", "q-f3", "q-f4"]')
+
+
+def _nested_rows() -> list[dict]:
+    rows = []
+    for outer, candidates in NESTED_DEEP.items():
+        data = {"test_folds": [outer], "folds": [f for f in range(5) if f != outer]}
+        for lr, (val, tests) in candidates.items():
+            for seed, test in enumerate(tests, start=1):
+                cfg = TrainConfig.model_validate({"data": {"prepared": "p", **data}, "seed": seed, "model": TINY,
+                                                  "optim": {"lr": lr}, "loss": {"family": "center", "center_lambda": 0.01,
+                                                                                "center_lr": 0.5}})
+                rows.append({**config_columns(cfg, n_folds=5, prepared_id="pid"), "sweep": f"q-f{outer}-confirm",
+                             "source_sweep": f"q-f{outer}", "trial_id": f"q{outer}-{lr}-{seed}", "stage": "confirm",
+                             "status": "completed", "val_ua": val, "val_wa": val, "test_ua": test})
+    # the baseline: one-fold runs on each test fold (validation fold f+1), seeds 1-2
+    for f in range(5):
+        rows += [r | {"trial_id": f"b{f}-{r['seed']}"} for r in
+                 _rows("baselines", {"name": "linear"}, "cross_entropy", {s: [v[f]] for s, v in BASE.items()},
+                       {"fold": f}, 0.6)]
+    return rows
+
+
+def test_an_arm_of_one_held_out_sweep_per_outer_fold_is_nested_cross_validation_against_the_baseline():
+    (claim,) = parse_claims(NESTED_CLAIMS)
+    assert claim.across and claim.arm_a.sweeps == ("q-f0", "q-f1", "q-f2", "q-f3", "q-f4")
+    r = evaluate_claims(pd.DataFrame(_nested_rows()), [claim]).iloc[0]
+
+    # each outer fold's configuration is its own sweep's validation winner, its seeds averaged
+    chosen = {f: max(c.values(), key=lambda vt: vt[0])[1] for f, c in NESTED_DEEP.items()}
+    per_fold = [np.mean(chosen[f]) - np.mean([BASE[s][f] for s in BASE]) for f in range(5)]
+    half = stats.t.ppf(0.975, 4) * np.std(per_fold, ddof=1) * math.sqrt(1 / 5 + 1 / 3)
+    assert r["unit"] == "fold" and r["n_folds"] == 5 and r["n_pairs"] == 5
+    assert r["mean_diff"] == pytest.approx(np.mean(per_fold))
+    assert (r["ci_low"], r["ci_high"]) == pytest.approx((np.mean(per_fold) - half, np.mean(per_fold) + half))
+    # one configuration per outer fold (a config_key holds its fold design); a choice over all five
+    # sweeps at once (lr 1e-3: mean validation 0.72 against 0.70) would give another mean above
+    assert len(r["config_a"].split(",")) == 5
+    # no outer fold's choice read its own test fold: the row is nested (a choice over all five
+    # sweeps at once would have read every fold as validation)
+    assert not r["selection_exposed"] and "NOT NESTED" not in r["note"]
+    assert r["sweep"] == "q-f0,q-f1,q-f2,q-f3,q-f4 vs baselines"
+    assert r["arm_a"] == "center (cnn_transformer) @q-f0,q-f1,q-f2,q-f3,q-f4"
+
+
+def test_a_sweep_of_a_nested_arm_confirms_that_arm_and_leaves_the_others_to_their_sweeps():
+    from search.analysis.claims import arms_of_sweep, claim_arms
+
+    arms = claim_arms(parse_claims(NESTED_CLAIMS))
+    mine, elsewhere = arms_of_sweep(arms, "q-f3")
+    assert mine == [{"loss_family": "center", "model": "cnn_transformer", "sweep": "q-f3"}]
+    assert [a["sweep"] for a in elsewhere] == ["baselines"]
+    mine, elsewhere = arms_of_sweep(arms, "baselines")
+    assert mine == [{"loss_family": "cross_entropy", "model": "linear", "sweep": "baselines"}] and len(elsewhere) == 1
+
+
+@pytest.mark.parametrize("sweep, message", [
+    ('["q-f0", "q-f0"]', "names a sweep twice"),
+    ('["q-f0", ""]', "a sweep name cannot be empty"),
+])
+def test_a_nested_arm_names_each_sweep_once(sweep, message):
+    from search.analysis.claims import ClaimsError
+
+    with pytest.raises(ClaimsError, match=message):
+        parse_claims(CLAIMS.replace('sweep = "deep"', f"sweep = {sweep}"))

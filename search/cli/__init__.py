@@ -158,7 +158,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 def cmd_confirm(args: argparse.Namespace) -> int:
     from search.analysis.leaderboard import leaderboard, render
     from search.results import read_trials
-    from search.analysis.claims import claim_arms
+    from search.analysis.claims import arms_of_sweep, claim_arms
     from search.analysis.confirmation import plan_confirmation
     from search.driver import run_confirm
 
@@ -186,11 +186,11 @@ def cmd_confirm(args: argparse.Namespace) -> int:
             return 2
         sweep = names[0]
     if arms:  # an arm tied to another sweep (a baseline's, in a claim against it) is that sweep's to confirm
-        elsewhere = [a for a in arms if a.get("sweep", sweep) != sweep]
+        arms, elsewhere = arms_of_sweep(arms, sweep)
         if elsewhere:
             print(f"ser-search confirm: {len(elsewhere)} arm(s) belong to other sweeps and are confirmed there: "
-                  + "; ".join(f"{a['sweep']}: {a}" for a in elsewhere), file=sys.stderr)
-        arms = [a for a in arms if a.get("sweep", sweep) == sweep]
+                  + "; ".join(f"{a['sweep'] if isinstance(a['sweep'], str) else ','.join(a['sweep'])}: {a}"
+                              for a in elsewhere), file=sys.stderr)
         if not arms:
             print(f"ser-search confirm: error: no arm of these claims belongs to sweep {sweep!r}", file=sys.stderr)
             return 2

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .arms import COLUMNS, PAIR_KEYS, check_arms_held, claim_arms, evaluate_claims, unit_interval
+from .arms import COLUMNS, PAIR_KEYS, arms_of_sweep, check_arms_held, claim_arms, evaluate_claims, unit_interval
 from .file import PAPERS_FILE, load_claims, papers_claims, parse_claims
 from .model import LOWER_IS_BETTER, TEST_METRICS, Arm, Claim, ClaimsError
 from .report import FORMATS, add_claims_command, display_view, render_claims
@@ -30,7 +30,8 @@ from .runs import confirmed_runs, design_units, lineage
 from .stats import VERDICTS, DesignResult, design_interval, holm, more_units_needed, t_interval, verdict
 
 __all__ = ["CLAIMS", "COLUMNS", "FORMATS", "LOWER_IS_BETTER", "PAIR_KEYS", "PAPERS_FILE", "TEST_METRICS", "VERDICTS",
-           "Arm", "Claim", "ClaimsError", "DesignResult", "add_claims_command", "check_arms_held", "claim_arms",
+           "Arm", "Claim", "ClaimsError", "DesignResult", "add_claims_command", "arms_of_sweep", "check_arms_held",
+           "claim_arms",
            "confirmed_runs", "design_interval", "design_units", "display_view", "evaluate_claims", "holm", "lineage", "load_claims",
            "more_units_needed", "papers_claims", "parse_claims", "render_claims", "t_interval", "unit_interval",
            "verdict"]

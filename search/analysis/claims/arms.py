@@ -54,7 +54,8 @@ if TYPE_CHECKING:  # pandas is imported lazily so `ser-search --help` stays fast
 
 # CELL_KEYS, CONFIRM_SUFFIX, confirmed_runs, lineage (.runs) and the setting helpers (.settings) are
 # defined there and named here too, where they were first.
-__all__ = ["CELL_KEYS", "COLUMNS", "CONDITIONAL", "CONFIRM_SUFFIX", "PAIR_KEYS", "check_arms_held", "choose_config",
+__all__ = ["CELL_KEYS", "COLUMNS", "CONDITIONAL", "CONFIRM_SUFFIX", "PAIR_KEYS", "arms_of_sweep", "check_arms_held",
+           "choose_arm_config", "choose_config",
            "claim_arms", "claim_row", "confirmed_runs", "evaluate_claims", "lineage", "scope_text", "setting_equal",
            "setting_keys", "unit_interval", "with_setting_columns"]
 
@@ -83,6 +84,32 @@ def choose_config(rows: pd.DataFrame) -> tuple[str | None, pd.DataFrame]:
     score = score.sort_values(["val_ua", "val_wa", key], ascending=[False, False, True], kind="stable")
     chosen = rows[rows[key] == score[key].iloc[0]]
     return ",".join(sorted({str(k) for k in chosen["config_key"]})), chosen
+
+
+def choose_arm_config(rows: pd.DataFrame, arm: Any) -> tuple[str | None, pd.DataFrame]:
+    """choose_config for one arm: over all its rows, or, for an arm naming several sweeps (one
+    held-out sweep per outer fold of a nested cross-validation), in each sweep lineage on its own,
+    so each outer fold's configuration is chosen on that sweep's validation folds only."""
+    import pandas as pd  # noqa: PLC0415
+
+    if len(arm.sweeps) < 2 or rows.empty:
+        return choose_config(rows)
+    picks = [choose_config(group) for _, group in rows.groupby("lineage", sort=True)]
+    keys = sorted({k for key, _ in picks if key for k in key.split(",")})
+    return ",".join(keys) or None, pd.concat([chosen for _, chosen in picks])
+
+
+def _arm_choice_exposure(rows: pd.DataFrame, arm: Any, units: Any) -> tuple[bool, bool]:
+    """_choice_exposure of one arm: per sweep lineage for an arm naming several (each outer
+    fold's choice read only its own sweep's candidates, which tested only its held-out fold)."""
+    if len(arm.sweeps) < 2 or rows.empty:
+        return _choice_exposure(rows, units)
+    exposed = unknown = False
+    for _, group in rows.groupby("lineage", sort=True):
+        tested = set(group["test_unit"])
+        picked, unsure = _choice_exposure(group, [u for u in units if u[1] in tested])
+        exposed, unknown = exposed or picked, unknown or unsure
+    return exposed, unknown
 
 
 def _per_unit(rows: pd.DataFrame, metric: str) -> pd.Series:
@@ -168,8 +195,8 @@ def claim_row(claim: Claim, metric: str, cell: dict[str, Any], rows_a: pd.DataFr
 
     import pandas as pd  # noqa: PLC0415
 
-    cfg_a, chosen_a = choose_config(rows_a)
-    cfg_b, chosen_b = choose_config(rows_b)
+    cfg_a, chosen_a = choose_arm_config(rows_a, claim.arm_a)
+    cfg_b, chosen_b = choose_arm_config(rows_b, claim.arm_b)
     per_unit = _per_test_set if claim.across else _per_unit
     a = per_unit(chosen_a, metric) if cfg_a else pd.Series(dtype="float64")
     b = per_unit(chosen_b, metric) if cfg_b else pd.Series(dtype="float64")
@@ -180,8 +207,8 @@ def claim_row(claim: Claim, metric: str, cell: dict[str, Any], rows_a: pd.DataFr
     seeds = [int(k[0]) for k in common]
     chosen = pd.concat([chosen_a, chosen_b]) if cfg_a and cfg_b else chosen_a.iloc[0:0]
     ratio, exposed, unknown = (_test_set_design if claim.across else _unit_design)(chosen, common)
-    for rows in (rows_a, rows_b):
-        picked, unsure = _choice_exposure(rows, common)
+    for rows, arm in ((rows_a, claim.arm_a), (rows_b, claim.arm_b)):
+        picked, unsure = _arm_choice_exposure(rows, arm, common)
         exposed, unknown = exposed or picked, unknown or unsure
     res = design_interval(folds, seeds, diffs.tolist(), confidence, test_train_ratio=ratio)
     if claim.across:  # the seeds behind the units: the fewer of the two arms'
@@ -194,8 +221,8 @@ def claim_row(claim: Claim, metric: str, cell: dict[str, Any], rows_a: pd.DataFr
     more = more_units_needed(res, claim.stated_effect, alpha=alpha) if word == "inconclusive" else None
     confirms = sorted(set(chosen_a["sweep"]) | set(chosen_b["sweep"]))
     sweep, model = cell.get("lineage", ""), cell.get("model", claim.model or "")
-    if claim.across:  # each arm's own lineage and model, "a vs b"
-        sweep, model = (" vs ".join(str(next(iter(sorted(set(r[c].astype(str)))), "–")) for r in (chosen_a, chosen_b))
+    if claim.across:  # each arm's own lineage(s) and model, "a vs b"
+        sweep, model = (" vs ".join(",".join(sorted(set(r[c].astype(str)))) or "–" for r in (chosen_a, chosen_b))
                         for c in ("lineage", "model"))
     return {
         "claim": claim.claim, "statement": claim.statement, "sweep": _none_if_empty(sweep),
@@ -355,6 +382,22 @@ def claim_arms(claims: Sequence[Claim] | None = None) -> list[dict[str, str]]:
         for arm in (c.arm_a, c.arm_b):
             seen.setdefault(tuple(arm.cell().items()), None)
     return [dict(cell) for cell in seen]
+
+
+def arms_of_sweep(arms: list[dict[str, Any]], sweep: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(the arms `sweep`'s confirmation confirms, those that belong to other sweeps) of claim_arms'
+    arms: an arm naming no sweep is every sweep's; an arm naming several (one held-out sweep per
+    outer fold) is confirmed in each of them, as the arm in that sweep."""
+    mine: dict[tuple, dict[str, Any]] = {}
+    elsewhere = []
+    for arm in arms:
+        named = arm.get("sweep", sweep)
+        if sweep in ((named,) if isinstance(named, str) else tuple(named)):
+            here = {**arm, "sweep": sweep} if "sweep" in arm else arm
+            mine.setdefault(tuple(here.items()), here)
+        else:
+            elsewhere.append(arm)
+    return list(mine.values()), elsewhere
 
 
 def unit_interval(runs: pd.DataFrame, metric: str, confidence: float = 0.95) -> DesignResult:

@@ -16,7 +16,9 @@ reference.
     model = "cnn_birnn"                       # optional: only this model (else a row per model)
                                               # an arm may name its own `model` and `sweep` (a
                                               # search sweep's name): a deep configuration against
-                                              # the baseline sweep, paired by test fold only
+                                              # the baseline sweep, paired by test fold only;
+                                              # `sweep = ["q-f0", "q-f1", ...]`: one held-out sweep
+                                              # per outer fold (nested CV), each choosing its own
     metrics = ["test_ua", "test_wa"]          # or metric = "test_ua"
     effect = 0.03                             # stated effect E >= 0, in the metric's units
     sweep_file = "search/sweeps/center_loss_dai2019.toml"   # optional hint: where runs come from
@@ -28,7 +30,7 @@ import functools
 import math
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from .model import TEST_METRICS, Arm, Claim, ClaimsError
 
@@ -47,9 +49,22 @@ def _models() -> Any:
         loss_family: str = Field(min_length=1)
         frontend: str | None = Field(None, min_length=1)
         model: str | None = Field(None, min_length=1, description="this arm's model (arms may differ: a baseline)")
-        sweep: str | None = Field(None, min_length=1, description="this arm's sweep lineage (its search sweep's name)")
+        sweep: Annotated[str, Field(min_length=1)] | Annotated[list[str], Field(min_length=1)] | None = Field(
+            None, description="this arm's sweep lineage (its search sweep's name), or one per outer fold of a "
+                              "nested cross-validation (each chooses its own configuration)")
         settings: dict[str, StrictBool | StrictInt | StrictFloat | StrictStr] = Field(
             default_factory=dict, description="recipe settings the arm's runs have, by sweep axis name")
+
+        @field_validator("sweep")
+        @classmethod
+        def _sweep_names(cls, v: str | list[str] | None) -> str | tuple[str, ...] | None:
+            if not isinstance(v, list):
+                return v
+            if any(not name for name in v):
+                raise ValueError("a sweep name cannot be empty")
+            if len(set(v)) != len(v):
+                raise ValueError(f"names a sweep twice: {v}")
+            return v[0] if len(v) == 1 else tuple(v)
 
         @field_validator("settings")
         @classmethod
@@ -154,10 +169,12 @@ def _disjoint(a: Arm, b: Arm) -> bool:
     or on a setting both name."""
     if a.loss_family != b.loss_family:
         return True
-    for key in ("frontend", "model", "sweep"):
+    for key in ("frontend", "model"):
         x, y = getattr(a, key), getattr(b, key)
         if x is not None and y is not None and x != y:
             return True
+    if a.sweeps and b.sweeps and not set(a.sweeps) & set(b.sweeps):
+        return True
     sa, sb = dict(a.settings), dict(b.settings)
     return any(k in sb and sb[k] != v for k, v in sa.items())
 

@@ -26,18 +26,28 @@ class Arm:
     sweep axis name, as in a sweep's [space], and its value, e.g. ("mixup_alpha", 0.2)), read
     from each run's recorded configuration. Settings make ablations claims: the same loss and
     model with and without one recipe element. `sweep` ties the arm to one sweep lineage (the
-    search sweep's name): a baseline sweep's arm against a deep sweep's (Claim.across)."""
+    search sweep's name): a baseline sweep's arm against a deep sweep's (Claim.across); or to
+    several, one per outer fold of a nested cross-validation done as one held-out sweep per fold:
+    each sweep then chooses its own configuration (the arm is the selection procedure, and its
+    test sets are the sweeps' held-out folds)."""
     loss_family: str
     frontend: str | None = None
     model: str | None = None
     settings: tuple[tuple[str, Any], ...] = ()
-    sweep: str | None = None
+    sweep: str | tuple[str, ...] | None = None
+
+    @property
+    def sweeps(self) -> tuple[str, ...]:
+        """The sweep lineages the arm's runs come from (none: any)."""
+        if self.sweep is None:
+            return ()
+        return (self.sweep,) if isinstance(self.sweep, str) else self.sweep
 
     def label(self) -> str:
         text = "/".join(x for x in (self.loss_family, self.frontend) if x) + (f" ({self.model})" if self.model else "")
         if self.settings:
             text += " [" + ", ".join(f"{k}={v}" for k, v in self.settings) + "]"
-        return text + (f" @{self.sweep}" if self.sweep else "")
+        return text + (f" @{','.join(self.sweeps)}" if self.sweeps else "")
 
     def cell(self) -> dict[str, Any]:
         """The trial columns this arm fixes (what `confirm --for-claims` confirms); a setting is a

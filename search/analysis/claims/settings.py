@@ -82,7 +82,7 @@ def arm_mask(df: pd.DataFrame, arm: Arm) -> pd.Series:
 
             cols = [df[c] if c in df.columns else [None] * len(df) for c in ("sweep", "stage", "source_sweep")]
             lineages = pd.Series([lineage(*v) for v in zip(*cols)], index=df.index, dtype="object")
-        mask &= lineages == arm.sweep
+        mask &= lineages.isin(arm.sweeps)
     for key, wanted in arm.settings:
         mask &= df[key].map(lambda v, w=wanted: setting_equal(v, w)).astype(bool)
     return mask
