@@ -129,15 +129,19 @@ def mixup_lambda(alpha: float, gen: torch.Generator) -> float:
 
 
 def mixup(x: Tensor, lengths: Tensor | None, y: Tensor, num_classes: int, alpha: float,
-          gen: torch.Generator) -> tuple[Tensor, Tensor | None, Tensor]:
+          gen: torch.Generator, paired: Tensor | None = None) -> tuple[Tensor, Tensor | None, Tensor]:
     """Mixup (Zhang et al. 2018) of a batch with a random pairing of itself.
 
     Returns the mixed inputs, their frame counts (the longer of each pair) and the soft
     targets (B, num_classes): λ'·one_hot(y) + (1 - λ')·one_hot(y[pair]), each row summing to
-    one, with λ' = max(λ, 1 - λ) >= 0.5 so `y` stays each row's dominant label."""
+    one, with λ' = max(λ, 1 - λ) >= 0.5 so `y` stays each row's dominant label. `paired`: a
+    second input of the same clips (a fused model's functionals), mixed in place with the same
+    pairs and λ'."""
     lam = mixup_lambda(alpha, gen)
     pair = torch.randperm(x.shape[0], generator=gen).to(x.device)
     mixed = x * lam + x[pair] * (1.0 - lam)
+    if paired is not None:
+        paired.copy_(paired * lam + paired[pair] * (1.0 - lam))
     one_hot = torch.nn.functional.one_hot(y, num_classes).to(x.dtype if x.is_floating_point() else torch.float32)
     soft = one_hot * lam + one_hot[pair] * (1.0 - lam)
     new_lengths = None if lengths is None else torch.maximum(lengths, lengths[pair])
@@ -173,8 +177,10 @@ class BatchAugment:
         return (self.freq_masks > 0 and self.freq_mask_width > 0) or (self.time_masks > 0 and self.time_mask_width > 0)
 
     def __call__(self, x: Tensor, lengths: Tensor | None, y: Tensor, num_classes: int,
-                 gen: torch.Generator) -> tuple[Tensor, Tensor | None, Tensor | None]:
-        """(inputs, frame counts, soft targets or None when mixup is off) for one training batch."""
+                 gen: torch.Generator, paired: Tensor | None = None) -> tuple[Tensor, Tensor | None, Tensor | None]:
+        """(inputs, frame counts, soft targets or None when mixup is off) for one training batch.
+        `paired`: a second input of the same clips (a fused model's functionals, a batch of its
+        own): mixup mixes it in place with the same pairs; crop, shift and masks leave it alone."""
         x, lengths = time_crop(x, lengths, gen, max_fraction=self.time_crop)
         x = time_shift(x, lengths, gen, max_fraction=self.time_shift)
         if self.masks_on:
@@ -182,5 +188,5 @@ class BatchAugment:
                              time_masks=self.time_masks, time_mask_width=self.time_mask_width)
         soft = None
         if self.mixup_alpha > 0:
-            x, lengths, soft = mixup(x, lengths, y, num_classes, self.mixup_alpha, gen)
+            x, lengths, soft = mixup(x, lengths, y, num_classes, self.mixup_alpha, gen, paired)
         return x, lengths, soft

@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 
 from .features import FrontendConfig
+from .features.functionals import opensmile_missing
 from .losses import loss_family, loss_names, loss_param_specs
 from .models import UTTERANCE_MODELS
 
@@ -123,6 +124,19 @@ class ModelConfig(_Strict):
     rnn_hidden: int = Field(128, gt=0)
     rnn_layers: int = Field(1, gt=0)
     embed_dim: int = Field(128, gt=0)
+    # A spectrogram model's pooled embedding joined with the clip's openSMILE functionals
+    # (ser_core.models.FusedClassifier): "off", or the functional set, "egemaps" or "compare".
+    fuse_functionals: Literal["off", "egemaps", "compare"] = "off"
+    fuse_hidden: int = Field(128, gt=0, description="width of the functionals' branch (fuse_functionals)")
+
+    @field_validator("fuse_functionals")
+    @classmethod
+    def _opensmile_installed(cls, v: str) -> str:
+        # as for a functionals frontend: fail before Ray starts, naming the extra to install
+        problem = opensmile_missing(v) if v != "off" else None
+        if problem:
+            raise ValueError(problem)
+        return v
 
     @model_validator(mode="after")
     def _heads_divide(self) -> "ModelConfig":
@@ -256,6 +270,10 @@ class TrainConfig(_Strict):
         if self.frontend.utterance and self.model.name not in UTTERANCE_MODELS:
             raise ValueError(f"frontend {self.frontend.kind!r} gives one vector per clip; "
                              f"model.name must be one of {', '.join(UTTERANCE_MODELS)}, not {self.model.name!r}")
+        if self.model.fuse_functionals != "off" and (self.model.name in UTTERANCE_MODELS or self.frontend.utterance):
+            raise ValueError(f"model.fuse_functionals joins functionals to a spectrogram model's embedding; "
+                             f"{self.model.name!r} on frontend {self.frontend.kind!r} reads one vector per clip "
+                             "already (use frontend = \"egemaps\" / \"compare\" for the functionals alone)")
         return self
 
 

@@ -70,8 +70,15 @@ def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-def count_macs(model: nn.Module, x: Tensor, lengths: Tensor | None = None) -> int:
-    """Multiply-accumulates of `model(x, lengths)` (or `model(x)` when lengths is None) as
+def _run(model: nn.Module, x: Tensor, lengths: Tensor | None, functionals: Tensor | None) -> Any:
+    if functionals is not None:  # a fused model (ser_core.models.FusedClassifier)
+        return model(x, lengths, functionals)
+    return model(x) if lengths is None else model(x, lengths)
+
+
+def count_macs(model: nn.Module, x: Tensor, lengths: Tensor | None = None, functionals: Tensor | None = None) -> int:
+    """Multiply-accumulates of `model(x, lengths)` (or `model(x)` when lengths is None; a fused
+    model's functionals beside; openSMILE's own work computing them is not a model's and not counted) as
     FlopCounterMode counts them (FLOPs / 2), with every product visible to it: eval mode (no
     dropout), autograd on (nn.TransformerEncoderLayer's fused inference path has no formula),
     attention through its math kernel (the CPU flash kernel has none either) and oneDNN off
@@ -84,14 +91,14 @@ def count_macs(model: nn.Module, x: Tensor, lengths: Tensor | None = None) -> in
             warnings.filterwarnings("ignore", message="TF32 acceleration", category=UserWarning)
             with FlopCounterMode(display=False) as counter, torch.enable_grad(), \
                     torch.backends.mkldnn.flags(enabled=False), sdpa_kernel(SDPBackend.MATH):
-                model(x) if lengths is None else model(x, lengths)
+                _run(model, x, lengths, functionals)
     finally:
         model.train(was_training)
     return int(counter.get_total_flops()) // 2
 
 
 def measure_latency(model: nn.Module, x: Tensor, device: torch.device | str, *, warmup: int = WARMUP_RUNS,
-                    runs: int = TIMED_RUNS, amp: bool = False) -> float:
+                    runs: int = TIMED_RUNS, amp: bool = False, functionals: Tensor | None = None) -> float:
     """Median milliseconds of `model(x)` on `device` over `runs` timed passes after `warmup`
     untimed ones (eval mode, inference mode; bf16 autocast on CUDA when `amp`). The model and
     input are moved to the device; on CUDA every pass is synchronised before its clock stops."""
@@ -100,16 +107,17 @@ def measure_latency(model: nn.Module, x: Tensor, device: torch.device | str, *, 
     device = torch.device(device)
     model = model.to(device, memory_format=torch.channels_last).eval()
     x = x.to(device)
+    functionals = None if functionals is None else functionals.to(device)
     cuda = device.type == "cuda"
     sync = (lambda: torch.cuda.synchronize(device)) if cuda else (lambda: None)  # noqa: E731
     times = []
     with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp and cuda):
         for _ in range(warmup):
-            model(x)
+            _run(model, x, None, functionals)
         sync()
         for _ in range(runs):
             t0 = time.perf_counter()
-            model(x)
+            _run(model, x, None, functionals)
             sync()
             times.append(time.perf_counter() - t0)
     return 1000.0 * statistics.median(times)
@@ -125,9 +133,10 @@ def measure_cost(model_cfg: ModelConfig, n_features: int, num_classes: int, n_fr
     with torch.random.fork_rng(devices=[]):
         model = build_model(model_cfg, n_features, num_classes, layers)
         x = torch.randn(1, n_features, n_frames)
+        functionals = torch.randn(1, model.n_functionals, 1) if model_cfg.fuse_functionals != "off" else None
     params = count_params(model)
-    macs = count_macs(model, x)  # on the CPU, before the model moves to `device`
-    latency = measure_latency(model, x, device, warmup=warmup, runs=runs, amp=amp)
+    macs = count_macs(model, x, functionals=functionals)  # on the CPU, before the model moves to `device`
+    latency = measure_latency(model, x, device, warmup=warmup, runs=runs, amp=amp, functionals=functionals)
     if not (latency > 0 and math.isfinite(latency)):
         raise RuntimeError(f"measured a latency of {latency} ms on {device}")
     return ModelCost(params=params, macs=macs, latency_ms=latency, device=str(device),

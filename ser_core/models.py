@@ -247,6 +247,37 @@ class MLPClassifier(nn.Module):
         return self.classifier(self.dropout(z)), z
 
 
+class FusedClassifier(nn.Module):
+    """A spectrogram model's pooled embedding joined with the clip's utterance functionals
+    (openSMILE's eGeMAPS or ComParE, standardised like the functionals frontend): the
+    functionals pass input dropout, a linear layer of `hidden` units and a ReLU; z is the
+    concatenation of both embeddings (what the loss families act on) and one linear layer
+    gives the logits. Intermediate fusion of a learnt and a hand-crafted representation, the
+    usual way of adding the functionals baseline's evidence to a deep SER model (the two
+    branches train jointly, end to end)."""
+
+    def __init__(self, deep: nn.Module, n_functionals: int, num_classes: int, hidden: int = 128,
+                 dropout: float = 0.1) -> None:
+        super().__init__()
+        # the deep model's own head is never used: its embedding is joined before the one classifier
+        del deep.classifier, deep.dropout
+        self.deep, self.n_functionals = deep, n_functionals
+        self.functionals = nn.Sequential(nn.Dropout(dropout), nn.Linear(n_functionals, hidden), nn.ReLU())
+        self.embed_dim = deep.embed_dim + hidden
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(self.embed_dim, num_classes)
+
+    def embed(self, x: Tensor, lengths: Tensor | None = None, functionals: Tensor | None = None) -> Tensor:
+        if functionals is None:
+            raise ValueError("FusedClassifier needs each clip's functionals beside its spectrogram")
+        return torch.cat([self.deep.embed(x, lengths), self.functionals(functionals.flatten(1))], dim=1)
+
+    def forward(self, x: Tensor, lengths: Tensor | None = None,
+                functionals: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        z = self.embed(x, lengths, functionals)
+        return self.classifier(self.dropout(z)), z
+
+
 MODELS: dict[str, type[nn.Module]] = {"cnn_transformer": CNNTransformer, "cnn_birnn": CNNBiRNN,
                                       "linear": LinearClassifier, "mlp": MLPClassifier}
 # The models that read one vector per clip and so take an utterance frontend (functionals, ssl).

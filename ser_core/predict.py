@@ -15,7 +15,7 @@ import torch
 from .audio import AudioError, load_audio, trim_and_segment
 from .config import TrainConfig
 from .features import FeatureNormalizer, FrontendConfig, build_frontend, num_frames
-from .train.setup import build_model
+from .train.setup import build_model, fused_functionals_config
 from .train.state import load_checkpoint
 
 
@@ -43,6 +43,13 @@ class Predictor:
         self.normalizer.load_state_dict(state["normalizer"])
         self.model = build_model(self.config.model, self.frontend_cfg.n_features, len(self.labels),
                                  self.frontend_cfg.layers)
+        # a fused model (model.fuse_functionals) reads each clip's functionals beside its spectrogram
+        self.functionals: torch.nn.Module | None = None
+        if self.config.model.fuse_functionals != "off":
+            functionals_cfg = fused_functionals_config(self.config.model, self.frontend_cfg.sample_rate)
+            self.functionals = build_frontend(functionals_cfg)
+            self.functionals_normalizer = FeatureNormalizer(functionals_cfg.n_features)
+            self.functionals_normalizer.load_state_dict(state["functionals_normalizer"])
         self.model.load_state_dict(state["model"])
         self.model.eval()
 
@@ -81,7 +88,13 @@ class Predictor:
                 # speaker and normalised with their own (over real frames, as in training)
                 normalizer = FeatureNormalizer(self.frontend_cfg.n_features).fit(
                     [feats if lengths is None else (feats, lengths)])
-            logits, _ = self.model(normalizer(feats), lengths)
+            inputs: tuple = (normalizer(feats), lengths)
+            if self.functionals is not None:  # over each clip's speech, as the cache computed them
+                u = self.functionals(x, lengths=torch.as_tensor([v for _, _, v in good]))
+                u_norm = (self.functionals_normalizer if self.config.normalization != "speaker"
+                          else FeatureNormalizer(u.shape[1]).fit([u]))  # as the spectrograms above
+                inputs += (u_norm(u),)
+            logits, _ = self.model(*inputs)
             probs = torch.softmax(logits.float()[:, self._class_index], dim=1).numpy()
             for (p, _, _), row in zip(good, probs):
                 out.append(Prediction(p, self.classes[int(row.argmax())],

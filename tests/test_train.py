@@ -300,9 +300,9 @@ def test_augmentation_sees_training_batches_only(corpus, synthetic_prepared, mon
     seen = []
     real = BatchAugment.__call__
 
-    def spy(self, x, lengths, y, num_classes, gen):
+    def spy(self, x, lengths, y, num_classes, gen, paired=None):
         seen.append(len(x))
-        out = real(self, x, lengths, y, num_classes, gen)
+        out = real(self, x, lengths, y, num_classes, gen, paired)
         assert not torch.equal(out[0], x) and out[2] is not None  # the batch is changed, mixup targets made
         return out
 

@@ -112,19 +112,22 @@ def test_embeddings(checkpoint: Path) -> tuple[np.ndarray, list[str], tuple[str,
     rows = rows[pos]
     model = predictor.model.eval()
     parts = []
-    if cfg.normalization == "speaker":
+    if cfg.normalization == "speaker" or cfg.model.fuse_functionals != "off":
         # each row was normalised with its speaker's statistics, which the checkpoint does not
-        # hold: ser_core rebuilds the split's features the way the trial's training did
-        from ser_core.train import trained_split_features  # noqa: PLC0415
+        # hold (and a fused model reads functionals too): ser_core rebuilds the split's inputs the
+        # way the trial's training did
+        from ser_core.train import trained_split_inputs  # noqa: PLC0415
         try:
-            feats, lengths = trained_split_features(cfg, corpus, "test")
+            feats, lengths, functionals = trained_split_inputs(cfg, corpus, "test")
         except (ValueError, OSError) as e:
             raise EmbeddingUnavailable(f"the trial's test features cannot be rebuilt here: {e}") from None
         idx = torch.as_tensor(pos, dtype=torch.long)
         if lengths is not None:
             lengths = lengths[idx]
         for s in range(0, len(idx), _BATCH):
-            parts.append(model.embed(feats[idx[s:s + _BATCH]], None if lengths is None else lengths[s:s + _BATCH])
+            batch = idx[s:s + _BATCH]
+            extra = () if functionals is None else (functionals[batch],)
+            parts.append(model.embed(feats[batch], None if lengths is None else lengths[s:s + _BATCH], *extra)
                          .float())
     else:
         lengths = None

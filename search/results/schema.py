@@ -104,6 +104,9 @@ def config_key(cfg: TrainConfig, prepared_id: str | None = None) -> str:
         d["data"].pop("test_folds", None)
     if cfg.frontend.ssl_model is None:  # and before frontend.ssl_model existed
         d["frontend"].pop("ssl_model", None)
+    if cfg.model.fuse_functionals == "off":  # and before model.fuse_functionals existed
+        d["model"].pop("fuse_functionals", None)
+        d["model"].pop("fuse_hidden", None)
     if prepared_id is not None:  # absent: the key of rows written before corpora had an identity
         d["prepared_id"] = prepared_id
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]

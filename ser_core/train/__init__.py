@@ -29,7 +29,8 @@ if TYPE_CHECKING:  # what the names below are, for readers and type checkers
     from .loop import fit, fit_folds
     from .results import CorpusLike, EpochCallback, EpochReport, FitResult, FoldsResult, NonFiniteLossError
     from .run import FoldRun
-    from .setup import TrialData, build_model, prepare_trial, resolve_device, seed_everything, trained_split_features
+    from .setup import (TrialData, build_model, prepare_trial, resolve_device, seed_everything,
+                        trained_split_features, trained_split_inputs)
     from .split_features import RowFeatures, SplitFeatures, keep_on_device
     from .state import load_checkpoint, save_checkpoint
 
@@ -37,7 +38,7 @@ __all__ = [
     "CorpusLike", "EpochCallback", "EpochReport", "FitResult", "FoldRun", "FoldsResult", "FoldsRun",
     "NonFiniteLossError", "RowFeatures", "SplitFeatures", "TrialData", "build_model", "final_evaluation", "fit",
     "fit_folds", "keep_on_device", "load_checkpoint", "predict", "prepare_trial", "resolve_device",
-    "save_checkpoint", "seed_everything", "trained_split_features",
+    "save_checkpoint", "seed_everything", "trained_split_features", "trained_split_inputs",
 ]
 
 # The submodules in reading order: a name of __all__ is served by the first that has it.

@@ -18,18 +18,25 @@ from .split_features import RowFeatures, SplitFeatures
 from .state import BestEpoch, cpu_state
 
 
+def split_functionals(data: TrialData, split: str) -> RowFeatures | None:
+    """A fused model's functionals of one split (model.fuse_functionals), else None."""
+    return None if data.functionals is None else data.functionals[split]
+
+
 @torch.no_grad()
 def predict(model: nn.Module, loss_fn: Callable[..., Tensor], x: SplitFeatures | RowFeatures | Tensor, y: Tensor,
             lengths: Tensor | None, batch: int, autocast: Callable[[], Any],
-            class_mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+            class_mask: Tensor, functionals: RowFeatures | Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
     """(summed loss, predictions, embeddings) over a whole split. Predictions are among the
-    classes of `class_mask` only: a class the protocol dropped is never predicted."""
+    classes of `class_mask` only: a class the protocol dropped is never predicted. `functionals`:
+    the split's functionals, read by a fused model beside the spectrograms."""
     model.eval()
     total, preds, embs = torch.zeros((), device=y.device), [], []
     for s in range(0, len(x), batch):
         lb = None if lengths is None else lengths[s:s + batch]
         with autocast():
-            logits, z = model(x[s:s + batch], lb)
+            logits, z = (model(x[s:s + batch], lb) if functionals is None
+                         else model(x[s:s + batch], lb, functionals[s:s + batch]))
             loss = loss_fn(logits.float(), z.float(), y[s:s + batch])
         total += loss.detach() * len(logits)
         preds.append(logits.float().masked_fill(~class_mask, -math.inf).argmax(dim=1))
@@ -51,9 +58,9 @@ def final_evaluation(*, cfg: TrainConfig, corpus: CorpusLike, data: TrialData, m
         val_pred, val_z = best.val_outputs
     else:  # a best epoch from a resumed checkpoint: its outputs were not kept
         _, val_pred, val_z = predict(model, loss_fn, feats["val"], ys["val"], lens["val"], 256, data.autocast,
-                                     data.class_mask)
+                                     data.class_mask, split_functionals(data, "val"))
     _, test_pred, test_z = predict(model, loss_fn, feats["test"], ys["test"], lens["test"], 256, data.autocast,
-                                   data.class_mask)
+                                   data.class_mask, split_functionals(data, "test"))
     yv, yt = ys["val"].cpu().numpy(), ys["test"].cpu().numpy()
     protocol = data.protocol
     return FitResult(
@@ -74,6 +81,9 @@ def final_evaluation(*, cfg: TrainConfig, corpus: CorpusLike, data: TrialData, m
             "classes": list(protocol.classes),
             "model": best.state,
             "normalizer": cpu_state(data.normalizer),
+            # a fused model's functionals standardisation (global statistics of the training split)
+            **({"functionals_normalizer": cpu_state(data.functionals_normalizer)}
+               if data.functionals_normalizer is not None else {}),
             "segment_samples": int(corpus.waveforms.shape[1]),
             "best_epoch": best.epoch,
         },

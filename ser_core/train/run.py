@@ -103,11 +103,12 @@ class FoldRun:
             if len(idx) < 2:  # BatchNorm needs two samples; a lone tail sample waits for next epoch
                 continue
             lb = None if lens["train"] is None else lens["train"][idx]
+            ub = None if data.functionals is None else data.functionals["train"][idx]  # a fused model's
             with data.autocast():
                 xb, yb, soft = feats["train"][idx], ys["train"][idx], None
                 if self.augment.enabled:  # batched, from the trial's generator (ser_core.augment)
-                    xb, lb, soft = self.augment(xb, lb, yb, data.num_classes, gen)
-                logits, z = model(xb, lb)
+                    xb, lb, soft = self.augment(xb, lb, yb, data.num_classes, gen, paired=ub)
+                logits, z = model(xb, lb) if ub is None else model(xb, lb, ub)
                 loss = loss_fn(logits.float(), z.float(), yb, soft)
             optimizer.zero_grad(set_to_none=True)
             if center_opt is not None:
@@ -131,7 +132,8 @@ class FoldRun:
                 f"{cfg.loss.family!r}, lr={cfg.optim.lr}; the trial was stopped"
             )
         val_sum, val_pred, val_z = evaluation.predict(self.eval_model, loss_fn, feats["val"], ys["val"], lens["val"],
-                                                      256, data.autocast, data.class_mask)
+                                                      256, data.autocast, data.class_mask,
+                                                      evaluation.split_functionals(data, "val"))
         self._val_outputs = (val_pred, val_z)  # if keep_best keeps this epoch, the final validation figures
         val_rep = classification_report(ys["val"].cpu().numpy(), val_pred.cpu().numpy(), data.num_classes)
         seconds = time.perf_counter() - t0

@@ -27,8 +27,8 @@ from torch import Tensor, nn
 from ..config import ModelConfig, TrainConfig
 from ..fastpath import keep_freed_memory
 from ..feature_cache import corpus_identity
-from ..features import FeatureNormalizer, build_frontend, num_frames
-from ..models import MODELS, UTTERANCE_MODELS
+from ..features import FeatureNormalizer, FrontendConfig, build_frontend, num_frames
+from ..models import MODELS, UTTERANCE_MODELS, FusedClassifier
 from ..protocols import EvaluationSplit
 from .results import CorpusLike
 from .spectrograms import functional_row_moments, shared_row_moments, shared_spectrograms, shared_utterance_vectors
@@ -48,7 +48,12 @@ def resolve_device(name: str) -> torch.device:
 def build_model(cfg: ModelConfig, n_features: int, num_classes: int, layers: int = 1) -> nn.Module:
     """The model a config names, with the CNN-Transformer's pooling fitted to custom channels.
     `layers`: the frontend's stacked encoder layers (FrontendConfig.layers), summed with learnt
-    weights by the utterance classifiers."""
+    weights by the utterance classifiers. With model.fuse_functionals the spectrogram model's
+    embedding is joined with the clip's functionals (FusedClassifier)."""
+    if cfg.fuse_functionals != "off":
+        deep = build_model(cfg.model_copy(update={"fuse_functionals": "off"}), n_features, num_classes, layers)
+        return FusedClassifier(deep, fused_functionals_config(cfg).n_features, num_classes,
+                               hidden=cfg.fuse_hidden, dropout=cfg.dropout)
     if cfg.name in UTTERANCE_MODELS:  # the baselines' classifiers: dropout, and the MLP's width
         kwargs_head: dict[str, Any] = {"dropout": cfg.dropout, "layers": layers}
         if cfg.name == "mlp":
@@ -65,6 +70,12 @@ def build_model(cfg: ModelConfig, n_features: int, num_classes: int, layers: int
         if cfg.name == "cnn_transformer":
             kwargs["pools"] = ((2, 2, 2, 4) + (2,) * 8)[: len(cfg.channels)]
     return MODELS[cfg.name](n_features, num_classes, **kwargs)
+
+
+def fused_functionals_config(cfg: ModelConfig, sample_rate: int | None = None) -> FrontendConfig:
+    """The functionals frontend whose output a fused model reads beside its spectrogram."""
+    return FrontendConfig.model_validate({"kind": cfg.fuse_functionals}
+                                         | ({"sample_rate": sample_rate} if sample_rate else {}))
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -117,6 +128,31 @@ class TrialData:
     feats: dict[str, SplitFeatures | RowFeatures]  # "train" / "val" / "test"
     ys: dict[str, Tensor]
     lens: dict[str, Tensor | None]       # true lengths in frames, None when fixed-length
+    # model.fuse_functionals: each split's standardised functionals, read beside its spectrograms,
+    # and their global standardisation (the training split's statistics: what a checkpoint keeps)
+    functionals: dict[str, RowFeatures] | None = None
+    functionals_normalizer: FeatureNormalizer | None = None
+
+
+def fused_functionals(cfg: TrainConfig, corpus: CorpusLike, splits: dict[str, np.ndarray],
+                      group_of_row: np.ndarray | None, identity: dict[str, Any] | None,
+                      device: torch.device) -> tuple[dict[str, RowFeatures], FeatureNormalizer]:
+    """Each split's functionals for a fused model (model.fuse_functionals), standardised as the
+    functionals frontend's are: on the training split's statistics, or per speaker with
+    normalization = "speaker"; and the global standardisation. From the node's cache like every
+    utterance vector."""
+    fcfg = fused_functionals_config(cfg.model, corpus.sample_rate)
+    raw = torch.from_numpy(shared_utterance_vectors(cfg, corpus, fcfg, identity, device))
+    n_rows, mean_rows, m2_rows = functional_row_moments(raw)
+    rows_t = {name: torch.as_tensor(rows, dtype=torch.long) for name, rows in splits.items()}
+    train = rows_t["train"]
+    global_norm = FeatureNormalizer(fcfg.n_features)
+    global_norm.fit_row_moments(n_rows[train], mean_rows[train], m2_rows[train])
+    norm = global_norm if group_of_row is None else speaker_normalizer_from_moments(
+        (n_rows, mean_rows, m2_rows), splits, corpus, group_of_row)
+    norm = norm.to(device)
+    return ({name: RowFeatures(raw, rows_t[name], norm, device, device.type != "cpu") for name in splits},
+            global_norm)
 
 
 def prepare_trial(cfg: TrainConfig, corpus: CorpusLike, timings: dict[str, float] | None = None) -> TrialData:
@@ -217,15 +253,27 @@ def prepare_trial(cfg: TrainConfig, corpus: CorpusLike, timings: dict[str, float
             waves.clear()
         clock.lap("normalize")
         feats = dict(split_feats)
+    functionals, functionals_norm = None, None
+    if cfg.model.fuse_functionals != "off":
+        functionals, functionals_norm = fused_functionals(cfg, corpus, splits, group_of_row, identity, device)
+        clock.lap("functionals")
     return TrialData(device=device, autocast=autocast, frontend_cfg=frontend_cfg, protocol=protocol,
                      num_classes=num_classes, class_mask=class_mask, normalizer=normalizer, feats=feats,
-                     ys=ys, lens=lens)
+                     ys=ys, lens=lens, functionals=functionals, functionals_normalizer=functionals_norm)
 
 
 def trained_split_features(cfg: TrainConfig, corpus: CorpusLike,
                            split: str = "test") -> tuple[SplitFeatures | RowFeatures, Tensor | None]:
-    """(normalised features, frame counts or None) of one split's rows, in the protocol's row
-    order, exactly as a trial trained with `cfg` saw them, set up on CPU. A checkpoint stores only
+    """(normalised features, frame counts or None): `trained_split_inputs` without a fused
+    model's functionals."""
+    feats, lengths, _ = trained_split_inputs(cfg, corpus, split)
+    return feats, lengths
+
+
+def trained_split_inputs(cfg: TrainConfig, corpus: CorpusLike, split: str = "test"
+                         ) -> tuple[SplitFeatures | RowFeatures, Tensor | None, RowFeatures | None]:
+    """(normalised features, frame counts or None, a fused model's functionals or None) of one
+    split's rows, in the protocol's row order, exactly as a trial trained with `cfg` saw them, set up on CPU. A checkpoint stores only
     the global normaliser; with normalization = "speaker" each row was standardised by its
     speaker's statistics over the trial's own splits, which are refit here the way training
     fitted them (prepare_trial itself), so a reader of a checkpoint never re-implements that."""
@@ -233,4 +281,4 @@ def trained_split_features(cfg: TrainConfig, corpus: CorpusLike,
     data = prepare_trial(cfg.model_copy(update={"device": "cpu", "fastpath": False}), corpus)
     if split not in data.feats:
         raise ValueError(f"no split {split!r} in the trial's protocol (it has {sorted(data.feats)})")
-    return data.feats[split], data.lens[split]
+    return data.feats[split], data.lens[split], None if data.functionals is None else data.functionals[split]
