@@ -180,20 +180,22 @@ def unit_order(arms: dict[str, dict[str, Any]], seeds: list[int], folds: list[in
 
 def _unit_config(params: dict[str, Any]) -> Any:
     """A trial's TrainConfig: run_confirm's own confirm_config of the unit's (config, seed, fold)."""
-    from search.driver.sweep import confirm_config  # noqa: PLC0415
+    from search.driver.confirm import confirm_config  # noqa: PLC0415
 
     return confirm_config(params["unit"])
 
 
 def run(prepared: Path, results: Path, name: str, arms: dict[str, dict[str, Any]], seeds: list[int],
-        folds: list[int], *, num_cpus: int, max_concurrent: int) -> None:
-    """One batch as the confirmation sweep `name` of the lineage; resumed when it exists."""
+        folds: list[int], *, num_cpus: int, max_concurrent: int, lineage: str = LINEAGE) -> None:
+    """One batch as the confirmation sweep `name` of `lineage`; resumed when it exists."""
     from ray import tune  # noqa: PLC0415
 
     from search.driver.checkpoints import keep_latest_checkpoints  # noqa: PLC0415
     from search.recording.recorder import ParquetRecorder  # noqa: PLC0415
-    from search.driver.sweep import (TUNE_DIR, _check_existing, _corpora, _prepared_id, _run_config, _start,  # noqa: PLC0415
-                               check_confirmation_splits)
+    from search.driver.confirm import check_confirmation_splits  # noqa: PLC0415
+    from search.driver.run_record import check_existing  # noqa: PLC0415
+    from search.driver.session import corpora_of, prepared_id_of, run_config, start  # noqa: PLC0415
+    from search.results.location import TUNE_DIR  # noqa: PLC0415
     from search.worker.trainable import make_trainable  # noqa: PLC0415
 
     configs = {name: json.dumps({**raw, "data": {"prepared": str(prepared), "fold": 0}}, sort_keys=True)
@@ -201,8 +203,8 @@ def run(prepared: Path, results: Path, name: str, arms: dict[str, dict[str, Any]
     run_dir = results / name
     tune_path = str(run_dir / TUNE_DIR)
     resume = tune.Tuner.can_restore(tune_path)
-    _check_existing(tune_path, str(run_dir), resume, f"ablation {name!r}")
-    corpus, resources, gpu_fraction = _start(None, num_cpus, None, prepared, 1.0, 0.0)
+    check_existing(tune_path, str(run_dir), resume, f"ablation {name!r}")
+    corpus, resources, gpu_fraction = start(None, num_cpus, None, prepared, 1.0, 0.0)
     check_confirmation_splits(corpus, list(configs.values()), folds)
     units = [{"config_json": configs[a], "seed": s, "fold": f} for a, s, f in unit_order(arms, seeds, folds)]
     trainable = tune.with_resources(tune.with_parameters(make_trainable(_unit_config), corpus=corpus), resources)
@@ -210,11 +212,11 @@ def run(prepared: Path, results: Path, name: str, arms: dict[str, dict[str, Any]
         tuner = tune.Tuner.restore(tune_path, trainable=trainable, resume_unfinished=True, resume_errored=True)
     else:
         recorder = ParquetRecorder(name, _unit_config, str(results), gpu_fraction, stage="confirm",
-                                   corpora=_corpora(corpus), prepared_id=_prepared_id(corpus),
-                                   source_sweep=LINEAGE, n_folds=getattr(corpus, "n_folds", None))
+                                   corpora=corpora_of(corpus), prepared_id=prepared_id_of(corpus),
+                                   source_sweep=lineage, n_folds=getattr(corpus, "n_folds", None))
         tuner = tune.Tuner(trainable, param_space={"unit": tune.grid_search(units)},
                            tune_config=tune.TuneConfig(max_concurrent_trials=max_concurrent),
-                           run_config=_run_config(str(run_dir), recorder, 2))
+                           run_config=run_config(str(run_dir), recorder, 2))
     print(f"ablation {name}{' (resumed)' if resume else ''}: {len(arms)} arms x {len(seeds)} seeds x {len(folds)} folds = {len(units)} runs; "
           f"results in {run_dir}", file=sys.stderr, flush=True)
     keep_latest_checkpoints(tuner.fit())

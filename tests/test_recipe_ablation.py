@@ -139,3 +139,30 @@ def test_a_row_of_another_configuration_gets_no_arm():
     raw["optim"]["lr"] = 0.5
     trials.loc[0, "config_json"] = json.dumps(raw)
     assert ra.arm_of_rows(trials, arms)[0] is None
+
+
+def test_a_batch_runs_on_a_real_local_ray_as_confirmation_runs_of_its_lineage(small_prepared, tmp_path):
+    """The benchmark's own runner, end to end: its driver imports (which the layout redesign had
+    broken without any test noticing), a real Tune grid, and rows recorded as the lineage's
+    confirmation runs, each tested on its own fold."""
+    import ray
+    from ray import cloudpickle
+
+    from search.results import read_trials
+
+    # run as a script, the module is __main__ and Ray's workers get it by value; loaded here from
+    # its path it is not importable on a worker, so it travels by value the same way
+    cloudpickle.register_pickle_by_value(ra)
+
+    tiny = copy.deepcopy(ra.BASE) | {"variable_length": False}
+    tiny["model"] |= {"channels": [8, 8, 8], "d_model": 16, "n_heads": 2, "ff_dim": 32}
+    tiny["optim"] |= {"epochs": 2, "warmup_epochs": 0.0}
+    try:
+        ra.run(small_prepared, tmp_path, "abl-confirm", {"recipe": tiny}, [1], [0, 1], num_cpus=2,
+               max_concurrent=2, lineage="abl")
+    finally:
+        ray.shutdown()
+        cloudpickle.unregister_pickle_by_value(ra)
+    trials = read_trials(tmp_path / "abl-confirm")
+    assert sorted(trials["fold"]) == [0, 1] and set(trials["status"]) == {"completed"}
+    assert set(trials["stage"]) == {"confirm"} and set(trials["source_sweep"]) == {"abl"}
