@@ -67,7 +67,8 @@ def _sample(cfg: SweepConfig, n: int, seed: int = 0) -> list[dict]:
 # ---------------------------------------------------------------------------- packaged sweeps
 
 
-@pytest.mark.parametrize("name", ["demo", "center_loss_dai2019", "loss_functions_cnn_transformer", "recipe_emodb"])
+@pytest.mark.parametrize("name", ["demo", "center_loss_dai2019", "loss_functions_cnn_transformer", "recipe_emodb",
+                                  "quick_recipe"])
 def test_packaged_sweeps_load_and_give_valid_trials(name):
     cfg = load_sweep(SWEEPS / f"{name}.toml")
     assert cfg.data.prepared.is_absolute()

@@ -145,6 +145,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     sweep = load_sweep(args.sweep)
     if args.prepared:
         sweep = sweep.with_prepared(args.prepared)
+    if args.outer_fold is not None:  # the fold count is the prepared data's, so one file fits any corpus
+        from ser_core.corpus import PreparedCorpus
+
+        sweep = sweep.with_outer_fold(args.outer_fold, PreparedCorpus.load(sweep.data.prepared).n_folds)
     if args.optuna_storage:
         sweep = sweep.with_optuna_storage(args.optuna_storage)
     outcome = run_sweep(sweep, args.results, address=args.address, resume=args.resume)
@@ -313,6 +317,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--address", help="Ray cluster address (default: start a local Ray)")
     s.add_argument("--resume", action="store_true", help="continue an interrupted sweep")
     s.add_argument("--prepared", type=Path, help="override the sweep file's data.prepared")
+    s.add_argument("--outer-fold", type=int, metavar="F",
+                   help="nested cross-validation: hold fold F out of the whole sweep (data.test_folds = [F]), "
+                        "select on every other fold of the prepared data, and name the sweep <name>-fF; "
+                        "replaces the file's fold design (repeat with --resume and the same F)")
     s.add_argument("--optuna-storage", metavar="URL",
                    help="Optuna storage URL for the study (postgresql://..., sqlite:////path/optuna.db); "
                         "overrides [sweep] optuna_storage; default: optuna.db with the results")

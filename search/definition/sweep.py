@@ -331,6 +331,26 @@ class SweepConfig(Strict):
         section.optuna_storage = resolve_sqlite(section.optuna_storage, Path.cwd())
         return self.model_copy(update={"sweep": section})
 
+    def with_outer_fold(self, fold: int, n_folds: int) -> "SweepConfig":
+        """The sweep as outer fold `fold` of a nested cross-validation (the CLI's --outer-fold):
+        `fold` held out of the whole sweep (data.test_folds), every other fold of the prepared
+        data a selection fold (data.folds), and the sweep named `<name>-f<fold>`, so the outer
+        folds' sweeps sit side by side and a claims arm can name them all. It replaces the file's
+        own fold design; the same file then runs on a corpus with any number of folds."""
+        if not 0 <= fold < n_folds:
+            raise SweepConfigError(f"--outer-fold {fold}: the prepared data has folds 0..{n_folds - 1}")
+        if n_folds < 3:
+            raise SweepConfigError(f"--outer-fold needs at least 3 folds (one held out, 2 to select on); "
+                                   f"the prepared data has {n_folds}")
+        raw = self.data.model_dump(exclude={"fold", "folds", "test_folds"}, exclude_none=True)
+        try:
+            data = DataConfig.model_validate(
+                {**raw, "test_folds": [fold], "folds": [f for f in range(n_folds) if f != fold]})
+            section = SweepSection.model_validate({**self.sweep.model_dump(), "name": f"{self.sweep.name}-f{fold}"})
+        except ValidationError as e:
+            raise SweepConfigError(format_validation_error(e, f"--outer-fold {fold}")) from None
+        return self.model_copy(update={"data": data, "sweep": section})
+
     def with_prepared(self, prepared: Path | str) -> "SweepConfig":
         """The same sweep on another prepared corpus (the CLI's --prepared)."""
         data = self.data.model_copy(update={"prepared": Path(prepared).expanduser().resolve()})
