@@ -273,10 +273,11 @@ def trained_split_features(cfg: TrainConfig, corpus: CorpusLike,
 def trained_split_inputs(cfg: TrainConfig, corpus: CorpusLike, split: str = "test"
                          ) -> tuple[SplitFeatures | RowFeatures, Tensor | None, RowFeatures | None]:
     """(normalised features, frame counts or None, a fused model's functionals or None) of one
-    split's rows, in the protocol's row order, exactly as a trial trained with `cfg` saw them, set up on CPU. A checkpoint stores only
-    the global normaliser; with normalization = "speaker" each row was standardised by its
-    speaker's statistics over the trial's own splits, which are refit here the way training
-    fitted them (prepare_trial itself), so a reader of a checkpoint never re-implements that."""
+    split's rows, in the protocol's row order, exactly as a trial trained with `cfg` saw them, set
+    up on CPU. A checkpoint stores only the global normaliser; with normalization = "speaker"
+    each row was standardised by its speaker's statistics over the trial's own splits, which are
+    refit here the way training fitted them (prepare_trial itself), so a reader of a checkpoint
+    never re-implements that."""
     # fastpath off: its malloc tuning is for a training process, and it changes no feature maths
     data = prepare_trial(cfg.model_copy(update={"device": "cpu", "fastpath": False}), corpus)
     if split not in data.feats:
