@@ -22,6 +22,7 @@ except ImportError:
 from search.results.schema import config_key  # noqa: E402
 from ser_core.augment import mixup  # noqa: E402
 from ser_core.config import TrainConfig  # noqa: E402
+from config_helpers import train_config  # noqa: E402
 from ser_core.corpus import PreparedCorpus  # noqa: E402
 from ser_core.cost import measure_cost  # noqa: E402
 from ser_core.models import FusedClassifier  # noqa: E402
@@ -37,12 +38,7 @@ def _config(prepared, **over) -> TrainConfig:
     raw = {"data": {"prepared": str(prepared), "fold": 0}, "device": "cpu", "normalization": "speaker",
            "model": {**TINY, "fuse_functionals": "egemaps", "fuse_hidden": 16},
            "optim": {"lr": 3e-3, "epochs": 3, "batch_size": 16}}
-    for key, value in over.items():
-        if isinstance(value, dict):
-            raw.setdefault(key, {}).update(value)
-        else:
-            raw[key] = value
-    return TrainConfig.model_validate(raw)
+    return train_config(raw, **over)
 
 
 def test_configurations_without_fusion_keep_their_config_key():

@@ -20,6 +20,7 @@ except ImportError:
     pytest.skip("transformers not installed: pip install 'ser-search[ssl]'", allow_module_level=True)
 
 from ser_core.config import TrainConfig  # noqa: E402
+from config_helpers import train_config  # noqa: E402
 from ser_core.corpus import PreparedCorpus  # noqa: E402
 from ser_core.feature_cache import corpus_identity  # noqa: E402
 from ser_core.features import FrontendConfig, num_frames  # noqa: E402
@@ -46,12 +47,7 @@ def _config(prepared, encoder, **over) -> TrainConfig:
     raw = {"data": {"prepared": str(prepared), "fold": 0}, "device": "cpu",
            "frontend": {"kind": "ssl", "ssl_model": encoder}, "model": {"name": "mlp", "embed_dim": 32},
            "normalization": "speaker", "optim": {"name": "adam", "lr": 0.003, "epochs": 3, "class_weights": "balanced"}}
-    for key, value in over.items():
-        if isinstance(value, dict):
-            raw.setdefault(key, {}).update(value)
-        else:
-            raw[key] = value
-    return TrainConfig.model_validate(raw)
+    return train_config(raw, **over)
 
 
 def _by_hand(encoder, wave: np.ndarray) -> np.ndarray:
