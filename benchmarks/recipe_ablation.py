@@ -195,6 +195,7 @@ def run(prepared: Path, results: Path, name: str, arms: dict[str, dict[str, Any]
     from search.driver.confirm import check_confirmation_splits  # noqa: PLC0415
     from search.driver.run_record import check_existing  # noqa: PLC0415
     from search.driver.session import corpora_of, prepared_id_of, run_config, start  # noqa: PLC0415
+    from search.results import ResultsStore  # noqa: PLC0415
     from search.results.location import TUNE_DIR  # noqa: PLC0415
     from search.worker.trainable import make_trainable  # noqa: PLC0415
 
@@ -220,6 +221,11 @@ def run(prepared: Path, results: Path, name: str, arms: dict[str, dict[str, Any]
     print(f"ablation {name}{' (resumed)' if resume else ''}: {len(arms)} arms x {len(seeds)} seeds x {len(folds)} folds = {len(units)} runs; "
           f"results in {run_dir}", file=sys.stderr, flush=True)
     keep_latest_checkpoints(tuner.fit())
+    if not resume:
+        recorder.close()
+    # the rows still in part files become the tables' files, as run_confirm does: pandas, DuckDB
+    # or Polars reading trials.parquet would otherwise miss the last runs' rows
+    ResultsStore(str(results), name).compact()
 
 
 def arm_of_rows(trials: Any, arms: dict[str, dict[str, Any]]) -> Any:

@@ -166,3 +166,8 @@ def test_a_batch_runs_on_a_real_local_ray_as_confirmation_runs_of_its_lineage(sm
     trials = read_trials(tmp_path / "abl-confirm")
     assert sorted(trials["fold"]) == [0, 1] and set(trials["status"]) == {"completed"}
     assert set(trials["stage"]) == {"confirm"} and set(trials["source_sweep"]) == {"abl"}
+    # the tables are whole files when the batch returns, as other tools read them
+    assert not list((tmp_path / "abl-confirm").glob("parts/*/*.parquet"))
+    whole = pd.read_parquet(tmp_path / "abl-confirm" / "trials.parquet")
+    assert sorted(whole["trial_id"]) == sorted(trials["trial_id"])
+    assert len(pd.read_parquet(tmp_path / "abl-confirm" / "epochs.parquet")) == 2 * 2  # 2 runs x 2 epochs
